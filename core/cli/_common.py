@@ -1,0 +1,66 @@
+"""Pieces several CLI commands share: dataset arguments, progress bars, problem printing."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from typing import Iterator
+
+from tqdm import tqdm
+
+from ..datasets import DEFAULT_MAX_BYTES, Dataset, Problem, load_dataset
+
+MAX_PROBLEMS_SHOWN = 20
+
+
+def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workspace", default=None,
+                   help="cache and scratch folder (default: $CORESET_STUDIO_HOME or the user cache dir)")
+    p.add_argument("--max-archive-bytes", type=int, default=DEFAULT_MAX_BYTES,
+                   help="refuse zip archives that unpack to more than this many bytes (default 4 GiB)")
+
+
+def print_problems(problems: list[Problem], what: str) -> None:
+    """Print up to MAX_PROBLEMS_SHOWN problem rows to stderr, then a count of the rest."""
+    if not problems:
+        return
+    print(f"{len(problems)} {what}:", file=sys.stderr)
+    for p in problems[:MAX_PROBLEMS_SHOWN]:
+        print(f"  [{p.severity}] {p.location}: {p.reason}", file=sys.stderr)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        print(f"  ... and {len(problems) - MAX_PROBLEMS_SHOWN} more", file=sys.stderr)
+
+
+def load_dataset_verbose(args: argparse.Namespace) -> Dataset:
+    """Load ``args.data`` with a progress bar; print its summary and problem report."""
+    with tqdm(desc="checking images", unit="img", file=sys.stderr, leave=False) as bar:
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        dataset = load_dataset(args.data, workspace=args.workspace, max_archive_bytes=args.max_archive_bytes,
+                               progress=progress)
+    print(dataset.summary(), file=sys.stderr)
+    print_problems(dataset.problems, "dataset problem(s)")
+    return dataset
+
+
+@contextlib.contextmanager
+def tqdm_model_progress() -> Iterator:
+    """A ``progress(model, done, total)`` callback drawing one tqdm bar per model."""
+    bars: dict[str, tqdm] = {}
+
+    def progress(model: str, done: int, total: int) -> None:
+        bar = bars.get(model)
+        if bar is None:
+            bar = bars[model] = tqdm(total=total, desc=f"embedding {model}", unit="img", file=sys.stderr)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        yield progress
+    finally:
+        for bar in bars.values():
+            bar.close()
