@@ -1,0 +1,145 @@
+"""``coreset-studio select``: score and select a subset from a features file.
+
+Writes into ``--out DIR``:
+
+* ``scores.csv``: one row per pool sample: index (row of the features file), path (empty
+  when unknown), label, every score the method computed, selected, order (-1 if not kept);
+* ``subset.csv``: ``path,label`` of the kept rows, in selection order;
+* ``selection.json``: provenance: the features file (path, meta, rows, pool), method,
+  parameters, fraction, budget strategy and table, seed, selected rows, versions, timing.
+
+Text cells starting with ``= + - @`` are prefixed with ``'`` (CSV formula injection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SelectionInputError
+from ..features import load_features
+from ..workspace import atomic_write_text
+from ..selection import BUDGET_STRATEGIES, get_selector, list_selectors, run_selection
+from ..selection.result import escape_csv_frame
+
+
+def _methods_epilog() -> str:
+    lines = ["methods and their --param names (default):"]
+    for name in list_selectors():
+        spec = get_selector(name)
+        params = ", ".join(f"{i.name}={i.default!r}" for i in spec.params_cls.describe()) or "(none)"
+        lines.append(f"  {name:18s} {spec.summary}")
+        lines.append(f"  {'':18s} params: {params}")
+    lines += [
+        "",
+        "budgets: paper = round-half-even(p*N_c) per class; proportional / uniform / difficulty (NUCS)",
+        "keep round(p*N) in total; manual reads --budget-counts CSV (class,count).",
+        "",
+        "pool: if FEATURES has a 'split' array with 'train' rows, only those rows are selected from;",
+        "otherwise all rows. Indices in the outputs are rows of FEATURES.",
+    ]
+    return "\n".join(lines)
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "select",
+        help="score the samples of a features file and keep a fraction of each class",
+        description="Score the samples of a features file (from `coreset-studio embed`, or any npz with "
+                    "feat_<model> arrays and labels) and keep a fraction of each class.",
+        epilog=_methods_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("features", metavar="FEATURES", help="features .npz (feat_<model> arrays, labels, optional paths/split/meta)")
+    p.add_argument("--method", default="ram_apl", choices=list_selectors(), help="selector (default: ram_apl)")
+    p.add_argument("--fraction", type=float, required=True, help="fraction p in (0, 1] of the pool to keep")
+    p.add_argument("--budget", default="paper", choices=BUDGET_STRATEGIES, help="class budget strategy (default: paper)")
+    p.add_argument("--budget-counts", metavar="CSV", help="class,count CSV for --budget manual")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
+    p.add_argument("--models", help="comma-separated models to use (default: all feat_* arrays)")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="selector parameter, repeatable, e.g. --param a=0.2 --param normalize=l2")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N, mps")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
+    p.set_defaults(func=run)
+    return p
+
+
+def parse_params(items: list[str], method: str) -> dict[str, str]:
+    """``["a=0.2", "k=1"]`` -> ``{"a": "0.2", "k": "1"}`` (values are parsed by the params class)."""
+    allowed = ", ".join(get_selector(method).params_cls.names()) or "(none)"
+    out: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise SelectionInputError(f"--param {item!r} must look like NAME=VALUE; parameters of {method}: {allowed}.")
+        out[name] = value
+    return out
+
+
+def provenance_json(d: dict) -> str:
+    """JSON with one top-level key per line and compact values (long index lists stay one line)."""
+    items = [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False, default=str)}" for k, v in d.items()]
+    return "{\n" + ",\n".join(items) + "\n}\n"
+
+
+def selection_pool(fs) -> tuple[np.ndarray | None, str]:
+    """The rows to select from: those with split ``train`` when the file has them, else all."""
+    if fs.split is not None and np.any(fs.split == "train"):
+        return fs.split == "train", "rows with split == 'train'"
+    return None, "all rows"
+
+
+def write_selection_outputs(out: str | Path, result, fs, *, features_path: str | Path | None, pool_desc: str,
+                            extra: dict | None = None) -> list[Path]:
+    """Write ``scores.csv``, ``subset.csv`` and ``selection.json`` into ``out`` (atomically).
+
+    ``fs`` is the feature set the selection ran on (for paths and provenance); ``extra``
+    is merged into ``selection.json``. Returns the paths written.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    scores = result.table.copy()
+    paths = fs.paths[scores["index"].to_numpy()] if fs.paths is not None else np.full(len(scores), "", dtype=object)
+    scores.insert(1, "path", paths)
+    atomic_write_text(out / "scores.csv", escape_csv_frame(scores).to_csv(index=False))
+
+    kept = scores.set_index("index").loc[result.selected, ["path", "label"]]
+    atomic_write_text(out / "subset.csv", escape_csv_frame(kept).to_csv(index=False))
+
+    provenance = {
+        "features": {
+            "path": str(Path(features_path).resolve()) if features_path else None,
+            "meta": fs.meta,
+            "n_rows": len(fs),
+            "models_available": fs.models,
+            "pool": pool_desc,
+            "n_pool": int(len(scores)),
+        },
+        **result.to_dict(include_table=False),
+        "outputs": {"scores": "scores.csv", "subset": "subset.csv"},
+        **(extra or {}),
+    }
+    atomic_write_text(out / "selection.json", provenance_json(provenance))
+    return [out / "scores.csv", out / "subset.csv", out / "selection.json"]
+
+
+def run(args: argparse.Namespace) -> int:
+    params = parse_params(args.param, args.method)
+    fs = load_features(args.features)
+    pool, pool_desc = selection_pool(fs)
+    result = run_selection(
+        args.method, fs.features, fs.labels, args.fraction, budget=args.budget, seed=args.seed,
+        models=args.models, budget_counts=args.budget_counts, pool=pool, device=args.device, **params,
+    )
+    written = write_selection_outputs(
+        args.out, result, fs, features_path=args.features, pool_desc=pool_desc,
+        extra={"budget_counts": str(args.budget_counts) if args.budget_counts else None},
+    )
+    print(f"{args.method}: kept {result.n_selected} of {len(result.table)} samples ({pool_desc}) "
+          f"in {result.timing_s['total']:.2f} s; wrote {', '.join(str(w) for w in written)}")
+    return 0

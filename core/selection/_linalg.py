@@ -1,0 +1,297 @@
+"""Chunked torch helpers: class means, distances to class means, ranks, cosine similarity.
+
+Conventions used throughout :mod:`core.selection`:
+
+* ``X`` is a float32 ``numpy`` array ``[N, D]`` (one model's raw features). It is wrapped
+  with :func:`torch.from_numpy` (no copy) and processed in chunks of rows, so the only
+  large allocations are ``O(chunk * (D + C))``; nothing ``N x C`` or ``N x N`` is formed.
+* ``codes`` is an int64 tensor ``[N]``: the class of each row as an index ``0..C-1``
+  into the sorted class labels.
+* Distances are Euclidean (L2) distances in the units of the features; a name ending in
+  ``_sq`` holds a squared distance.
+* ``normalize="l2"`` divides every row by its L2 norm (clamped at ``1e-12``) on the fly,
+  chunk by chunk, so no normalised copy of the features is kept.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Callable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+from ..errors import SelectionInputError
+
+#: Upper bound on the bytes of the temporaries one chunk may allocate. Small on purpose:
+#: temporaries above ~32 MB are fresh pages from the OS at every chunk (page faults), and
+#: the direct own-mean distance runs ~2.5x slower than with 16 MB chunks on the 2-core box.
+CHUNK_BYTES = 16 * 2**20
+#: Smallest positive norm used when L2-normalising (a zero row stays zero).
+NORM_EPS = 1e-12
+#: float32 unit round-off (2**-24).
+_U32 = 2.0**-24
+#: Fewest rows per worker thread of a chunked pass.
+MIN_ROWS_PER_WORKER = 4096
+
+T = TypeVar("T")
+
+
+@contextmanager
+def torch_threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (unchanged if None); restores the count."""
+    if n is None:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def cpu_pool() -> ThreadPoolExecutor:
+    """The shared worker threads of the chunked passes (created on first use)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="coreset-select")
+    return _POOL
+
+
+def parallel_map(fn: Callable[..., T], items: list, workers: int) -> list[T]:
+    """``[fn(item) for item in items]`` on ``workers`` threads, each with one torch thread."""
+    workers = max(1, min(workers, len(items)))
+    if workers == 1:
+        return [fn(item) for item in items]
+    with torch_threads(1):
+        return list(cpu_pool().map(fn, items))
+
+
+def run_row_ranges(n_rows: int, device: torch.device, fn: Callable[[int, int], T], align: int = 1) -> list[T]:
+    """Call ``fn(start, stop)`` on contiguous row ranges covering ``0..n_rows``.
+
+    Range boundaries are multiples of ``align`` (pass the chunk size so that the chunk grid,
+    hence every float32 partial sum, is the same whatever the number of workers).
+
+    On the CPU the rows are split into ``torch.get_num_threads()`` ranges run by as many
+    Python threads, each with one torch intra-op thread (torch releases the GIL inside its
+    kernels). Compared with one thread driving multi-threaded ops, this has no per-op
+    thread barrier, which matters on a busy machine (OpenMP workers spin while a core is
+    taken by another process). ``fn`` must write only its own rows.
+    """
+    workers = torch.get_num_threads() if device.type == "cpu" else 1
+    n_blocks = -(-n_rows // align)
+    workers = max(1, min(workers, n_rows // MIN_ROWS_PER_WORKER, n_blocks))
+    if workers == 1:
+        return [fn(0, n_rows)]
+    bounds = np.minimum(np.linspace(0, n_blocks, workers + 1).astype(int) * align, n_rows)
+    return parallel_map(lambda i: fn(int(bounds[i]), int(bounds[i + 1])), list(range(workers)), workers)
+
+
+def rows_per_chunk(bytes_per_row: int, n_rows: int, chunk_bytes: int | None = None) -> int:
+    """Rows per chunk so that ``rows * bytes_per_row <= chunk_bytes`` (default :data:`CHUNK_BYTES`;
+    at least 1, at most N)."""
+    budget = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+    return int(max(1, min(max(n_rows, 1), budget // max(1, bytes_per_row))))
+
+
+def iter_chunks(n_rows: int, rows: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """Yield ``(s, e)`` row ranges covering ``start..n_rows`` in steps of ``rows``."""
+    for s in range(start, n_rows, rows):
+        yield s, min(n_rows, s + rows)
+
+
+def as_tensor(x: np.ndarray) -> torch.Tensor:
+    """Wrap a float32 C-contiguous array as a CPU tensor without copying (copy otherwise)."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def l2_normalize_rows(t: torch.Tensor) -> torch.Tensor:
+    """Return ``t / max(||t_i||_2, 1e-12)`` row-wise (new tensor)."""
+    return t / torch.linalg.vector_norm(t, dim=1, keepdim=True).clamp_min(NORM_EPS)
+
+
+def load_rows(xt: torch.Tensor, start: int, stop: int, device: torch.device, normalize: str) -> torch.Tensor:
+    """Rows ``start:stop`` of ``xt`` on ``device``, L2-normalised if ``normalize == "l2"``."""
+    chunk = xt[start:stop]
+    if chunk.device != device:
+        chunk = chunk.to(device, non_blocking=True)
+    if normalize == "l2":
+        chunk = l2_normalize_rows(chunk)
+    return chunk
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    """Raise :class:`SelectionInputError` if ``x`` holds NaN or +-inf (names the first bad row).
+
+    Fast path: a chunk whose sum is finite has only finite entries (a NaN or inf makes any
+    sum NaN or inf); only a chunk whose sum is not finite (which includes a float32 overflow
+    of finite values) is inspected element-wise.
+    """
+    xt = as_tensor(x) if x.dtype == np.float32 else torch.from_numpy(np.ascontiguousarray(x))
+    n = xt.shape[0]
+    d = xt.shape[1] if xt.ndim == 2 else 1
+    rows = rows_per_chunk(4 * d, n)
+
+    def first_bad(start: int, stop: int) -> int | None:
+        for s, e in iter_chunks(stop, rows, start):
+            chunk = xt[s:e]
+            if math.isfinite(float(chunk.sum())):
+                continue
+            bad = ~torch.isfinite(chunk)
+            if bool(bad.any()):
+                return int(torch.nonzero(bad.reshape(e - s, -1).any(dim=1))[0, 0]) + s
+        return None
+
+    bad_rows = [r for r in run_row_ranges(n, torch.device("cpu"), first_bad, align=rows) if r is not None]
+    if bad_rows:
+        row = min(bad_rows)
+        raise SelectionInputError(
+            f"Features of model {name!r} contain NaN or infinite values (first at row {row}); "
+            "re-embed the images or drop those rows."
+        )
+
+
+def class_means(
+    xt: torch.Tensor, codes: torch.Tensor, n_classes: int, *, normalize: str = "none",
+    device: torch.device = torch.device("cpu"),
+) -> torch.Tensor:
+    """Mean feature vector of every class: float64 ``[C, D]`` on ``device``.
+
+    ``mu_c = (1 / N_c) * sum_{i: code_i = c} x_i`` (``x_i`` L2-normalised first if asked).
+    Each chunk is summed per class in float32 with ``index_add_`` and the chunk sums are
+    accumulated in float64.
+    """
+    n, d = xt.shape
+    # at least 16 rows per class per chunk, so that flushing the [C, D] partial sums stays cheap
+    rows = min(max(n, 1), max(rows_per_chunk(4 * d * 2, n), 16 * n_classes))
+
+    def partial_sums(start: int, stop: int) -> torch.Tensor:
+        sums = torch.zeros(n_classes, d, dtype=torch.float64, device=device)
+        part = torch.empty(n_classes, d, dtype=torch.float32, device=device)
+        for s, e in iter_chunks(stop, rows, start):
+            part.zero_()
+            part.index_add_(0, codes[s:e].to(device), load_rows(xt, s, e, device, normalize))
+            sums += part
+        return sums
+
+    sums = sum(run_row_ranges(n, device, partial_sums, align=rows))
+    counts = torch.from_numpy(np.bincount(codes.numpy(), minlength=n_classes)).to(device=device, dtype=torch.float64)
+    return sums / counts.clamp_min(1).unsqueeze(1)
+
+
+def distances_to_class_means(
+    xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *, normalize: str = "none",
+    device: torch.device = torch.device("cpu"), want_nearest: bool = True, want_other: bool = False,
+) -> dict[str, torch.Tensor | int]:
+    """Distances of every row to its own class mean and the nearest class mean.
+
+    Args:
+        xt: features ``[N, D]`` (float32 CPU tensor, usually a view of the numpy array).
+        codes: int64 ``[N]`` class index of each row.
+        means: float64 ``[C, D]`` class means (from :func:`class_means`, same ``normalize``).
+        want_nearest: compute ``nearest`` = argmin_c ||x_i - mu_c|| (first c on ties).
+        want_other: compute ``other`` = min_{c != code_i} ||x_i - mu_c|| (inf if C == 1).
+
+    Returns a dict of CPU tensors ``own`` (float32 ``[N]``, ``||x_i - mu_{code_i}||``),
+    ``nearest`` (int64 ``[N]``), ``other`` (float32 ``[N]``) and the int ``n_refined``.
+
+    Precision: ``own`` is computed directly from ``x_i - mu_c`` in float32 (no cancellation).
+    The nearest mean uses the expansion ``||mu_c||^2 - 2 x.mu_c`` (``||x||^2`` is the same for
+    every c) as one float32 matmul per chunk; a row whose best and second-best values are
+    closer than ``4 sqrt(D) u (max||mu||^2 + 2 ||x|| max||mu||)`` (u = 2^-24, a bound on
+    the float32 rounding) is recomputed in float64, so ties and near-ties resolve to the
+    same class as an exact computation (first class index on exact ties).
+    ``other`` uses ``||x - mu_c||^2 = own^2 + (v_c - v_own)`` with the float32 ``v`` values.
+    """
+    n, d = xt.shape
+    n_classes = means.shape[0]
+    mu32 = means.to(torch.float32)
+    mu_sq64 = (means * means).sum(dim=1)
+    mu_sq = mu_sq64.to(torch.float32)
+    mu_norm = mu_sq64.sqrt().to(torch.float32)
+    mu_norm_max = float(mu_sq64.max().sqrt()) if n_classes else 0.0
+    gamma = 4.0 * math.sqrt(d) * _U32
+    need_matmul = (want_nearest or want_other) and n_classes > 1
+    rows = rows_per_chunk(4 * (2 * d + 3 * n_classes), n)
+
+    own = torch.empty(n, dtype=torch.float32)
+    nearest = torch.zeros(n, dtype=torch.int64) if want_nearest else None
+    other = torch.full((n,), float("inf"), dtype=torch.float32) if want_other else None
+
+    def process(start: int, stop: int) -> int:
+        """Rows ``start..stop``: writes their slices of the outputs, returns the rows refined."""
+        n_refined = 0
+        for s, e in iter_chunks(stop, rows, start):
+            xc = load_rows(xt, s, e, device, normalize)
+            cc = codes[s:e].to(device)
+            diff = mu32.index_select(0, cc)
+            own_c = torch.linalg.vector_norm(diff.sub_(xc), dim=1)  # in place: one [b, D] temporary
+            del diff
+            own[s:e] = own_c.cpu()
+            if not need_matmul:
+                continue
+            vals = xc @ mu32.T  # [b, C]
+            vals.mul_(-2.0).add_(mu_sq)  # v_c = ||mu_c||^2 - 2 x.mu_c = ||x - mu_c||^2 - ||x||^2
+            v_own = vals.gather(1, cc.unsqueeze(1)).squeeze(1)
+            if want_nearest:
+                v1, i1 = vals.min(dim=1)
+                vals.scatter_(1, i1.unsqueeze(1), float("inf"))
+                v2 = vals.min(dim=1).values
+                vals.scatter_(1, i1.unsqueeze(1), v1.unsqueeze(1))
+                x_norm = own_c + mu_norm.index_select(0, cc)  # >= ||x|| (triangle inequality)
+                tol = gamma * (mu_norm_max**2 + 2.0 * x_norm * mu_norm_max)
+                close = torch.nonzero((v2 - v1) <= tol).squeeze(1)
+                if close.numel():
+                    exact = mu_sq64.unsqueeze(0) - 2.0 * (xc.index_select(0, close).to(torch.float64) @ means.T)
+                    i1[close] = exact.argmin(dim=1)
+                    n_refined += int(close.numel())
+                nearest[s:e] = i1.cpu()
+            if want_other:
+                vals.scatter_(1, cc.unsqueeze(1), float("inf"))
+                v_other = vals.min(dim=1).values
+                other[s:e] = (own_c * own_c + (v_other - v_own)).clamp_min(0.0).sqrt().cpu()
+        return n_refined
+
+    n_refined = sum(run_row_ranges(n, device, process, align=rows))
+    return {"own": own, "nearest": nearest, "other": other, "n_refined": n_refined}
+
+
+def sort_by_class_then_value(values, codes) -> np.ndarray:
+    """Permutation (int64) ordering rows by (class code, value, row index), all ascending.
+
+    Two stable numpy sorts: by value, then by class (equal values keep row order). numpy's
+    single-threaded sorts are used on purpose: torch's parallel sort is slower here.
+    """
+    values = values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    codes = codes.numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    by_value = np.argsort(values, kind="stable")
+    return by_value[np.argsort(codes[by_value], kind="stable")].astype(np.int64, copy=False)
+
+
+def ranks_within_class(values, codes, offsets) -> np.ndarray:
+    """Rank of each row among the rows of its class by ascending value (0 = smallest).
+
+    Ties are broken by row index. ``offsets[c]`` is the number of rows of classes ``< c``.
+    Returns int64 ``[N]``.
+    """
+    codes = codes.numpy() if isinstance(codes, torch.Tensor) else np.asarray(codes)
+    offsets = offsets.numpy() if isinstance(offsets, torch.Tensor) else np.asarray(offsets)
+    perm = sort_by_class_then_value(values, codes)
+    ranks = np.empty(len(perm), dtype=np.int64)
+    ranks[perm] = np.arange(len(perm), dtype=np.int64) - offsets[codes[perm]]
+    return ranks
+
+
+def cosine_similarity_shifted(xn: torch.Tensor, yn: torch.Tensor | None = None) -> torch.Tensor:
+    """``s_ij = (1 + cos(x_i, y_j)) / 2`` in [0, 1] for L2-normalised rows (``y = x`` if None)."""
+    yn = xn if yn is None else yn
+    sim = xn @ yn.T
+    return sim.add_(1.0).mul_(0.5)

@@ -1,0 +1,202 @@
+"""The one entry point: :func:`run_selection` (input checks, budgets, selector, result)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import __version__ as core_version
+from ..devices import resolve_device
+from ..errors import SelectionInputError
+from ._linalg import check_finite
+from .budgets import BUDGET_STRATEGIES, budget_table, plan_budgets
+from .registry import SelectionData, get_selector
+from .result import SelectionResult
+
+
+def versions() -> dict[str, str]:
+    """Versions recorded in every result."""
+    return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
+            "pandas": pd.__version__, "core": core_version}
+
+
+def check_fraction(fraction: Any) -> float:
+    """``fraction`` as a float in (0, 1], else :class:`SelectionInputError`."""
+    if isinstance(fraction, bool):
+        raise SelectionInputError(f"fraction must be a number in (0, 1], got {fraction!r}.")
+    try:
+        p = float(fraction)
+    except (TypeError, ValueError):
+        raise SelectionInputError(f"fraction must be a number in (0, 1], got {fraction!r}.") from None
+    if not (0.0 < p <= 1.0):  # also rejects NaN
+        raise SelectionInputError(f"fraction must be in (0, 1] (e.g. 0.1 keeps 10 %), got {fraction!r}.")
+    return p
+
+
+def normalize_labels(labels: Any) -> np.ndarray:
+    """Labels as a 1-D int64 array (integer labels) or str array (anything else)."""
+    lab = np.asarray(labels)
+    if lab.ndim != 1:
+        raise SelectionInputError(f"labels must be 1-D, got shape {lab.shape}.")
+    kind = lab.dtype.kind
+    if kind in "biu":
+        return lab.astype(np.int64)
+    if kind == "f":
+        if not np.all(np.isfinite(lab)) or not np.all(lab == np.round(lab)):
+            raise SelectionInputError("labels must be integers or strings; got non-integer floats (or NaN).")
+        return lab.astype(np.int64)
+    if kind == "O":
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in lab.tolist()):
+            return lab.astype(np.int64)
+        if any(v is None for v in lab.tolist()):
+            raise SelectionInputError("labels contain None; every sample needs a class label.")
+    return lab.astype(str)
+
+
+def _resolve_models(features: Mapping[str, Any], models: str | Sequence[str] | None) -> list[str]:
+    if not isinstance(features, Mapping) or not features:
+        raise SelectionInputError("features must be a non-empty dict {model name: array [N, D]}.")
+    available = list(features)
+    if models is None or models == "" or (not isinstance(models, str) and len(models) == 0):
+        return available
+    names = [m.strip() for m in models.split(",")] if isinstance(models, str) else [str(m) for m in models]
+    for name in names:
+        if name not in features:
+            raise SelectionInputError(f"Model {name!r} is not in the features; available: {', '.join(available)}.")
+    if len(set(names)) != len(names):
+        raise SelectionInputError(f"Model list {names} names a model twice.")
+    return names
+
+
+def _resolve_pool(pool: Any, n: int) -> np.ndarray | None:
+    """Sorted unique row indices of the pool, or None for all rows."""
+    if pool is None:
+        return None
+    arr = np.asarray(pool)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise SelectionInputError(f"pool mask has shape {arr.shape} but there are {n} rows.")
+        idx = np.flatnonzero(arr)
+    else:
+        if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+            raise SelectionInputError("pool must be a boolean mask or a 1-D array of row indices.")
+        idx = np.unique(arr.astype(np.int64))
+        if len(idx) != len(arr):
+            raise SelectionInputError("pool lists a row twice.")
+        if idx.size and (idx[0] < 0 or idx[-1] >= n):
+            raise SelectionInputError(f"pool indices must be in [0, {n}).")
+    if idx.size == 0:
+        raise SelectionInputError("The selection pool is empty (no rows to select from).")
+    return None if idx.size == n else idx.astype(np.int64)
+
+
+def run_selection(
+    method: str,
+    features: Mapping[str, np.ndarray],
+    labels: Any,
+    fraction: float,
+    *,
+    budget: str = "paper",
+    seed: int = 0,
+    models: str | Sequence[str] | None = None,
+    budget_counts: Mapping | str | os.PathLike | None = None,
+    pool: np.ndarray | None = None,
+    device: str | torch.device = "auto",
+    **params: Any,
+) -> SelectionResult:
+    """Select ``fraction`` of the samples with ``method`` and the ``budget`` strategy.
+
+    Args:
+        method: a registered selector (:func:`list_selectors`): ``ram_apl``, ``min``,
+            ``moderate_ds``, ``kcenter``, ``herding``, ``facility_location``,
+            ``graph_cut``, ``random``.
+        features: model name -> array ``[N, D_m]`` (raw embeddings; cast to float32).
+        labels: ``[N]`` class labels (integers or strings).
+        fraction: p in (0, 1].
+        budget: class budget strategy (:data:`BUDGET_STRATEGIES`), default ``paper``.
+        seed: seed of every random choice (non-negative integer).
+        models: the models to use (names or ``"a,b"``), default all, in the dict's order.
+        budget_counts: per-class counts for the ``manual`` budget (dict or CSV path).
+        pool: rows to select from (bool mask or indices); default all. Indices in the
+            result always refer to rows of ``features``.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ...
+        **params: the selector's parameters (values or strings), see its params class.
+
+    Returns:
+        a :class:`SelectionResult`.
+
+    Raises:
+        SelectionInputError: fraction outside (0, 1]; NaN/inf features; arrays of
+            different lengths; unknown model, method, parameter or budget; no samples.
+    """
+    t0 = time.perf_counter()
+    spec = get_selector(method)
+    sel_params = spec.make_params(params)
+    p = check_fraction(fraction)
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise SelectionInputError(f"seed must be a non-negative integer, got {seed!r}.")
+    if budget not in BUDGET_STRATEGIES:
+        raise SelectionInputError(f"Unknown budget strategy {budget!r}; available: {', '.join(BUDGET_STRATEGIES)}.")
+    names = _resolve_models(features, models)
+    lab = normalize_labels(labels)
+    n = len(lab)
+    if n < 1:
+        raise SelectionInputError("There are no samples to select from (0 labels).")
+    feats: dict[str, np.ndarray] = {}
+    for name in names:
+        x = np.asarray(features[name])
+        if x.ndim != 2:
+            raise SelectionInputError(f"Features of model {name!r} must be 2-D [N, D], got shape {x.shape}.")
+        if x.shape[0] != n:
+            raise SelectionInputError(
+                f"Features of model {name!r} have {x.shape[0]} rows but there are {n} labels; arrays must have equal length."
+            )
+        if x.shape[1] < 1:
+            raise SelectionInputError(f"Features of model {name!r} have no columns.")
+        if x.dtype.kind not in "fiub":
+            raise SelectionInputError(f"Features of model {name!r} must be numbers, got dtype {x.dtype}.")
+        feats[name] = np.ascontiguousarray(x, dtype=np.float32)
+    pool_idx = _resolve_pool(pool, n)
+    if pool_idx is not None:
+        feats = {k: v[pool_idx] for k, v in feats.items()}
+        lab = lab[pool_idx]
+    for name, x in feats.items():
+        check_finite(x, name)
+    dev = resolve_device(device)
+    data = SelectionData.build(feats, lab, p, int(seed), dev)
+
+    t1 = time.perf_counter()
+    plan = plan_budgets(budget, data, counts=budget_counts)
+    budgets = plan.budgets
+    if np.any(budgets < 0) or np.any(budgets > data.sizes):  # pragma: no cover - strategy bug
+        raise RuntimeError(f"budget strategy {budget!r} returned budgets outside [0, class size]")
+    t2 = time.perf_counter()
+    out = spec.fn(data, budgets, sel_params)
+    t3 = time.perf_counter()
+
+    order = np.asarray(out.order, dtype=np.int64)
+    kept = np.bincount(data.codes[order], minlength=data.n_classes) if order.size else np.zeros(data.n_classes, np.int64)
+    if len(np.unique(order)) != len(order) or not np.array_equal(kept, budgets):  # pragma: no cover
+        raise RuntimeError(f"selector {method!r} did not return exactly the budgeted unique rows")
+    position = np.full(data.n, -1, dtype=np.int64)
+    position[order] = np.arange(len(order), dtype=np.int64)
+    row_index = np.arange(n, dtype=np.int64) if pool_idx is None else pool_idx
+    columns: dict[str, Any] = {"index": row_index, "label": lab}
+    columns.update(out.columns)
+    columns.update(plan.columns)
+    columns["selected"] = position >= 0
+    columns["order"] = position
+    table = pd.DataFrame(columns)
+    t4 = time.perf_counter()
+    return SelectionResult(
+        method=method, params=sel_params.to_dict(), fraction=p, budget=budget,
+        budget_table=budget_table(data.classes, data.sizes, budgets, kept, plan.class_columns),
+        seed=int(seed), models=names, selected=row_index[order], table=table, versions=versions(),
+        timing_s={"budget": t2 - t1, "select": t3 - t2, "total": t4 - t0}, device=str(dev),
+    )

@@ -1,0 +1,223 @@
+"""Typed, validated parameters of every selector (one frozen dataclass per method).
+
+The app builds its form from :meth:`SelectorParams.describe`; the CLI parses
+``--param name=value`` strings with :meth:`SelectorParams.from_mapping`, which converts
+each value by the field's type and raises :class:`SelectionInputError` naming the bad
+parameter and the allowed ones. Ranges are declared once, in the field metadata, and
+checked in ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal, Mapping
+
+from ..errors import SelectionInputError
+
+Normalize = Literal["none", "l2"]
+
+
+def param(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
+          exclusive_minimum: bool = False) -> Any:
+    """A dataclass field with a help text and an optional numeric range (inclusive bounds)."""
+    return field(default=default, metadata={
+        "help": help, "minimum": minimum, "maximum": maximum, "exclusive_minimum": exclusive_minimum,
+    })
+
+
+@dataclass(frozen=True)
+class ParamInfo:
+    """What a form needs to render one parameter."""
+
+    name: str
+    type: str  # "float", "int", "str", "bool" or "choice"
+    default: Any
+    help: str
+    choices: tuple[str, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def _coerce(value: Any, tp: Any, name: str, method: str) -> Any:
+    """Convert ``value`` (a string from the CLI or a Python value) to the field type ``tp``."""
+    origin = typing.get_origin(tp)
+    try:
+        if origin is Literal:
+            choices = typing.get_args(tp)
+            text = str(value).strip().lower()
+            if text not in choices:
+                raise ValueError(f"must be one of {', '.join(choices)}")
+            return text
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("must be true or false")
+        if tp is int:
+            if isinstance(value, bool):
+                raise ValueError("must be an integer")
+            if isinstance(value, float):
+                if not value.is_integer():
+                    raise ValueError("must be an integer")
+                return int(value)
+            try:
+                return int(str(value).strip()) if isinstance(value, str) else int(value)
+            except ValueError:
+                raise ValueError("must be an integer") from None
+        if tp is float:
+            if isinstance(value, bool):
+                raise ValueError("must be a number")
+            try:
+                out = float(str(value).strip()) if isinstance(value, str) else float(value)
+            except ValueError:
+                raise ValueError("must be a number") from None
+            if not math.isfinite(out):
+                raise ValueError("must be a finite number")
+            return out
+        if tp is str:
+            return str(value).strip()
+    except (TypeError, ValueError) as exc:
+        raise SelectionInputError(f"Parameter {name!r} of method {method!r}: got {value!r}, {exc}.") from exc
+    raise TypeError(f"unsupported parameter type {tp!r}")  # pragma: no cover - programming error
+
+
+@dataclass(frozen=True)
+class SelectorParams:
+    """Base class of selector parameters: validation, parsing, description, dict round trip."""
+
+    method: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = _coerce(getattr(self, f.name), hints[f.name], f.name, self.method)
+            object.__setattr__(self, f.name, value)
+            lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
+            if lo is not None and (value < lo or (f.metadata.get("exclusive_minimum") and value == lo)):
+                op = ">" if f.metadata.get("exclusive_minimum") else ">="
+                raise SelectionInputError(f"Parameter {f.name!r} of method {self.method!r} must be {op} {lo}, got {value}.")
+            if hi is not None and value > hi:
+                raise SelectionInputError(f"Parameter {f.name!r} of method {self.method!r} must be <= {hi}, got {value}.")
+        self.validate()
+
+    def validate(self) -> None:
+        """Extra cross-field checks (override); ranges are checked from the field metadata."""
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None = None) -> "SelectorParams":
+        """Build from a mapping of names to values or strings; unknown names raise."""
+        values = dict(values or {})
+        allowed = cls.names()
+        unknown = sorted(set(values) - set(allowed))
+        if unknown:
+            raise SelectionInputError(
+                f"Unknown parameter {unknown[0]!r} for method {cls.method!r}; "
+                f"allowed: {', '.join(allowed) if allowed else '(none)'}."
+            )
+        return cls(**values)
+
+    @classmethod
+    def describe(cls) -> list[ParamInfo]:
+        """One :class:`ParamInfo` per field, in declaration order (for forms and --help)."""
+        hints = typing.get_type_hints(cls)
+        infos = []
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if typing.get_origin(tp) is Literal:
+                kind, choices = "choice", tuple(typing.get_args(tp))
+            else:
+                kind, choices = tp.__name__, None
+            infos.append(ParamInfo(f.name, kind, f.default, f.metadata.get("help", ""), choices,
+                                   f.metadata.get("minimum"), f.metadata.get("maximum")))
+        return infos
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_NORMALIZE_HELP = "Row normalisation of each model's features before use: none (raw) or l2."
+_MODEL_HELP = (
+    "Model whose features to use; empty = all selected models (a single model as is, "
+    "several models each L2-normalised per row, then concatenated)."
+)
+
+
+@dataclass(frozen=True)
+class RamAplParams(SelectorParams):
+    """RAM-APL: score = W1(p) RAM + (1 - W1(p)) (1 - APL), W1(p) = a + (1 - a) / (1 + exp(k (p - s)))."""
+
+    method: ClassVar[str] = "ram_apl"
+    a: float = param(0.2, "Floor a of the RAM weight W1(p) (0..1).", minimum=0.0, maximum=1.0)
+    k: float = param(1.0, "Steepness k of the sigmoid in W1(p).")
+    s: float = param(0.5, "Midpoint s (a fraction) of the sigmoid in W1(p).")
+    normalize: Normalize = param("none", _NORMALIZE_HELP)
+
+
+@dataclass(frozen=True)
+class MinParams(SelectorParams):
+    """MIN: closest to the class mean (mean within-class rank over models)."""
+
+    method: ClassVar[str] = "min"
+    normalize: Normalize = param("none", _NORMALIZE_HELP)
+
+
+@dataclass(frozen=True)
+class SingleModelParams(SelectorParams):
+    """Parameters shared by the methods that work in one feature space."""
+
+    model: str = param("", _MODEL_HELP)
+    normalize: Normalize = param("none", _NORMALIZE_HELP + " Only for a single model; a concatenation is always L2.")
+
+
+@dataclass(frozen=True)
+class ModerateDSParams(SingleModelParams):
+    method: ClassVar[str] = "moderate_ds"
+
+
+@dataclass(frozen=True)
+class KCenterParams(SingleModelParams):
+    method: ClassVar[str] = "kcenter"
+
+
+@dataclass(frozen=True)
+class HerdingParams(SingleModelParams):
+    method: ClassVar[str] = "herding"
+
+
+@dataclass(frozen=True)
+class FacilityLocationParams(SelectorParams):
+    """Facility location on shifted cosine similarity s = (1 + cos) / 2."""
+
+    method: ClassVar[str] = "facility_location"
+    model: str = param("", _MODEL_HELP)
+    max_dense: int = param(
+        20000, "Largest class handled exactly with a dense n x n similarity; larger classes are "
+        "split at random into blocks of at most this size (one-round GreeDi).", minimum=2)
+
+
+@dataclass(frozen=True)
+class GraphCutParams(SelectorParams):
+    """Graph cut f(S) = sum_{i in V, j in S} s_ij - lam sum_{i, j in S} s_ij, s = (1 + cos) / 2."""
+
+    method: ClassVar[str] = "graph_cut"
+    model: str = param("", _MODEL_HELP)
+    lam: float = param(0.5, "Redundancy weight lambda (0 = pure representativeness; <= 0.5 keeps f monotone).",
+                       minimum=0.0)
+
+
+@dataclass(frozen=True)
+class RandomParams(SelectorParams):
+    """Uniform sampling without replacement within each class (no parameters)."""
+
+    method: ClassVar[str] = "random"

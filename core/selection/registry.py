@@ -1,0 +1,150 @@
+"""The selector registry: every method by name, with its parameter dataclass.
+
+A selector is a function ``fn(data, budgets, params) -> SelectorOutput`` registered with
+:func:`register_selector`::
+
+    @register_selector("kcenter", KCenterParams, "Farthest-first traversal from a seeded start.")
+    def kcenter(data: SelectionData, budgets: np.ndarray, params: KCenterParams) -> SelectorOutput: ...
+
+``data`` holds the pool's features and its class partition (:class:`SelectionData`),
+``budgets[c]`` is how many rows of class ``c`` to keep (from the budget strategy). The
+function returns the kept rows in selection order and its per-sample score columns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import SelectionInputError
+from .params import SelectorParams
+
+
+@dataclass
+class SelectionData:
+    """The selection pool: features, labels and the class partition.
+
+    Attributes:
+        features: model name -> float32 C-contiguous array ``[N, D_m]`` (pool rows).
+        classes: ``[C]`` sorted distinct labels; class ``c`` is ``classes[c]``.
+        codes: int64 ``[N]``, class index of every row.
+        members: int64 ``[N]``, row indices sorted by (class, row).
+        offsets: int64 ``[C + 1]``; the rows of class ``c`` are ``members[offsets[c]:offsets[c+1]]``.
+        fraction: the fraction p asked for (also used by RAM-APL's weights).
+        seed: the seed; per-class random streams are ``numpy.random.default_rng([seed, c])``.
+        device: torch device for the arithmetic.
+    """
+
+    features: dict[str, np.ndarray]
+    classes: np.ndarray
+    codes: np.ndarray
+    members: np.ndarray
+    offsets: np.ndarray
+    fraction: float
+    seed: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def build(cls, features: dict[str, np.ndarray], labels: np.ndarray, fraction: float, seed: int,
+              device: torch.device | None = None) -> "SelectionData":
+        classes, codes = np.unique(labels, return_inverse=True)
+        codes = codes.astype(np.int64).reshape(-1)
+        members = np.argsort(codes, kind="stable").astype(np.int64)
+        sizes = np.bincount(codes, minlength=len(classes))
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return cls(features, classes, codes, members, offsets, float(fraction), int(seed),
+                   device or torch.device("cpu"))
+
+    @property
+    def n(self) -> int:
+        return len(self.codes)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """int64 ``[C]``: number of rows of each class."""
+        return np.diff(self.offsets)
+
+    @property
+    def models(self) -> list[str]:
+        return list(self.features)
+
+    def class_rows(self, c: int) -> np.ndarray:
+        """Row indices of class ``c``, ascending."""
+        return self.members[self.offsets[c]:self.offsets[c + 1]]
+
+    def class_rng(self, c: int) -> np.random.Generator:
+        """The random stream of class ``c``: ``default_rng([seed, c])`` (independent of other classes)."""
+        return np.random.default_rng([self.seed, int(c)])
+
+    def codes_tensor(self) -> torch.Tensor:
+        """``codes`` as a CPU int64 tensor (shares memory)."""
+        return torch.from_numpy(self.codes)
+
+
+@dataclass
+class SelectorOutput:
+    """What a selector returns.
+
+    Attributes:
+        order: int64 row indices kept, in selection order (classes concatenated in class
+            order; within a class, the order the method picked them).
+        columns: per-sample columns ``name -> array [N]`` (every score the method computed).
+    """
+
+    order: np.ndarray
+    columns: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+SelectorFn = Callable[[SelectionData, np.ndarray, SelectorParams], SelectorOutput]
+
+
+@dataclass(frozen=True)
+class SelectorSpec:
+    """A registered selector: name, function, parameter class and a one-line summary."""
+
+    name: str
+    fn: SelectorFn
+    params_cls: type[SelectorParams]
+    summary: str
+    multi_model: bool  # True if it combines several models itself (else: `model` param / concatenation)
+
+    def make_params(self, values: dict | None = None) -> SelectorParams:
+        return self.params_cls.from_mapping(values)
+
+
+_REGISTRY: dict[str, SelectorSpec] = {}
+
+
+def register_selector(name: str, params_cls: type[SelectorParams], summary: str, *,
+                      multi_model: bool = False) -> Callable[[SelectorFn], SelectorFn]:
+    """Decorator registering ``fn`` under ``name`` (a name may be registered once)."""
+
+    def deco(fn: SelectorFn) -> SelectorFn:
+        if name in _REGISTRY:
+            raise ValueError(f"selector {name!r} is already registered")
+        _REGISTRY[name] = SelectorSpec(name, fn, params_cls, summary, multi_model)
+        return fn
+
+    return deco
+
+
+def list_selectors() -> list[str]:
+    """Names of the registered selectors, in registration order."""
+    return list(_REGISTRY)
+
+
+def get_selector(name: str) -> SelectorSpec:
+    """The :class:`SelectorSpec` of ``name``; an unknown name raises with the known ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise SelectionInputError(
+            f"Unknown selection method {name!r}; available: {', '.join(list_selectors())}."
+        ) from None

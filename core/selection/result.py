@@ -1,0 +1,153 @@
+"""The result of a selection run, its JSON round trip, and CSV cell escaping."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+#: First characters that make a spreadsheet treat a cell as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_csv_cell(value: Any) -> Any:
+    """Prefix a text cell starting with ``= + - @``, tab or CR with ``'`` (numbers untouched)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def escape_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``frame`` with :func:`escape_csv_cell` applied to every text column."""
+    out = frame.copy()
+    for col in out.columns:
+        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
+            out[col] = out[col].map(escape_csv_cell)
+    return out
+
+
+def _frame_to_dict(frame: pd.DataFrame) -> dict:
+    data = {}
+    for col in frame.columns:
+        s = frame[col]
+        values = s.tolist()
+        if pd.api.types.is_float_dtype(s):
+            values = [None if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in values]
+        data[str(col)] = values
+    return {"columns": [str(c) for c in frame.columns], "dtypes": [str(t) for t in frame.dtypes], "data": data}
+
+
+def _frame_from_dict(d: dict) -> pd.DataFrame:
+    return pd.DataFrame({col: pd.Series(d["data"][col], dtype=dtype) for col, dtype in zip(d["columns"], d["dtypes"])},
+                        columns=d["columns"])
+
+
+def _py(value: Any) -> Any:
+    """JSON-friendly Python value (numpy scalars to Python)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@dataclass(eq=False)
+class SelectionResult:
+    """What :func:`core.selection.run_selection` returns.
+
+    Attributes:
+        method: selector name.
+        params: the selector's validated parameters (``SelectorParams.to_dict()``).
+        fraction: the fraction p asked for.
+        budget: budget strategy name.
+        budget_table: per class: ``class``, ``size``, ``budget``, ``kept`` (+ strategy extras).
+        seed: the seed.
+        models: the models used (feature names), in order.
+        selected: int64 row indices kept, in selection order (classes concatenated in class
+            order; within a class, the method's pick order / ascending score). Row indices
+            refer to the rows of the features given (not to the pool when a pool is given).
+        table: one row per pool sample: ``index`` (row), ``label``, every score the method
+            (and the budget strategy) computed, ``selected`` (bool) and ``order`` (position
+            in ``selected``, -1 if not kept).
+        versions: python, numpy, torch, pandas and core versions.
+        timing_s: seconds spent: ``budget``, ``select``, ``total``.
+        device: the torch device the arithmetic ran on.
+    """
+
+    method: str
+    params: dict
+    fraction: float
+    budget: str
+    budget_table: pd.DataFrame
+    seed: int
+    models: list[str]
+    selected: np.ndarray
+    table: pd.DataFrame
+    versions: dict[str, str] = field(default_factory=dict)
+    timing_s: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+
+    @property
+    def n_selected(self) -> int:
+        return int(len(self.selected))
+
+    def selected_labels(self) -> np.ndarray:
+        """Labels of the kept rows, in selection order."""
+        lab = self.table.set_index("index")["label"]
+        return lab.loc[self.selected].to_numpy()
+
+    # ------------------------------------------------------------------ round trip
+    def to_dict(self, include_table: bool = True) -> dict:
+        """JSON-ready dict (``table`` omitted when ``include_table`` is False)."""
+        d = {
+            "method": self.method,
+            "params": {k: _py(v) for k, v in self.params.items()},
+            "fraction": float(self.fraction),
+            "budget": self.budget,
+            "budget_table": _frame_to_dict(self.budget_table),
+            "seed": int(self.seed),
+            "models": list(self.models),
+            "selected": np.asarray(self.selected, dtype=np.int64).tolist(),
+            "versions": dict(self.versions),
+            "timing_s": {k: float(v) for k, v in self.timing_s.items()},
+            "device": self.device,
+        }
+        if include_table:
+            d["table"] = _frame_to_dict(self.table)
+        return d
+
+    def to_json(self, include_table: bool = True, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(include_table), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SelectionResult":
+        table = _frame_from_dict(d["table"]) if "table" in d else pd.DataFrame()
+        return cls(
+            method=d["method"], params=dict(d["params"]), fraction=float(d["fraction"]), budget=d["budget"],
+            budget_table=_frame_from_dict(d["budget_table"]), seed=int(d["seed"]), models=list(d["models"]),
+            selected=np.asarray(d["selected"], dtype=np.int64), table=table, versions=dict(d.get("versions", {})),
+            timing_s=dict(d.get("timing_s", {})), device=d.get("device", "cpu"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> "SelectionResult":
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SelectionResult):
+            return NotImplemented
+        return (
+            self.method == other.method and self.params == other.params and self.fraction == other.fraction
+            and self.budget == other.budget and self.seed == other.seed and self.models == other.models
+            and self.versions == other.versions and self.timing_s == other.timing_s and self.device == other.device
+            and np.array_equal(self.selected, other.selected) and self.selected.dtype == other.selected.dtype
+            and list(self.table.columns) == list(other.table.columns) and self.table.equals(other.table)
+            and list(self.budget_table.columns) == list(other.budget_table.columns)
+            and self.budget_table.equals(other.budget_table)
+        )
+
+    def same_selection(self, other: "SelectionResult") -> bool:
+        """Equal apart from timing (what "same seed, same result" means)."""
+        return (self.method == other.method and self.params == other.params
+                and np.array_equal(self.selected, other.selected) and self.table.equals(other.table)
+                and self.budget_table.equals(other.budget_table))
