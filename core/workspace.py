@@ -38,6 +38,13 @@ def resolve_workspace(workspace: str | os.PathLike | None = None) -> Path:
     return path
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (temp file in the same folder + os.replace)."""
     return atomic_write_with(path, lambda fh: fh.write(data))
@@ -57,6 +64,8 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[io.BufferedWrit
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
+        # mkstemp makes the file owner-only (0600); give it the mode a plain open() would.
+        os.chmod(tmp_name, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             writer(fh)
             fh.flush()
