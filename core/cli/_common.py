@@ -36,9 +36,10 @@ def load_dataset_verbose(args: argparse.Namespace) -> Dataset:
     """Load ``args.data`` with a progress bar; print its summary and problem report."""
     with tqdm(desc="checking images", unit="img", file=sys.stderr, leave=False) as bar:
         def progress(done: int, total: int) -> None:
-            bar.total = total
-            bar.n = done
-            bar.refresh()
+            if bar.total != total:
+                bar.total = total
+                bar.refresh()
+            bar.update(done - bar.n)
 
         dataset = load_dataset(args.data, workspace=args.workspace, max_archive_bytes=args.max_archive_bytes,
                                progress=progress)
@@ -56,8 +57,7 @@ def tqdm_model_progress() -> Iterator:
         bar = bars.get(model)
         if bar is None:
             bar = bars[model] = tqdm(total=total, desc=f"embedding {model}", unit="img", file=sys.stderr)
-        bar.n = done
-        bar.refresh()
+        bar.update(done - bar.n)  # update() honours tqdm's refresh interval
 
     try:
         yield progress

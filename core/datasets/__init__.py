@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import DatasetError
 from .archive import DEFAULT_MAX_BYTES, extract_archive, load_archive
 from .folder import load_folder
-from .images import IMAGE_EXTENSIONS, ImageCheck, file_identity_bytes, inspect_image, inspect_images
+from .images import IMAGE_EXTENSIONS, ImageCheck, file_identity, file_identity_bytes, inspect_image, inspect_images
 from .manifest import MANIFEST_SUFFIXES, find_manifest, load_manifest
 from .model import SKIPPED, SPLITS, WARNING, Dataset, Problem, compute_fingerprint
 
@@ -69,6 +69,6 @@ def load_dataset(source: str | os.PathLike, *, workspace: str | os.PathLike | No
 __all__ = [
     "DEFAULT_MAX_BYTES", "DEMO_NAME", "Dataset", "DatasetError", "IMAGE_EXTENSIONS", "ImageCheck",
     "MANIFEST_SUFFIXES", "Problem", "SKIPPED", "SPLITS", "WARNING", "compute_fingerprint", "demo_root",
-    "extract_archive", "file_identity_bytes", "find_manifest", "inspect_image", "inspect_images", "load_archive",
+    "extract_archive", "file_identity", "file_identity_bytes", "find_manifest", "inspect_image", "inspect_images", "load_archive",
     "load_dataset", "load_demo", "load_folder", "load_manifest",
 ]

@@ -35,9 +35,26 @@ class ImageCheck:
         return self.kind is None
 
 
+#: Digest size of the content hash (bytes); hex identities are twice as long.
+FILE_ID_DIGEST_BYTES = 20
+
+
 def file_identity_bytes(data: bytes) -> str:
-    """Content hash of a file's bytes: BLAKE2b with a 16-byte digest, hex."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    """Content hash of a file's bytes: BLAKE2b-160, hex (40 characters).
+
+    This is the one file identity of the project: dataset fingerprints and the embedding
+    cache both key on it, so the same bytes hit the cache wherever the file lives.
+    """
+    return hashlib.blake2b(data, digest_size=FILE_ID_DIGEST_BYTES).hexdigest()
+
+
+def file_identity(path: str | os.PathLike) -> str:
+    """:func:`file_identity_bytes` of a file, read in 1 MiB blocks; OSError if unreadable."""
+    h = hashlib.blake2b(digest_size=FILE_ID_DIGEST_BYTES)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def inspect_image(path: str | os.PathLike) -> ImageCheck:

@@ -50,7 +50,7 @@ class Dataset:
             class, then path for folders; manifest order for manifests).
         labels: string class label of each image.
         splits: ``train``, ``val`` or ``test`` for each image.
-        file_ids: content hash (BLAKE2b-128, hex) of each file; the embedding cache key.
+        file_ids: content hash (BLAKE2b-160, hex) of each file; the embedding cache key.
         image_sizes: ``(width, height)`` in pixels of each image.
         problems: the problem report (see :class:`Problem`).
         fingerprint: SHA-256 over (relative path, label, split, content hash) of every

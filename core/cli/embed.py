@@ -1,0 +1,68 @@
+"""``coreset-studio embed``: load a dataset, embed it with one or more models, write the features file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import CoresetError
+from ._common import add_dataset_arguments, load_dataset_verbose, print_problems, tqdm_model_progress
+
+
+def parse_weights(items: list[str] | None) -> dict[str, str]:
+    """``["model=PATH", ...]`` -> ``{model: PATH}``."""
+    weights = {}
+    for item in items or []:
+        model, sep, path = item.partition("=")
+        if not sep or not model.strip() or not path.strip():
+            raise CoresetError(f"--weights {item!r}: write it as MODEL=PATH, e.g. --weights dinov2-vits14=dinov2.pth")
+        weights[model.strip()] = path.strip()
+    return weights
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "embed",
+        help="compute embeddings of a dataset and write the features file",
+        description="Load DATA (a folder per class, a CSV/Parquet manifest, a .zip or 'demo'), embed every image "
+                    "with each model (cached by file content) and write a compressed .npz features file: "
+                    "paths, labels, split and one float32 array feat_<model> per model.",
+    )
+    p.add_argument("data", metavar="DATA", help="dataset folder, manifest (.csv/.parquet), .zip, or 'demo'")
+    p.add_argument("--models", default="effnet-lite0",
+                   help="comma-separated embedder names (see `coreset-studio models`); default effnet-lite0")
+    p.add_argument("--weights", action="append", metavar="MODEL=PATH",
+                   help="local weights file for a hub-backed model (repeatable)")
+    p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward pass (default: 8 on the CPU, where small batches are faster, 64 on a GPU)")
+    p.add_argument("--num-workers", type=int, default=None, help="image-decoding worker processes (default: auto)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="autocast precision on CUDA (auto = fp16 on CUDA, fp32 elsewhere)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    p.add_argument("--out", required=True, help="features file to write (.npz)")
+    add_dataset_arguments(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..embedding import embed_dataset
+    from ..features import save_features
+
+    if args.batch_size is not None and args.batch_size < 1:
+        raise CoresetError("--batch-size must be at least 1.")
+    weights = parse_weights(args.weights)
+    dataset = load_dataset_verbose(args)
+    with tqdm_model_progress() as progress:
+        run_ = embed_dataset(
+            dataset, args.models, weights=weights, device=args.device, batch_size=args.batch_size,
+            num_workers=args.num_workers, precision=args.precision, workspace=args.workspace,
+            use_cache=not args.no_cache, progress=progress,
+        )
+    print_problems(run_.problems, "image(s) could not be embedded")
+    for model, s in run_.stats.items():
+        print(f"{model}: {s['dim']}-d, {s['computed']} computed, {s['cached']} from cache, "
+              f"{s['seconds']:.1f} s on {s['device']}", file=sys.stderr)
+    path = save_features(args.out, run_.features)
+    print(f"wrote {path} ({len(run_.features)} images, models: {', '.join(run_.features.models)})")
+    return 0

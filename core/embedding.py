@@ -1,0 +1,128 @@
+"""Embedding a whole dataset with one or more models: the step behind ``coreset-studio embed``.
+
+For each model the extraction engine (:func:`core.extract.embed_images`) is run over the
+dataset's images with the embedding cache, keyed by the images' content hashes. An image
+that fails to decode in any model is left out of the feature set and reported, so that
+every ``feat_<model>`` array has one row per kept image, in dataset order.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from .datasets import Dataset, Problem
+from .errors import CoresetError
+from .features import FeatureSet
+from .provenance import package_versions
+
+# progress(model, done, total)
+ModelProgress = Callable[[str, int, int], None]
+
+
+@dataclass
+class EmbeddingRun:
+    """What :func:`embed_dataset` returns: the feature set and how it was made."""
+
+    features: FeatureSet
+    problems: list[Problem] = field(default_factory=list)
+    stats: dict[str, dict] = field(default_factory=dict)  # model -> cached/computed/seconds/images_per_s
+
+
+def parse_models(text: str | Sequence[str]) -> list[str]:
+    """``"a,b"`` or ``["a", "b"]`` -> ``["a", "b"]`` (stripped, order kept, duplicates removed)."""
+    items = text.split(",") if isinstance(text, str) else list(text)
+    models = list(dict.fromkeys(m.strip() for m in items if m and m.strip()))
+    if not models:
+        raise CoresetError("No model given; name at least one, e.g. --models effnet-lite0.")
+    return models
+
+
+def embed_dataset(
+    dataset: Dataset,
+    models: str | Sequence[str],
+    *,
+    weights: Mapping[str, str | os.PathLike] | None = None,
+    device: str = "auto",
+    batch_size: int | None = None,
+    num_workers: int | None = None,
+    precision: str = "auto",
+    workspace: str | os.PathLike | None = None,
+    use_cache: bool = True,
+    progress: ModelProgress | None = None,
+    cancel: Callable[[], bool] | None = None,
+) -> EmbeddingRun:
+    """Embed every image of ``dataset`` with every model in ``models``.
+
+    Args:
+        weights: model name -> local weights file, for hub-backed models used offline.
+        device: ``auto`` (CUDA > MPS > CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        batch_size: images per forward pass (default: 8 on the CPU, 64 on a GPU).
+        precision: ``auto`` (fp16 autocast on CUDA, fp32 elsewhere), ``fp32``, ``fp16``, ``bf16``.
+        workspace: folder for the cache and converted weights (default: the user cache dir).
+        use_cache: read and write the embedding cache.
+        progress: called as ``progress(model, done, total)``.
+        cancel: polled between batches; returning True stops the run.
+
+    Returns:
+        An :class:`EmbeddingRun` whose feature set has raw float32 features, one array per
+        model, for the images every model could read, with labels, splits and paths, and
+        ``meta`` holding the dataset fingerprint, model identities, device and versions.
+    """
+    from .cache import EmbeddingCache
+    from .embedders import create_embedder
+    from .extract import embed_images
+
+    models = parse_models(models)
+    weights = dict(weights or {})
+    unknown_weights = sorted(set(weights) - set(models))
+    if unknown_weights:
+        raise CoresetError(f"--weights given for {unknown_weights}, which are not among the models {models}.")
+    cache = EmbeddingCache(None if workspace is None else os.path.join(os.fspath(workspace), "embeddings")) \
+        if use_cache else None
+    n = len(dataset)
+    ok = np.ones(n, dtype=bool)
+    arrays: dict[str, np.ndarray] = {}
+    problems: dict[str, Problem] = {}
+    stats: dict[str, dict] = {}
+    identities: dict[str, dict] = {}
+    for model in models:
+        embedder = create_embedder(model, weights=weights.get(model), workspace=workspace)
+        report = None if progress is None else (lambda done, total, m=model: progress(m, done, total))
+        started = time.perf_counter()
+        result = embed_images(
+            embedder, dataset.paths, file_ids=dataset.file_ids, device=device, batch_size=batch_size,
+            num_workers=num_workers, precision=precision, cache=cache, progress=report, cancel=cancel,
+        )
+        arrays[model] = result.features
+        ok &= result.ok
+        for path, reason in result.problems:
+            problems.setdefault(path, Problem(path, "unreadable_during_embedding", reason))
+        stats[model] = {
+            "cached": int(result.n_cached), "computed": int(result.n_computed),
+            "seconds": round(time.perf_counter() - started, 3), "images_per_s": round(result.images_per_s, 1),
+            "device": result.device, "dim": int(result.features.shape[1]),
+        }
+        identities[model] = {"identity": embedder.identity, "dim": int(embedder.dim)}
+    if not ok.any():
+        raise CoresetError("No image could be embedded; see the problem report.")
+    keep = np.flatnonzero(ok)
+    meta = {
+        "dataset": {"name": dataset.name, "root": str(dataset.root), "source": dataset.source,
+                    "fingerprint": dataset.fingerprint, "images": n, "embedded": int(ok.sum())},
+        "models": identities,
+        "versions": package_versions(),
+        "stats": stats,
+    }
+    features = FeatureSet(
+        features={m: a[keep] for m, a in arrays.items()},
+        labels=np.asarray(dataset.labels)[keep],
+        paths=np.asarray(dataset.paths)[keep],
+        split=np.asarray(dataset.splits)[keep],
+        meta=meta,
+    )
+    return EmbeddingRun(features=features, problems=list(problems.values()), stats=stats)
