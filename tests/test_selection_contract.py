@@ -246,7 +246,8 @@ def test_cli_writes_three_files(tmp_path):
     assert scores.loc[0, "path"] == "'@evil.jpg"
     assert not scores["label"].str.startswith("=").any()
     subset = pd.read_csv(out / "subset.csv", keep_default_na=False)
-    assert list(subset.columns) == ["path", "label"]
+    assert list(subset.columns[:2]) == ["path", "label"]
+    assert {"ram", "apl", "score"} <= set(subset.columns) and "selected" not in subset.columns
     prov = json.loads((out / "selection.json").read_text())
     assert prov["features"]["meta"] == {"fingerprint": "f00"} and prov["features"]["n_pool"] == n - 10
     assert prov["params"]["a"] == 0.25 and prov["models"] == ["clip", "effnet"] and prov["seed"] == 0

@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import CoresetError
 
 # Sub-command modules, in the order `--help` lists them.
-COMMAND_MODULES = ("check", "models", "embed", "select", "demo")
+COMMAND_MODULES = ("check", "models", "embed", "select", "evaluate", "run", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

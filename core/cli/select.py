@@ -4,7 +4,7 @@ Writes into ``--out DIR``:
 
 * ``scores.csv``: one row per pool sample: index (row of the features file), path (empty
   when unknown), label, every score the method computed, selected, order (-1 if not kept);
-* ``subset.csv``: ``path,label`` of the kept rows, in selection order;
+* ``subset.csv``: ``path,label`` and the scores of the kept rows, in selection order;
 * ``selection.json``: provenance: the features file (path, meta, rows, pool), method,
   parameters, fraction, budget strategy and table, seed, selected rows, versions, timing.
 
@@ -23,7 +23,7 @@ from ..errors import SelectionInputError
 from ..features import load_features
 from ..workspace import atomic_write_text
 from ..selection import BUDGET_STRATEGIES, get_selector, list_selectors, run_selection
-from ..selection.result import escape_csv_frame
+from ..export.tables import write_selection_csvs
 
 
 def _methods_epilog() -> str:
@@ -103,14 +103,7 @@ def write_selection_outputs(out: str | Path, result, fs, *, features_path: str |
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    scores = result.table.copy()
-    paths = fs.paths[scores["index"].to_numpy()] if fs.paths is not None else np.full(len(scores), "", dtype=object)
-    scores.insert(1, "path", paths)
-    atomic_write_text(out / "scores.csv", escape_csv_frame(scores).to_csv(index=False))
-
-    kept = scores.set_index("index").loc[result.selected, ["path", "label"]]
-    atomic_write_text(out / "subset.csv", escape_csv_frame(kept).to_csv(index=False))
-
+    scores_path, subset_path = write_selection_csvs(out, result.table, result.selected, fs)
     provenance = {
         "features": {
             "path": str(Path(features_path).resolve()) if features_path else None,
@@ -118,14 +111,14 @@ def write_selection_outputs(out: str | Path, result, fs, *, features_path: str |
             "n_rows": len(fs),
             "models_available": fs.models,
             "pool": pool_desc,
-            "n_pool": int(len(scores)),
+            "n_pool": int(len(result.table)),
         },
         **result.to_dict(include_table=False),
         "outputs": {"scores": "scores.csv", "subset": "subset.csv"},
         **(extra or {}),
     }
     atomic_write_text(out / "selection.json", provenance_json(provenance))
-    return [out / "scores.csv", out / "subset.csv", out / "selection.json"]
+    return [scores_path, subset_path, out / "selection.json"]
 
 
 def run(args: argparse.Namespace) -> int:

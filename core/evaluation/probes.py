@@ -1,0 +1,331 @@
+"""The models trained on a subset to measure what it is worth: ``linear``, ``mlp``, ``finetune``.
+
+Every trainer has the same interface::
+
+    trainer.fit_predict(x_train, y_train, x_test, n_classes, seed) -> int64 [n_test]
+
+``y_train`` are integer class codes in ``[0, n_classes)``; the return value holds the
+predicted code of every test input (``-1`` when nothing could be trained, e.g. an empty
+subset, which then counts as wrong everywhere). ``x_*`` are embeddings ``[n, D]`` for
+``linear`` and ``mlp``, image paths for ``finetune``. A class absent from the training
+subset (budget rounding keeps 0 rows of it at 1 %) can never be predicted by ``linear``;
+its test samples count as wrong. A subset with a single class predicts that class.
+
+Parameters are validated once, in each dataclass's ``__post_init__``
+(:func:`make_trainer` builds one from a name and a ``{name: value}`` mapping, strings
+allowed, as the CLI passes them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from ..errors import CoresetError
+
+
+def _coerce(value: Any, tp: type, name: str, kind: str) -> Any:
+    try:
+        if tp is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("must be true or false")
+        if tp is int:
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise ValueError("must be an integer")
+            return int(float(value))
+        if tp is float:
+            v = float(value)
+            if not math.isfinite(v):
+                raise ValueError("must be finite")
+            return v
+        return str(value)
+    except (TypeError, ValueError) as exc:
+        raise CoresetError(f"Trainer {kind!r}: parameter {name}={value!r} {exc}.") from None
+
+
+class _Params:
+    """Mixin: construct from a mapping of (possibly string) values, validated."""
+
+    kind: ClassVar[str] = ""
+    stochastic: ClassVar[bool] = False
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any] | None = None):
+        values = dict(values or {})
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise CoresetError(f"Trainer {cls.kind!r} has no parameter {', '.join(unknown)}; "
+                               f"parameters: {', '.join(fields)}.")
+        types = {"int": int, "float": float, "bool": bool, "str": str}
+        kwargs = {k: _coerce(v, types[fields[k].type] if isinstance(fields[k].type, str) else fields[k].type, k, cls.kind)
+                  for k, v in values.items()}
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def _check(self, name: str, ok: bool, what: str) -> None:
+        if not ok:
+            raise CoresetError(f"Trainer {self.kind!r}: {name}={getattr(self, name)!r} {what}.")
+
+
+# --------------------------------------------------------------------------- linear
+@dataclass(frozen=True)
+class LinearProbe(_Params):
+    """Multinomial logistic regression on standardised embeddings.
+
+    ``z = (x - mean_train) / std_train`` (a ``StandardScaler`` fitted on the training
+    subset only; constant columns are left unscaled), then scikit-learn's
+    ``LogisticRegression`` (multinomial softmax loss + ``||W||^2 / (2 C)``, solver
+    ``lbfgs``). ``C`` is fixed (default 1.0) and never tuned on the test set.
+    Deterministic: the seed is ignored.
+    """
+
+    kind: ClassVar[str] = "linear"
+    stochastic: ClassVar[bool] = False
+    C: float = 1.0
+    max_iter: int = 2000
+    tol: float = 1e-4
+
+    def __post_init__(self) -> None:
+        self._check("C", self.C > 0, "must be > 0")
+        self._check("max_iter", self.max_iter >= 1, "must be >= 1")
+        self._check("tol", self.tol > 0, "must be > 0")
+
+    def fit_predict(self, x_train, y_train, x_test, n_classes: int, seed: int = 0) -> np.ndarray:
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        y = np.asarray(y_train, dtype=np.int64)
+        present = np.unique(y)
+        n_test = len(x_test)
+        if present.size == 0:
+            return np.full(n_test, -1, dtype=np.int64)
+        if present.size == 1:
+            return np.full(n_test, int(present[0]), dtype=np.int64)
+        x = np.asarray(x_train, dtype=np.float64)
+        scaler = StandardScaler().fit(x)
+        clf = LogisticRegression(C=self.C, solver="lbfgs", max_iter=self.max_iter, tol=self.tol)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf.fit(scaler.transform(x), y)
+        return clf.predict(scaler.transform(np.asarray(x_test, dtype=np.float64))).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- mlp
+@dataclass(frozen=True)
+class MLPProbe(_Params):
+    """A small torch MLP on standardised embeddings.
+
+    ``Linear(D, hidden) -> ReLU -> Dropout(dropout) -> Linear(hidden, C)``, cross-entropy,
+    AdamW (``lr``, ``weight_decay``), ``epochs`` passes over the subset in shuffled
+    mini-batches of ``batch_size``. Initialisation and shuffling use ``seed`` (the global
+    torch RNG is left untouched). Runs on the CPU (small and fast enough).
+    """
+
+    kind: ClassVar[str] = "mlp"
+    stochastic: ClassVar[bool] = True
+    hidden: int = 512
+    epochs: int = 100
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    dropout: float = 0.2
+    batch_size: int = 128
+
+    def __post_init__(self) -> None:
+        self._check("hidden", self.hidden >= 1, "must be >= 1")
+        self._check("epochs", self.epochs >= 1, "must be >= 1")
+        self._check("lr", self.lr > 0, "must be > 0")
+        self._check("weight_decay", self.weight_decay >= 0, "must be >= 0")
+        self._check("dropout", 0 <= self.dropout < 1, "must be in [0, 1)")
+        self._check("batch_size", self.batch_size >= 1, "must be >= 1")
+
+    def fit_predict(self, x_train, y_train, x_test, n_classes: int, seed: int = 0) -> np.ndarray:
+        import torch
+
+        y = np.asarray(y_train, dtype=np.int64)
+        n_test = len(x_test)
+        present = np.unique(y)
+        if present.size == 0:
+            return np.full(n_test, -1, dtype=np.int64)
+        if present.size == 1:
+            return np.full(n_test, int(present[0]), dtype=np.int64)
+        x = np.asarray(x_train, dtype=np.float32)
+        mean = x.mean(axis=0)
+        std = x.std(axis=0)
+        std[std == 0] = 1.0
+        xt = torch.from_numpy((x - mean) / std)
+        yt = torch.from_numpy(y)
+        gen = torch.Generator().manual_seed(int(seed))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            net = torch.nn.Sequential(
+                torch.nn.Linear(x.shape[1], self.hidden), torch.nn.ReLU(), torch.nn.Dropout(self.dropout),
+                torch.nn.Linear(self.hidden, int(n_classes)),
+            )
+            opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+            loss_fn = torch.nn.CrossEntropyLoss()
+            net.train()
+            for _ in range(self.epochs):
+                perm = torch.randperm(len(xt), generator=gen)
+                for start in range(0, len(xt), self.batch_size):
+                    idx = perm[start:start + self.batch_size]
+                    opt.zero_grad(set_to_none=True)
+                    loss_fn(net(xt[idx]), yt[idx]).backward()
+                    opt.step()
+            net.eval()
+            xe = torch.from_numpy((np.asarray(x_test, dtype=np.float32) - mean) / std)
+            with torch.no_grad():
+                out = torch.cat([net(xe[i:i + 4096]) for i in range(0, len(xe), 4096)]) if len(xe) else \
+                    torch.zeros(0, int(n_classes))
+        return out.argmax(dim=1).numpy().astype(np.int64)
+
+
+# --------------------------------------------------------------------------- finetune
+@dataclass(frozen=True)
+class FinetuneTrainer(_Params):
+    """A timm image classifier trained on the subset's images.
+
+    ``timm.create_model(model, pretrained=pretrained, num_classes=C)``: ``resnet18`` from
+    scratch (as in the paper) by default, or a pretrained backbone fine-tuned (its weights
+    must be in the local timm/Hugging Face cache; nothing is downloaded when offline).
+    Training augmentation: ``RandomResizedCrop(image_size, scale=(min_scale, 1))`` +
+    horizontal flip; test: resize the shorter side to ``image_size / 0.875`` and centre
+    crop. ImageNet normalisation. Optimiser ``sgd`` (momentum 0.9, nesterov) or ``adamw``,
+    cosine learning-rate decay over ``epochs``, cross-entropy. Seeded (initialisation,
+    shuffling, augmentation), but GPU kernels may still be non-deterministic. Meant for a
+    GPU; on the CPU it runs, slowly, with a warning.
+    """
+
+    kind: ClassVar[str] = "finetune"
+    stochastic: ClassVar[bool] = True
+    model: str = "resnet18"
+    pretrained: bool = False
+    epochs: int = 30
+    lr: float = 0.05
+    optimizer: str = "sgd"
+    weight_decay: float = 5e-4
+    batch_size: int = 64
+    image_size: int = 224
+    min_scale: float = 0.35
+    num_workers: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        self._check("epochs", self.epochs >= 1, "must be >= 1")
+        self._check("lr", self.lr > 0, "must be > 0")
+        self._check("optimizer", self.optimizer in ("sgd", "adamw"), "must be sgd or adamw")
+        self._check("weight_decay", self.weight_decay >= 0, "must be >= 0")
+        self._check("batch_size", self.batch_size >= 1, "must be >= 1")
+        self._check("image_size", self.image_size >= 8, "must be >= 8")
+        self._check("min_scale", 0 < self.min_scale <= 1, "must be in (0, 1]")
+        self._check("num_workers", self.num_workers >= 0, "must be >= 0")
+
+    def _transforms(self):
+        from torchvision import transforms as T
+
+        norm = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+        train = T.Compose([T.RandomResizedCrop(self.image_size, scale=(self.min_scale, 1.0)),
+                           T.RandomHorizontalFlip(), T.ToTensor(), norm])
+        test = T.Compose([T.Resize(int(round(self.image_size / 0.875))), T.CenterCrop(self.image_size),
+                          T.ToTensor(), norm])
+        return train, test
+
+    def fit_predict(self, x_train, y_train, x_test, n_classes: int, seed: int = 0) -> np.ndarray:
+        import timm
+        import torch
+        from PIL import Image
+
+        from ..devices import resolve_device
+
+        y = np.asarray(y_train, dtype=np.int64)
+        n_test = len(x_test)
+        if len(y) == 0:
+            return np.full(n_test, -1, dtype=np.int64)
+        device = resolve_device(self.device)
+        if device.type == "cpu":
+            warnings.warn("finetune runs on the CPU: expect it to be slow (it is meant for a GPU).",
+                          RuntimeWarning, stacklevel=2)
+        train_tf, test_tf = self._transforms()
+
+        class _Images(torch.utils.data.Dataset):
+            def __init__(self, paths, labels, tf):
+                self.paths, self.labels, self.tf = list(map(str, paths)), labels, tf
+
+            def __len__(self):
+                return len(self.paths)
+
+            def __getitem__(self, i):
+                with Image.open(self.paths[i]) as im:
+                    img = im.convert("RGB")
+                return self.tf(img), int(self.labels[i]) if self.labels is not None else -1
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            try:
+                net = timm.create_model(self.model, pretrained=self.pretrained, num_classes=int(n_classes))
+            except Exception as exc:  # unknown model name or weights not available offline
+                raise CoresetError(f"finetune: could not create timm model {self.model!r} "
+                                   f"(pretrained={self.pretrained}): {exc}") from exc
+            net = net.to(device)
+            gen = torch.Generator().manual_seed(int(seed))
+            loader = torch.utils.data.DataLoader(
+                _Images(x_train, y, train_tf), batch_size=min(self.batch_size, len(y)), shuffle=True,
+                generator=gen, num_workers=self.num_workers, drop_last=False,
+            )
+            params = [p for p in net.parameters() if p.requires_grad]
+            if self.optimizer == "sgd":
+                opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
+            else:
+                opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+            steps = max(1, self.epochs * len(loader))
+            sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+            loss_fn = torch.nn.CrossEntropyLoss()
+            for _ in range(self.epochs):
+                net.train()
+                for xb, yb in loader:
+                    if len(yb) < 2 and any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules()):
+                        continue  # BatchNorm cannot train on a batch of one
+                    opt.zero_grad(set_to_none=True)
+                    loss_fn(net(xb.to(device)), yb.to(device)).backward()
+                    opt.step()
+                    sched.step()
+            net.eval()
+            preds = []
+            test_loader = torch.utils.data.DataLoader(_Images(x_test, None, test_tf), batch_size=self.batch_size,
+                                                      shuffle=False, num_workers=self.num_workers)
+            with torch.no_grad():
+                for xb, _ in test_loader:
+                    preds.append(net(xb.to(device)).argmax(dim=1).cpu())
+        return torch.cat(preds).numpy().astype(np.int64) if preds else np.zeros(0, dtype=np.int64)
+
+
+TRAINERS: dict[str, type] = {"linear": LinearProbe, "mlp": MLPProbe, "finetune": FinetuneTrainer}
+
+
+def make_trainer(kind: str, params: Mapping[str, Any] | None = None):
+    """A validated trainer ``linear`` / ``mlp`` / ``finetune`` from ``{name: value}``."""
+    if kind not in TRAINERS:
+        raise CoresetError(f"Unknown evaluation model {kind!r}; choose one of {', '.join(TRAINERS)}.")
+    return TRAINERS[kind].from_mapping(params)
+
+
+def trainer_uses_images(kind: str) -> bool:
+    """True when the trainer reads image files rather than embeddings."""
+    return kind == "finetune"
+
+
+__all__ = ["FinetuneTrainer", "LinearProbe", "MLPProbe", "TRAINERS", "make_trainer", "trainer_uses_images"]

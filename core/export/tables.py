@@ -1,0 +1,68 @@
+"""CSV exports of a selection: ``scores.csv`` (every pool sample) and ``subset.csv`` (kept rows).
+
+* ``scores.csv``: ``index`` (row of the feature set), ``path`` (empty when unknown),
+  ``label`` (the label the selector saw: noisy under label noise), ``true_label`` and
+  ``flipped`` (only when some label was flipped), every score column the method computed,
+  ``selected``, ``order`` (position in the selection, -1 if dropped).
+* ``subset.csv``: ``path,label`` then the same score columns, for the kept rows in
+  selection order.
+* ``results.csv``: the results table of a report (percent).
+
+Text cells starting with ``= + - @`` (or tab / CR) are prefixed with ``'``
+(:func:`core.selection.result.escape_csv_frame`); files are written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..features import FeatureSet
+from ..selection.result import escape_csv_frame
+from ..workspace import atomic_write_text
+
+#: Columns of a selection table that are bookkeeping, not scores.
+NON_SCORE_COLUMNS = ("index", "label", "selected", "order")
+
+
+def scores_frame(table: pd.DataFrame, fs: FeatureSet | None = None) -> pd.DataFrame:
+    """The ``scores.csv`` frame of a selection table (see the module docstring)."""
+    frame = table.copy()
+    idx = frame["index"].to_numpy(dtype=np.int64)
+    paths = fs.paths[idx] if fs is not None and fs.paths is not None else np.full(len(frame), "", dtype=object)
+    frame.insert(1, "path", paths)
+    if fs is not None:
+        true = np.asarray(fs.labels)[idx].astype(str)
+        flipped = frame["label"].astype(str).to_numpy() != true
+        if flipped.any():
+            pos = frame.columns.get_loc("label") + 1
+            frame.insert(pos, "true_label", true)
+            frame.insert(pos + 1, "flipped", flipped)
+    return frame
+
+
+def subset_frame(scores: pd.DataFrame, selected: np.ndarray) -> pd.DataFrame:
+    """Kept rows of a ``scores_frame`` in selection order: path, label, then the scores."""
+    kept = scores.set_index("index").loc[np.asarray(selected, dtype=np.int64)]
+    cols = ["path", "label"] + [c for c in kept.columns if c not in ("path", "label", "selected", "order")]
+    return kept[cols].reset_index(drop=True)
+
+
+def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
+    """Escape formula-like text cells and write ``frame`` atomically (no index column)."""
+    return atomic_write_text(path, escape_csv_frame(frame).to_csv(index=False))
+
+
+def write_selection_csvs(folder: str | os.PathLike, table: pd.DataFrame, selected: np.ndarray,
+                         fs: FeatureSet | None = None) -> tuple[Path, Path]:
+    """Write ``folder/scores.csv`` and ``folder/subset.csv``; return their paths."""
+    folder = Path(folder)
+    scores = scores_frame(table, fs)
+    return (write_csv(folder / "scores.csv", scores),
+            write_csv(folder / "subset.csv", subset_frame(scores, selected)))
+
+
+__all__ = ["NON_SCORE_COLUMNS", "scores_frame", "subset_frame", "write_csv", "write_selection_csvs"]

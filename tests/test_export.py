@@ -1,0 +1,185 @@
+"""Exports: CSV escaping, report.html standalone with every chart, subset folder, source untouched."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import CoresetError
+from core.evaluation import EvalConfig, EvaluationReport, Evaluator, run_plan
+from core.export import export_report, export_subset_folder
+from core.export.html import pick_thumbnails, render_html, thumbnail_column
+
+from .test_evaluation_data import blobs
+
+NETWORK_MARKERS = ('src="http', "src='http", 'href="http', "href='http", "url(http", "@import", "<link", "<script",
+                   "//cdn", "src=\"//", "fonts.googleapis")
+
+
+def tree_digest(root: Path) -> str:
+    """SHA-256 over every file's relative path, bytes and mode, and every folder name."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        st = path.lstat()
+        h.update(f"{rel}\t{st.st_mode}\t{st.st_mtime_ns}\n".encode())
+        if path.is_file():
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def plan_and_fs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("plan")
+    fs = blobs((14, 10, 12), labels=["=HYPERLINK(\"x\")", "+plus", "cat"], test_per_class=3,
+               paths_root=tmp_path / "source")
+    report = run_plan(fs, ["ram_apl", "kcenter@uniform"], [0.2, 0.5], EvalConfig(seeds=(0, 1, 2)),
+                      noise_levels=[0.0, 0.3])
+    return fs, report, tmp_path / "source"
+
+
+def read_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+def test_csv_cells_are_escaped_against_formula_injection(tmp_path):
+    fs = blobs((10, 10, 10, 10), labels=["=cmd", "+x", "-y", "@z"], paths_root=tmp_path / "src")
+    ev = Evaluator(fs, EvalConfig(seeds=(0, 1)))
+    cell = ev.evaluate("ram_apl", 0.3)
+    report = EvaluationReport("evaluate", "now", {}, {"selection_models": ["a", "b"]}, ev.describe(),
+                              ev.config.to_dict(), {"fractions": [0.3], "noise_levels": [0.0]}, [cell])
+    export_report(tmp_path / "out", report, fs, html=False)
+    for name in ("scores.csv", "subset.csv"):
+        rows = read_rows(tmp_path / "out" / name)
+        col = rows[0].index("label")
+        labels = {r[col] for r in rows[1:]}
+        assert labels == {"'=cmd", "'+x", "'-y", "'@z"}
+        assert not any(cell.startswith(("=", "+", "-", "@")) for r in rows[1:] for cell in r
+                       if not _is_number(cell))
+    subset = read_rows(tmp_path / "out" / "subset.csv")
+    assert subset[0][:2] == ["path", "label"] and "score" in subset[0] and "ram" in subset[0]
+    assert len(subset) - 1 == sum(cell.budget_counts.values())
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def test_export_never_touches_the_source_folder(plan_and_fs, tmp_path):
+    fs, report, source = plan_and_fs
+    before = tree_digest(source)
+    written = export_report(tmp_path / "out", report, fs, copy_subset=tmp_path / "copy")
+    export_report(tmp_path / "out2", report, fs, copy_subset=tmp_path / "links", link=True)
+    assert tree_digest(source) == before
+    assert "report.html" in written and (tmp_path / "out" / "selections").is_dir()
+    primary = next(c for c in report.cells if c.method != "random")
+    copied = sorted((tmp_path / "copy").rglob("*.png"))
+    assert len(copied) == len(primary.selection["selected"])
+    links = sorted((tmp_path / "links").rglob("*.png"))
+    assert all(p.is_symlink() for p in links)
+    # the class folder of each copied file is its (clean) label, made safe
+    sel = np.asarray(primary.selection["selected"])
+    for src, label in zip(fs.paths[sel], fs.labels[sel]):
+        from core.export.folder import safe_name
+
+        target = tmp_path / "copy" / safe_name(label) / Path(src).name
+        assert target.read_bytes() == Path(src).read_bytes()
+    # exporting into the dataset itself is refused, and leaves it unchanged
+    with pytest.raises(CoresetError, match="contains the source"):
+        export_report(tmp_path / "out3", report, fs, copy_subset=source)
+    assert tree_digest(source) == before
+
+
+def test_subset_folder_name_collisions(tmp_path):
+    a = tmp_path / "a" / "img.png"
+    b = tmp_path / "b" / "img.png"
+    for p, data in ((a, b"A"), (b, b"B")):
+        p.parent.mkdir(parents=True)
+        p.write_bytes(data)
+    out = export_subset_folder([str(a), str(b)], ["x", "x"], tmp_path / "dest")
+    assert [Path(t).name for _, t in out] == ["img.png", "img_1.png"]
+    assert (tmp_path / "dest" / "x" / "img.png").read_bytes() == b"A"
+    assert (tmp_path / "dest" / "x" / "img_1.png").read_bytes() == b"B"
+    assert not [p for p in (tmp_path / "dest").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_report_html_is_standalone_and_has_every_chart(plan_and_fs, tmp_path):
+    fs, report, _ = plan_and_fs
+    text = render_html(report, fs)
+    for marker in NETWORK_MARKERS:
+        assert marker not in text, marker
+    assert "http://" not in text and "https://" not in text
+    for chart in ('id="chart-accuracy-0"', 'id="chart-accuracy-1"', 'id="chart-budgets"', 'id="chart-per-class"',
+                  "id='thumbnails'"):
+        assert chart in text
+    assert text.count("data:image/png;base64,") >= 4
+    assert "most representative kept" in text and "hardest dropped" in text
+    # every method appears in the accuracy chart legend; error bars exist (3 seeds of random)
+    for name in ("random", "ram_apl", "kcenter@uniform"):
+        assert f">{name}</text>" in text
+    assert "<title>Top-1 accuracy vs fraction (label noise 0.3)</title>" in text
+    # well-formed enough for an HTML parser: every svg closed
+    counts = {"svg": 0}
+
+    class P(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            if tag == "svg":
+                counts["svg"] += 1
+
+        def handle_endtag(self, tag):
+            if tag == "svg":
+                counts["svg"] -= 1
+
+    P().feed(text)
+    assert counts["svg"] == 0
+    # labels are HTML-escaped
+    assert '=HYPERLINK("x")' not in text
+
+
+def test_thumbnail_ordering_uses_the_method_score():
+    import pandas as pd
+
+    table = pd.DataFrame({"index": range(6), "label": ["a"] * 6, "score": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2],
+                          "selected": [True, True, False, True, False, False], "order": [2, 0, -1, 1, -1, -1]})
+    assert thumbnail_column(table) == ("score", 1)
+    groups = pick_thumbnails(table, k=1)
+    assert groups["most representative kept"]["index"].tolist() == [1]
+    assert groups["hardest kept"]["index"].tolist() == [0]
+    assert groups["most representative dropped"]["index"].tolist() == [5]
+    assert groups["hardest dropped"]["index"].tolist() == [2]
+    gain = table.drop(columns="score").assign(gain=[1.0, 5.0, 0.1, 2.0, 0.2, 0.3])
+    assert thumbnail_column(gain) == ("gain", -1)
+    assert pick_thumbnails(gain, k=1)["most representative kept"]["index"].tolist() == [1]
+
+
+def test_failed_write_leaves_the_previous_file(plan_and_fs, tmp_path, monkeypatch):
+    fs, report, _ = plan_and_fs
+    out = tmp_path / "out"
+    export_report(out, report, fs)
+    old = (out / "report.html").read_bytes()
+    import core.export.html as html_mod
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(html_mod, "render_html", lambda *a, **k: "x" * 10)
+    import core.workspace as ws
+
+    real_replace = os.replace
+    monkeypatch.setattr(ws.os, "replace", boom)
+    with pytest.raises(RuntimeError):
+        export_report(out, report, fs)
+    monkeypatch.setattr(ws.os, "replace", real_replace)
+    assert (out / "report.html").read_bytes() == old
+    assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
