@@ -19,7 +19,6 @@ allowed, as the CLI passes them).
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
@@ -27,30 +26,14 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from ..errors import CoresetError
+from ..params import coerce_value
 
 
 def _coerce(value: Any, tp: type, name: str, kind: str) -> Any:
+    """:func:`core.params.coerce_value`, with errors naming the parameter and the trainer."""
     try:
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("must be true or false")
-        if tp is int:
-            if isinstance(value, bool) or not float(value).is_integer():
-                raise ValueError("must be an integer")
-            return int(float(value))
-        if tp is float:
-            v = float(value)
-            if not math.isfinite(v):
-                raise ValueError("must be finite")
-            return v
-        return str(value)
-    except (TypeError, ValueError) as exc:
+        return coerce_value(value, tp)
+    except ValueError as exc:
         raise CoresetError(f"Trainer {kind!r}: parameter {name}={value!r} {exc}.") from None
 
 

@@ -10,12 +10,12 @@ checked in ``__post_init__``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Mapping
 
 from ..errors import SelectionInputError
+from ..params import coerce_value
 
 Normalize = Literal["none", "l2"]
 
@@ -42,50 +42,11 @@ class ParamInfo:
 
 
 def _coerce(value: Any, tp: Any, name: str, method: str) -> Any:
-    """Convert ``value`` (a string from the CLI or a Python value) to the field type ``tp``."""
-    origin = typing.get_origin(tp)
+    """:func:`core.params.coerce_value`, with errors naming the parameter and the method."""
     try:
-        if origin is Literal:
-            choices = typing.get_args(tp)
-            text = str(value).strip().lower()
-            if text not in choices:
-                raise ValueError(f"must be one of {', '.join(choices)}")
-            return text
-        if tp is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError("must be true or false")
-        if tp is int:
-            if isinstance(value, bool):
-                raise ValueError("must be an integer")
-            if isinstance(value, float):
-                if not value.is_integer():
-                    raise ValueError("must be an integer")
-                return int(value)
-            try:
-                return int(str(value).strip()) if isinstance(value, str) else int(value)
-            except ValueError:
-                raise ValueError("must be an integer") from None
-        if tp is float:
-            if isinstance(value, bool):
-                raise ValueError("must be a number")
-            try:
-                out = float(str(value).strip()) if isinstance(value, str) else float(value)
-            except ValueError:
-                raise ValueError("must be a number") from None
-            if not math.isfinite(out):
-                raise ValueError("must be a finite number")
-            return out
-        if tp is str:
-            return str(value).strip()
-    except (TypeError, ValueError) as exc:
+        return coerce_value(value, tp)
+    except ValueError as exc:
         raise SelectionInputError(f"Parameter {name!r} of method {method!r}: got {value!r}, {exc}.") from exc
-    raise TypeError(f"unsupported parameter type {tp!r}")  # pragma: no cover - programming error
 
 
 @dataclass(frozen=True)
