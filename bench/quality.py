@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise", default="0,0.2", help="label-noise levels (default 0,0.2)")
     ap.add_argument("--limit", type=int, default=None, help="at most N images per class and split (smoke runs)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="images per forward pass (default: the engine's, 8 on the CPU, 64 on a GPU)")
     ap.add_argument("--workspace", default=None, help="cache/scratch folder (default: the coreset-studio workspace)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "quality.md"))
     args = ap.parse_args(argv)
@@ -257,8 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         summary.append(f"| {name} | " + " | ".join(f"{_f(full.get(n, math.nan))}" for n in levels) + f" | {wall / 60:.1f} |")
         print(report.format_table(), file=sys.stderr)
         print(f"[{name}] report.html: {workspace / 'bench-quality' / tag / 'report.html'}", file=sys.stderr)
+        write_markdown(out_md, args, levels, summary, sections, time.perf_counter() - started)
+    return 0
 
-    total = time.perf_counter() - started
+
+def write_markdown(out_md: Path, args: argparse.Namespace, levels: list[float], summary: list[str],
+                   sections: list[str], total: float) -> None:
+    """Write quality.md with the datasets finished so far (called after each dataset)."""
     from core.provenance import machine_description, package_versions
 
     header = [
@@ -283,8 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     from core.workspace import atomic_write_text
 
     atomic_write_text(out_md, "\n".join(header + sections) + "\n")
-    print(f"wrote {out_md} in {total / 60:.1f} min", file=sys.stderr)
-    return 0
+    print(f"wrote {out_md} after {total / 60:.1f} min", file=sys.stderr)
 
 
 if __name__ == "__main__":
