@@ -310,3 +310,25 @@ def test_source_folder_is_never_modified(image_tree):
     load_dataset(image_tree)
     after = {p: p.read_bytes() for p in image_tree.rglob("*") if p.is_file()}
     assert before == after
+
+
+def test_unreadable_file_is_reported_with_what_to_do(image_tree, monkeypatch):
+    """A file the process may not read (root ignores chmod, so open() is made to refuse)."""
+    import builtins
+
+    from core.datasets import images
+
+    locked = str(image_tree / "dog" / "dog1.png")
+    real_open = builtins.open
+
+    def guarded_open(path, *args, **kwargs):
+        if str(path) == locked:
+            raise PermissionError(13, "Permission denied", locked)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(images, "open", guarded_open, raising=False)
+    ds = load_folder(image_tree)
+    problem = kinds(ds)["unreadable_file"]
+    assert problem == [locked]
+    assert "permissions" in next(p.reason for p in ds.problems if p.kind == "unreadable_file")
+    assert len(ds) == 8
