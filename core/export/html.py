@@ -285,7 +285,7 @@ def render_html(report: EvaluationReport, fs: FeatureSet | None = None, title: s
                  "Difference: method minus random at the same per-class budgets, with a 95 % Welch t interval "
                  "(one-sample t over the random seeds when the method does not vary).</p>")
 
-    parts.append("<h2>Results</h2>" + _results_table(report))
+    results_table = "<h2>Results</h2>" + _results_table(report)  # long: placed after the charts
 
     # accuracy vs fraction, one chart per noise level
     frame = report.results_frame()
@@ -333,6 +333,7 @@ def render_html(report: EvaluationReport, fs: FeatureSet | None = None, title: s
                                       f"noise {cell.label_noise:g}", [str(k) for k in classes], pc, "accuracy (%)",
                                       y_max=100.0))
         parts.append(_thumbnails_section(cell, fs))
+    parts.append(results_table)
     parts.append("</body></html>")
     return "\n".join(parts)
 
