@@ -21,6 +21,19 @@ def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
                    help="refuse zip archives that unpack to more than this many bytes (default 4 GiB)")
 
 
+def add_selection_arguments(p: argparse.ArgumentParser, *, fraction_required: bool) -> None:
+    """--method, --fraction, --budget, --budget-counts and --param, as select and evaluate take them."""
+    from ..selection import BUDGET_STRATEGIES, list_selectors
+
+    p.add_argument("--method", default="ram_apl", choices=list_selectors(), help="selector (default: ram_apl)")
+    p.add_argument("--fraction", type=float, required=fraction_required, default=None,
+                   help="fraction p in (0, 1] of each class's pool to keep")
+    p.add_argument("--budget", default="paper", choices=BUDGET_STRATEGIES, help="class budget strategy (default: paper)")
+    p.add_argument("--budget-counts", metavar="CSV", help="class,count CSV for --budget manual")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="selector parameter, repeatable, e.g. --param a=0.2 --param normalize=l2")
+
+
 def print_problems(problems: list[Problem], what: str) -> None:
     """Print up to MAX_PROBLEMS_SHOWN problem rows to stderr, then a count of the rest."""
     if not problems:

@@ -19,12 +19,11 @@ import json
 from pathlib import Path
 
 from ..errors import CoresetError
+from ._common import add_selection_arguments
 from .run import add_evaluation_arguments, eval_config_from_args, load_or_embed, parse_assignments
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..selection import BUDGET_STRATEGIES, list_selectors
-
     p = subparsers.add_parser(
         "evaluate",
         help="evaluate one selection against random subsets of the same size and the full training set",
@@ -32,11 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("data", metavar="DATA", help="features .npz, or a dataset folder/manifest/.zip/'demo'")
-    p.add_argument("--method", default="ram_apl", choices=list_selectors(), help="selector (default: ram_apl)")
-    p.add_argument("--fraction", type=float, default=None, help="fraction p in (0, 1] to keep (required with --method)")
-    p.add_argument("--budget", default="paper", choices=BUDGET_STRATEGIES, help="class budget strategy (default: paper)")
-    p.add_argument("--budget-counts", metavar="CSV", help="class,count CSV for --budget manual")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="selector parameter, repeatable")
+    add_selection_arguments(p, fraction_required=False)
     p.add_argument("--selection", metavar="JSON", default=None,
                    help="evaluate this selection.json (from `coreset-studio select`) instead of selecting")
     p.add_argument("--label-noise", type=float, default=0.0,

@@ -22,7 +22,8 @@ import numpy as np
 from ..errors import SelectionInputError
 from ..features import load_features
 from ..workspace import atomic_write_text
-from ..selection import BUDGET_STRATEGIES, get_selector, list_selectors, run_selection
+from ..selection import get_selector, list_selectors, run_selection
+from ._common import add_selection_arguments
 from ..export.tables import write_selection_csvs
 
 
@@ -54,14 +55,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("features", metavar="FEATURES", help="features .npz (feat_<model> arrays, labels, optional paths/split/meta)")
-    p.add_argument("--method", default="ram_apl", choices=list_selectors(), help="selector (default: ram_apl)")
-    p.add_argument("--fraction", type=float, required=True, help="fraction p in (0, 1] of the pool to keep")
-    p.add_argument("--budget", default="paper", choices=BUDGET_STRATEGIES, help="class budget strategy (default: paper)")
-    p.add_argument("--budget-counts", metavar="CSV", help="class,count CSV for --budget manual")
+    add_selection_arguments(p, fraction_required=True)
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
     p.add_argument("--models", help="comma-separated models to use (default: all feat_* arrays)")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="selector parameter, repeatable, e.g. --param a=0.2 --param normalize=l2")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N, mps")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.set_defaults(func=run)
