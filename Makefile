@@ -1,6 +1,8 @@
 # Coreset Studio: the two set-up commands of the README.
-#   make run   create .venv if missing, install, run the main job on the demo dataset
-#   make test  create .venv if missing, install, run the whole test suite
+#   make run   create .venv if missing, install, start the app with the demo dataset preloaded
+#   make test  create .venv if missing, install (Debian's chromium too, for the browser
+#              test), run the whole test suite
+#   make demo  the headless pipeline on the demo dataset (load -> embed -> select)
 # Each installs what it needs by itself: torch and torchvision first, pinned (TORCH_SPEC),
 # then the project with a constraints file holding that torch, so nothing pulls another.
 
@@ -10,6 +12,8 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 OUT        ?= out/demo
+PORT       ?= 8501
+CHROMIUM   ?= /usr/bin/chromium
 
 .PHONY: install run demo test bench clean
 
@@ -23,12 +27,23 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-run: demo
+run: $(STAMP)
+	@echo "Coreset Studio: http://localhost:$(PORT)  (demo dataset preloaded; Ctrl+C stops it)"
+	$(VENV)/bin/streamlit run app/main.py --server.port $(PORT)
 
 demo: $(STAMP)
 	$(VENV)/bin/coreset-studio demo --out $(OUT)
 
-test: $(STAMP)
+# The browser test drives the app in Debian's Chromium (Playwright never downloads a browser
+# here); install it when missing, as root, or say how.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; \
+	else \
+		echo "The browser test needs Debian's chromium at $(CHROMIUM): run 'sudo apt-get install chromium'" >&2; exit 1; \
+	fi
+
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest
 
 bench: $(STAMP)

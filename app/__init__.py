@@ -1,0 +1,1 @@
+"""Coreset Studio's Streamlit app (``streamlit run app/main.py``), thin over :mod:`core`."""

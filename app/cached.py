@@ -1,0 +1,163 @@
+"""Caches: heavy objects live here, keyed by content fingerprints, shared by all sessions.
+
+* datasets: ``Dataset.fingerprint`` -> Dataset (st.cache_resource store)
+* embeddings: sha(fingerprint, models, weights) -> FeatureSet (store; the vectors
+  themselves are also cached on disk by core, so recomputing is a look-up)
+* selections: (embedding key, run spec) -> SelectionResult (st.cache_resource)
+* thumbnails: path -> data URI, made once (st.cache_resource dict)
+* projections: PCA at once (st.cache_data); UMAP in a background thread
+* evaluations: key -> EvaluationOutcome (store)
+
+The stores are plain dicts returned by ``st.cache_resource`` functions: treat the objects
+in them as read-only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Sequence
+
+import numpy as np
+import streamlit as st
+
+from core.datasets import Dataset
+from core.features import FeatureSet
+from core.selection import SelectionResult
+
+from .state import RunSpec
+
+MAX_ITEMS = 8
+
+
+class _Store(OrderedDict):
+    """A small LRU dict (the oldest entries go first)."""
+
+    def put(self, key: str, value: Any) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > MAX_ITEMS:
+            self.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def dataset_store() -> _Store:
+    return _Store()
+
+
+@st.cache_resource(show_spinner=False)
+def feature_store() -> _Store:
+    return _Store()
+
+
+@st.cache_resource(show_spinner=False)
+def evaluation_store() -> _Store:
+    return _Store()
+
+
+@st.cache_resource(show_spinner=False)
+def _thumb_store() -> dict[str, str | None]:
+    return {}
+
+
+@st.cache_resource(show_spinner=False)
+def _projection_jobs() -> tuple[ThreadPoolExecutor, dict[tuple, Future], threading.Lock]:
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="umap"), {}, threading.Lock()
+
+
+# --------------------------------------------------------------------------- datasets
+def put_dataset(ds: Dataset) -> str:
+    dataset_store().put(ds.fingerprint, ds)
+    return ds.fingerprint
+
+
+def get_dataset(key: str | None) -> Dataset | None:
+    return dataset_store().get(key) if key else None
+
+
+@st.cache_resource(show_spinner="Loading the demo dataset…")
+def demo_dataset() -> Dataset:
+    from .services import load_demo_dataset
+
+    return load_demo_dataset()
+
+
+# --------------------------------------------------------------------------- embeddings
+def embedding_key(fingerprint: str, models: Sequence[str], weights: dict[str, str]) -> str:
+    text = json.dumps([fingerprint, list(models), sorted(weights.items())])
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def put_features(key: str, fs: FeatureSet) -> None:
+    feature_store().put(key, fs)
+
+
+def get_features(key: str | None) -> FeatureSet | None:
+    return feature_store().get(key) if key else None
+
+
+# --------------------------------------------------------------------------- selections
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _selection(embedding_key: str, spec_json: str, models: tuple[str, ...]) -> SelectionResult:
+    from core.selection import run_selection
+
+    from .services import selection_pool
+
+    fs = get_features(embedding_key)
+    if fs is None:
+        raise KeyError(embedding_key)
+    spec = json.loads(spec_json)
+    return run_selection(spec["method"], fs.features, fs.labels, spec["fraction"], budget=spec["budget"],
+                         seed=spec["seed"], models=list(models) or None,
+                         budget_counts=spec["budget_counts"] or None, pool=selection_pool(fs), device="cpu",
+                         **spec["params"])
+
+
+def selection(spec: RunSpec) -> SelectionResult | None:
+    """The run's result (computed once per spec and embedding; None if the features are gone)."""
+    if get_features(spec.embedding_key) is None:
+        return None
+    return _selection(spec.embedding_key, spec.to_json(), ())
+
+
+# --------------------------------------------------------------------------- thumbnails
+def thumbnails(paths: Sequence[str], size: int = 64) -> dict[str, str | None]:
+    """path -> PNG data URI (None when unreadable), each made once per process."""
+    from core.export.html import thumbnail_data_uri
+
+    store = _thumb_store()
+    out = {}
+    for p in paths:
+        key = f"{size}|{p}"
+        if key not in store:
+            store[key] = thumbnail_data_uri(p, size)
+        out[p] = store[key]
+    return out
+
+
+# --------------------------------------------------------------------------- projections
+@st.cache_data(show_spinner=False, max_entries=16)
+def pca(embedding_key: str, model: str) -> np.ndarray:
+    from core.projection import pca_2d
+
+    return pca_2d(get_features(embedding_key).features[model])
+
+
+def umap(embedding_key: str, model: str) -> np.ndarray | None:
+    """UMAP coordinates when ready; otherwise starts them in the background and returns None.
+    Raises the job's error (e.g. ImportError without umap-learn) when it failed."""
+    from core.projection import umap_2d
+
+    executor, jobs, lock = _projection_jobs()
+    key = (embedding_key, model)
+    with lock:
+        job = jobs.get(key)
+        if job is None:
+            x = get_features(embedding_key).features[model]
+            job = jobs[key] = executor.submit(umap_2d, x, 0)
+    if not job.done():
+        return None
+    return job.result()

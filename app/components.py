@@ -1,0 +1,95 @@
+"""Small UI pieces shared by the pages: errors, guards, thumbnail grids, the sidebar status."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator, Sequence
+
+import streamlit as st
+
+from core.errors import CoresetError, WeightsUnavailableError
+
+from . import cached
+from .state import get_state
+
+
+@contextlib.contextmanager
+def user_errors(what: str) -> Iterator[None]:
+    """Show any error of the block as ``st.error`` (never a traceback); earlier results stay."""
+    try:
+        yield
+    except WeightsUnavailableError as exc:
+        st.error(f"{what} failed: {exc} In this app: type the weights file's path in the "
+                 "'Local weights file' field above, or pick an offline model (effnet-lite0/1/2).", icon=":material/error:")
+    except CoresetError as exc:
+        st.error(f"{what} failed: {exc}", icon=":material/error:")
+    except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
+        st.error(f"{what} failed: {type(exc).__name__}: {exc}. Check the input and try again; "
+                 "earlier results are kept.", icon=":material/error:")
+
+
+def need_dataset():
+    """The current Dataset, or an info box pointing to the Data page (and None)."""
+    ds = cached.get_dataset(get_state().dataset_key)
+    if ds is None:
+        st.info("No dataset yet: load one on the **Data** page.", icon=":material/arrow_back:")
+        st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
+    return ds
+
+
+def need_features():
+    """The current FeatureSet, or an info box pointing to the Models page (and None)."""
+    if need_dataset() is None:
+        return None
+    fs = cached.get_features(get_state().embedding_key)
+    if fs is None:
+        st.info("No embeddings yet: compute them on the **Models** page.", icon=":material/arrow_back:")
+        st.page_link("pages/models.py", label="Go to Models", icon=":material/memory:")
+    return fs
+
+
+def need_run():
+    """``(run_id, spec, result)`` of the active selection run, or an info box (and None)."""
+    fs = need_features()
+    if fs is None:
+        return None
+    state = get_state()
+    rid = state.active_run
+    spec = state.runs.get(rid) if rid else None
+    if spec is None or spec.embedding_key != state.embedding_key:
+        st.info("No selection yet: run one on the **Select** page.", icon=":material/arrow_back:")
+        st.page_link("pages/select.py", label="Go to Select", icon=":material/content_cut:")
+        return None
+    result = cached.selection(spec)
+    if result is None:
+        return None
+    return rid, spec, result
+
+
+def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, columns: int = 8, size: int = 64,
+               key: str = "") -> None:
+    """Images in a grid of ``columns`` (cached thumbnails)."""
+    if not paths:
+        st.caption("(none)")
+        return
+    thumbs = cached.thumbnails(list(paths), size)
+    captions = list(captions) if captions is not None else [None] * len(paths)
+    cols = st.columns(columns)
+    for k, (p, cap) in enumerate(zip(paths, captions)):
+        uri = thumbs.get(p)
+        with cols[k % columns]:
+            if uri:
+                st.image(uri, caption=cap, width=size)
+            else:
+                st.caption(f"unreadable: {cap or p}")
+
+
+def sidebar_status() -> None:
+    state = get_state()
+    ds = cached.get_dataset(state.dataset_key)
+    with st.sidebar:
+        st.markdown("**Session**")
+        st.caption(f"Dataset: {ds.name} ({len(ds)} images)" if ds else "Dataset: none")
+        st.caption("Models: " + (", ".join(state.embedding_models) if cached.get_features(state.embedding_key)
+                                 else "none"))
+        st.caption(f"Selection: {state.active_run}" if state.active_run else "Selection: none")

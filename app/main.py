@@ -1,0 +1,44 @@
+"""Coreset Studio: ``streamlit run app/main.py``.
+
+Five pages (Data, Models, Select, Explore, Evaluate & export) over :mod:`core`. The demo
+dataset is preloaded on the first visit unless ``CORESET_STUDIO_PRELOAD=none``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `streamlit run app/main.py` puts app/ on the path, not the repo
+    sys.path.insert(0, str(ROOT))
+
+import streamlit as st  # noqa: E402
+
+from app import cached  # noqa: E402
+from app.components import sidebar_status, user_errors  # noqa: E402
+from app.state import get_state  # noqa: E402
+
+st.set_page_config(page_title="Coreset Studio", page_icon="✂️", layout="wide")
+
+state = get_state()
+if not state.preloaded:
+    state.preloaded = True
+    if os.environ.get("CORESET_STUDIO_PRELOAD", "demo").lower() == "demo" and state.dataset_key is None:
+        with user_errors("Loading the demo dataset"):
+            state.dataset_key = cached.put_dataset(cached.demo_dataset())
+            state.dataset_label = "demo"
+
+pages = [
+    st.Page("pages/data.py", title="Data", icon=":material/folder_open:", url_path="data", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/memory:", url_path="models"),
+    st.Page("pages/select.py", title="Select", icon=":material/content_cut:", url_path="select"),
+    st.Page("pages/explore.py", title="Explore", icon=":material/scatter_plot:", url_path="explore"),
+    st.Page("pages/evaluate.py", title="Evaluate & export", icon=":material/download:", url_path="evaluate"),
+]
+page = st.navigation(pages)
+try:
+    page.run()
+finally:  # after the page, so it shows what the page just did (also after st.stop())
+    sidebar_status()

@@ -1,0 +1,96 @@
+"""Evaluate & export: subset vs random vs full, and the downloads."""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import cached, services
+from app.components import need_run, user_errors
+from app.state import get_state
+from core.workspace import resolve_workspace
+
+state = get_state()
+st.title("Evaluate & export")
+st.caption("Is the subset better than a random subset of the same size per class? A probe is trained on "
+           "the subset, on random subsets (one per seed) and on the whole training pool, and scored on the "
+           "test split (else a 20 % hold-out).")
+
+got = need_run()
+if got is None:
+    st.stop()
+run_id, spec, base = got
+fs = cached.get_features(state.embedding_key)
+edits = state.edits_for(run_id)
+result = services.apply_edits(base, edits.added, edits.dropped)
+st.caption(f"Run: **{run_id}** · {result.n_selected} images kept"
+           + (f" (hand edits: +{len(edits.added)} / −{len(edits.dropped)})" if edits else ""))
+
+st.subheader("Download the subset")
+scores_csv, subset_csv = services.subset_csv_bytes(result, fs)
+d1, d2, _ = st.columns([1, 1, 3])
+d1.download_button("subset.csv", subset_csv, file_name="subset.csv", mime="text/csv", key="export_subset_csv",
+                   type="primary", icon=":material/download:")
+d2.download_button("scores.csv", scores_csv, file_name="scores.csv", mime="text/csv", key="export_scores_csv",
+                   icon=":material/download:")
+
+st.subheader("Evaluate")
+c1, c2, c3 = st.columns(3)
+seeds = int(c1.number_input("Seeds", min_value=1, max_value=20, value=5, step=1, key="eval_seeds",
+                            help="random baselines and stochastic trainers; 3 or more give error bars"))
+trainer = c2.selectbox("Evaluation model", ["linear", "mlp"], key="eval_trainer",
+                       help="linear probe or a small MLP on the embeddings")
+from core.evaluation import default_eval_model  # noqa: E402
+
+default = default_eval_model(fs.models, result.models)
+eval_model = c3.selectbox("Evaluation features", fs.models, index=fs.models.index(default), key="eval_model")
+
+ekey = services.evaluation_key(state.embedding_key, result, seeds, trainer, eval_model)
+if st.button("Run evaluation", key="eval_run", type="primary"):
+    bar = st.progress(0.0, text="starting…")
+    with user_errors("Evaluation"):
+        out = resolve_workspace() / "app-exports" / ekey
+        outcome = services.run_evaluation(fs, result, out, seeds=seeds, trainer=trainer, eval_model=eval_model,
+                                          step=lambda f, m: bar.progress(f, text=m))
+        cached.evaluation_store().put(ekey, outcome)
+        state.evaluations[run_id] = ekey
+
+outcome = cached.evaluation_store().get(ekey)
+if outcome is None:
+    st.info("Press **Run evaluation** (a few seconds on the demo) for the accuracy chart and report.json / "
+            "report.html.")
+    st.stop()
+if outcome.note:
+    st.warning(outcome.note, icon=":material/info:")
+acc = services.accuracy_frame(outcome.report)
+colours = {"subset": "#3b6fd8", "random": "#9aa5b8", "full": "#2e9e6a"}
+fig = go.Figure(go.Bar(x=acc["group"], y=acc["accuracy"], error_y=dict(type="data", array=acc["std"]),
+                       marker_color=[colours[g] for g in acc["group"]],
+                       text=[f"{a:.1f} %" for a in acc["accuracy"]], textposition="outside",
+                       customdata=acc["train images"],
+                       hovertemplate="%{x}: %{y:.2f} %% (%{customdata} training images)<extra></extra>"))
+fig.update_layout(title=f"Test accuracy ({trainer} on {eval_model}), mean ± std over {seeds} seed(s)",
+                  yaxis_title="accuracy (%)", height=380, margin=dict(l=10, r=10, t=50, b=10),
+                  yaxis_range=[0, min(100, float((acc["accuracy"] + acc["std"]).max()) * 1.15 + 1)])
+st.plotly_chart(fig, key="eval_chart", width="stretch")
+cell = outcome.report.cells[0]
+d = cell.difference
+m1, m2, m3 = st.columns(3)
+m1.metric("Subset", f"{100 * cell.method_result.mean:.1f} %", f"{100 * d.diff:+.1f} pts vs random"
+          if hasattr(d, "diff") else None)
+m2.metric("Random (same size per class)", f"{100 * cell.random.mean:.1f} %")
+m3.metric("Full training pool", f"{100 * cell.full.mean:.1f} %")
+
+st.subheader("Download the report")
+r1, r2, r3, r4 = st.columns(4)
+files = outcome.files
+r1.download_button("report.json", files["report.json"], file_name="report.json", mime="application/json",
+                   key="export_report_json", icon=":material/download:")
+r2.download_button("report.html", files["report.html"], file_name="report.html", mime="text/html",
+                   key="export_report_html", icon=":material/download:")
+if "subset.csv" in files:
+    r3.download_button("subset.csv (evaluated)", files["subset.csv"], file_name="subset.csv", mime="text/csv",
+                       key="export_eval_subset_csv", icon=":material/download:")
+if "scores.csv" in files:
+    r4.download_button("scores.csv (evaluated)", files["scores.csv"], file_name="scores.csv", mime="text/csv",
+                       key="export_eval_scores_csv", icon=":material/download:")

@@ -1,0 +1,138 @@
+"""Explore: a 2-D map of a model's features, lasso/box selection, and galleries per class."""
+
+from __future__ import annotations
+
+import plotly.express as px
+import streamlit as st
+
+from app import cached, services
+from app.components import need_run, thumb_grid
+from app.state import get_state
+
+WEBGL_ABOVE = 5000
+MAX_LISTED = 48
+
+state = get_state()
+st.title("Explore")
+st.caption("Each dot is a training image, placed by its features. Drag a box or lasso round dots to list "
+           "them, then add them to the subset or drop them from it.")
+
+got = need_run()
+if got is None:
+    st.stop()
+run_id, spec, base = got
+fs = cached.get_features(state.embedding_key)
+edits = state.edits_for(run_id)
+result = services.apply_edits(base, edits.added, edits.dropped)
+st.caption(f"Run: **{run_id}**")
+
+c1, c2, c3 = st.columns(3)
+model = c1.selectbox("Features of", fs.models, key="explore_model")
+projection = c2.radio("Projection", ["UMAP", "PCA"], key="explore_projection", horizontal=True)
+colour_options = ["class", "kept/dropped"] + [c.upper() if c != "score" else c
+                                             for c in ("ram", "apl", "score") if c in result.table.columns]
+colour = c3.selectbox("Colour by", colour_options, key="explore_colour")
+
+coords, used, pending = None, "PCA", False
+if projection == "UMAP":
+    try:
+        coords = cached.umap(state.embedding_key, model)
+        used = "UMAP"
+        pending = coords is None
+    except ImportError:
+        st.warning("umap-learn is not installed (`pip install umap-learn`); showing PCA instead.")
+    except Exception as exc:  # noqa: BLE001 - fall back to PCA, say why
+        st.warning(f"UMAP failed ({type(exc).__name__}: {exc}); showing PCA instead.")
+if coords is None:
+    coords, used = cached.pca(state.embedding_key, model), "PCA"
+if pending:
+    st.info("UMAP is being computed in the background (the first time takes a few seconds); "
+            "showing PCA meanwhile.", icon=":material/hourglass_top:")
+
+    @st.fragment(run_every=1.5)
+    def _wait_for_umap() -> None:
+        if cached.umap(state.embedding_key, model) is not None:
+            st.rerun(scope="app")
+
+    _wait_for_umap()
+
+points = services.point_frame(result, fs, coords)
+colour_col = {"class": "class", "kept/dropped": "kept", "RAM": "ram", "APL": "apl", "score": "score"}[colour]
+fig = px.scatter(
+    points, x="x", y="y", color=colour_col, custom_data=["index"],
+    hover_data={"x": False, "y": False, "index": True, "class": True, "path": True, "kept": True,
+                **{c: ":.3f" for c in ("ram", "apl", "score") if c in points.columns}},
+    render_mode="webgl" if len(points) > WEBGL_ABOVE else "svg",
+    color_discrete_map={"kept": "#3b6fd8", "dropped": "#c9d1e0"} if colour_col == "kept" else None,
+    color_continuous_scale="Viridis", height=560, title=f"{used} of {model} ({len(points)} images)",
+)
+fig.update_traces(marker=dict(size=6, opacity=0.85))
+fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", xaxis_title="", yaxis_title="",
+                  legend_title_text="")
+event = st.plotly_chart(fig, key="explore_plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
+                        width="stretch")
+
+chosen = services.chosen_rows(event)
+
+if chosen:
+    kept_now = set(result.selected.tolist())
+    n_kept = sum(i in kept_now for i in chosen)
+    st.markdown(f"**{len(chosen)} chosen** ({n_kept} kept, {len(chosen) - n_kept} dropped)")
+    shown = chosen[:MAX_LISTED]
+    thumb_grid([fs.paths[i] for i in shown],
+               [f"{fs.labels[i]}{' ✓' if i in kept_now else ''}" for i in shown], columns=12, size=56)
+    b1, b2, _ = st.columns([1, 1, 3])
+    if b1.button("Add to subset", key="explore_add", type="primary"):
+        edits.added |= set(chosen)
+        edits.dropped -= set(chosen)
+        st.rerun()
+    if b2.button("Drop from subset", key="explore_drop"):
+        edits.dropped |= set(chosen)
+        edits.added -= set(chosen)
+        st.rerun()
+else:
+    st.caption("Tip: use the lasso or box tool of the plot to choose images.")
+if edits:
+    st.caption(f"Hand edits of this run: +{len(edits.added)} added, −{len(edits.dropped)} dropped.")
+    if st.button("Undo all edits", key="explore_undo"):
+        edits.added.clear()
+        edits.dropped.clear()
+        st.rerun()
+
+st.divider()
+st.subheader("Galleries")
+classes = sorted(result.budget_table["class"].astype(str))
+label = st.selectbox("Class", classes, key="explore_gallery_class")
+rows = services.gallery_rows(result, label, k=12)
+
+
+def _grid(frame, key: str) -> None:
+    idx = frame["index"].astype(int).tolist()
+    caps = []
+    for _, r in frame.iterrows():
+        bits = [f"{c} {r[c]:.2f}" for c in ("ram", "apl") if c in frame.columns]
+        caps.append(" · ".join(bits) or f"#{int(r['index'])}")
+    thumb_grid([fs.paths[i] for i in idx], caps, columns=6, size=72, key=key)
+
+
+tabs = st.tabs(["Most representative", "Hardest", "Suspected mislabels", "Kept vs dropped"])
+with tabs[0]:
+    st.caption("Lowest RAM: closest to the class mean in every model.")
+    _grid(rows["representative"], "g_repr")
+with tabs[1]:
+    st.caption("Lowest APL, then highest score: far from the class, or nearer another class.")
+    _grid(rows["hardest"], "g_hard")
+with tabs[2]:
+    if "apl" not in result.table.columns:
+        st.caption("Only RAM-APL computes APL; run ram_apl to see suspected mislabels.")
+    else:
+        st.caption("APL = 0: in every model the nearest class mean is another class.")
+        _grid(rows["mislabels"], "g_mis")
+with tabs[3]:
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Kept**")
+        _grid(rows["kept"], "g_kept")
+    with right:
+        st.markdown("**Dropped**")
+        _grid(rows["dropped"], "g_drop")

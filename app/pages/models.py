@@ -1,0 +1,116 @@
+"""Models: embed the dataset with one or more foundation models (cached)."""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import streamlit as st
+
+from app import cached
+from app.components import need_dataset, user_errors
+from app.state import get_state
+from core.embedders import list_embedders, weights_status
+
+state = get_state()
+st.title("Models")
+st.caption("Each model turns every image into a feature vector. Embeddings are cached on disk by file "
+           "content: computing again, or coming back later, is only a look-up.")
+
+ds = need_dataset()
+if ds is None:
+    st.stop()
+
+infos = list_embedders()
+names = [i.name for i in infos]
+default = [m for m in (state.embedding_models or ["effnet-lite0"]) if m in names]
+picked = st.multiselect("Models", names, default=default, key="models_pick",
+                        help="effnet-lite models work offline; hub models need their weights once "
+                             "(internet, or a local weights file below).")
+
+weights: dict[str, str] = {}
+rows = []
+for info in infos:
+    status = weights_status(info.name)
+    rows.append({"model": info.name, "weights": status, "dim": info.dim, "paper model": info.paper_model,
+                 "description": info.description})
+for name in picked:
+    if weights_status(name) == "offline":
+        continue
+    path = st.text_input(f"Local weights file for {name} (optional: .safetensors, .bin or .pth state dict)",
+                         key=f"models_weights_{name}")
+    if path.strip():
+        weights[name] = path.strip()
+table = pd.DataFrame(rows)
+table.loc[table["model"].isin(list(weights)), "weights"] = "local file"
+with st.expander("Available models", expanded=False):
+    st.dataframe(table, key="models_table", hide_index=True, width="stretch")
+if picked:
+    st.caption("Weights: " + " · ".join(
+        f"**{m}**: {'local file' if m in weights else weights_status(m)}" for m in picked))
+
+c1, c2, c3 = st.columns(3)
+device = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="models_device",
+                      help="auto = CUDA, then Apple MPS, then the CPU")
+batch_size = int(c2.number_input("Batch size", min_value=1, max_value=1024, value=32, step=8,
+                                 key="models_batch_size"))
+workers = int(c3.number_input("Decoding workers", min_value=0, max_value=16, value=0, step=1,
+                              key="models_workers", help="0 decodes images in the app process"))
+
+key = cached.embedding_key(ds.fingerprint, picked, weights) if picked else None
+ready = key is not None and cached.get_features(key) is not None
+
+
+def _request_cancel() -> None:
+    st.session_state["models_cancelled"] = True
+
+
+compute = st.button("Compute embeddings" if not ready else "Use these embeddings (cached)",
+                    key="models_compute", type="primary", disabled=not picked)
+if compute:
+    st.session_state["models_cancelled"] = False
+    if ready:
+        state.embedding_key, state.embedding_models = key, list(picked)
+    else:
+        from core.embedding import embed_dataset
+
+        st.button("Cancel", key="models_cancel", on_click=_request_cancel)
+        bar = st.progress(0.0, text="starting…")
+        started: dict[str, tuple[float, int]] = {}
+
+        def progress(model: str, done: int, total: int) -> None:
+            t0, d0 = started.setdefault(model, (time.perf_counter(), done))
+            dt = time.perf_counter() - t0
+            rate = (done - d0) / dt if dt > 0 else 0.0
+            bar.progress(min(1.0, done / max(total, 1)),
+                         text=f"{model}: {done}/{total} images · {rate:.0f} images/s")
+
+        with user_errors("Embedding"):
+            run = embed_dataset(ds, picked, weights=weights, device=device, batch_size=batch_size,
+                                num_workers=workers, progress=progress,
+                                cancel=lambda: bool(st.session_state.get("models_cancelled")))
+            cached.put_features(key, run.features)
+            state.embedding_key, state.embedding_models = key, list(picked)
+            state.embedding_stats = run.stats
+            state.embedding_problems = [(p.location, p.reason) for p in run.problems]
+            bar.progress(1.0, text="done")
+            st.rerun()
+elif st.session_state.get("models_cancelled"):
+    st.warning("Embedding cancelled. The images embedded so far are cached; computing again resumes there.",
+               icon=":material/stop_circle:")
+    st.session_state["models_cancelled"] = False
+
+fs = cached.get_features(state.embedding_key)
+st.divider()
+if fs is None:
+    st.info("No embeddings yet: pick models and press **Compute embeddings**.")
+    st.stop()
+st.success(f"Embeddings ready: {', '.join(state.embedding_models)} · {len(fs)} images", icon=":material/check_circle:")
+if state.embedding_stats:
+    stats = pd.DataFrame([{"model": m, **s} for m, s in state.embedding_stats.items()])
+    st.dataframe(stats, key="models_stats", hide_index=True, width="stretch")
+if state.embedding_problems:
+    st.warning(f"{len(state.embedding_problems)} image(s) could not be embedded and were left out.")
+    st.dataframe(pd.DataFrame(state.embedding_problems, columns=["file", "reason"]), key="models_problems",
+                 hide_index=True)
+st.page_link("pages/select.py", label="Next: select a subset", icon=":material/content_cut:")

@@ -1,0 +1,141 @@
+"""Select: run a selection method, see the class budgets, the ranking and compare runs."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from app import cached, services
+from app.components import need_features, user_errors
+from app.state import RunSpec, get_state
+from core.selection import BUDGET_STRATEGIES, get_selector, list_selectors
+
+state = get_state()
+st.title("Select")
+st.caption("Score every training image and keep a fraction of each class. RAM-APL keeps the images "
+           "closest to their class (low RAM) whose nearest class is their own (high APL).")
+
+fs = need_features()
+if fs is None:
+    st.stop()
+
+methods = list_selectors()
+c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+method = c1.selectbox("Method", methods, key="select_method", help=get_selector(methods[0]).summary)
+pct = c2.slider("Fraction kept (%)", min_value=1, max_value=90, value=10, step=1, key="select_fraction")
+budget = c3.selectbox("Class budget", list(BUDGET_STRATEGIES), key="select_budget",
+                      help="paper: round(p·N_c) per class; proportional/uniform/difficulty: round(p·N) in total; "
+                           "manual: your counts")
+seed = int(c4.number_input("Seed", min_value=0, value=0, step=1, key="select_seed"))
+
+spec_cls = get_selector(method)
+st.caption(spec_cls.summary)
+params: dict = {}
+infos = spec_cls.params_cls.describe()
+if infos:
+    with st.expander(f"Parameters of {method}", expanded=False):
+        cols = st.columns(min(4, len(infos)))
+        for k, info in enumerate(infos):
+            wkey = f"select_param_{method}_{info.name}"
+            with cols[k % len(cols)]:
+                if info.name == "model":
+                    params[info.name] = st.selectbox(info.name, [""] + list(fs.models), key=wkey, help=info.help,
+                                                     format_func=lambda m: m or "(all models)")
+                elif info.type == "choice":
+                    params[info.name] = st.selectbox(info.name, list(info.choices), key=wkey, help=info.help,
+                                                     index=list(info.choices).index(info.default))
+                elif info.type == "bool":
+                    params[info.name] = st.checkbox(info.name, value=bool(info.default), key=wkey, help=info.help)
+                elif info.type == "int":
+                    params[info.name] = int(st.number_input(
+                        info.name, value=int(info.default), step=1, key=wkey, help=info.help,
+                        min_value=int(info.minimum) if info.minimum is not None else None,
+                        max_value=int(info.maximum) if info.maximum is not None else None))
+                elif info.type == "float":
+                    params[info.name] = float(st.number_input(
+                        info.name, value=float(info.default), key=wkey, help=info.help, format="%.3f",
+                        min_value=float(info.minimum) if info.minimum is not None else None,
+                        max_value=float(info.maximum) if info.maximum is not None else None))
+                else:
+                    params[info.name] = st.text_input(info.name, value=str(info.default), key=wkey, help=info.help)
+non_default = tuple((i.name, params[i.name]) for i in infos if params.get(i.name) != i.default)
+
+counts: tuple = ()
+if budget == "manual":
+    base = cached.selection(RunSpec(state.embedding_key, method, pct / 100, "paper", seed, non_default))
+    frame = services.budget_frame(base)[["class", "size", "budget"]].rename(columns={"budget": "count"})
+    st.markdown("**Manual class budgets** (edit the counts; start: the paper budget)")
+    edited = st.data_editor(frame, key="select_manual_counts", hide_index=True, disabled=["class", "size"],
+                            column_config={"count": st.column_config.NumberColumn(min_value=0, step=1)})
+    counts = tuple((str(c), int(n)) for c, n in zip(edited["class"], edited["count"].fillna(0)))
+
+if st.button("Run selection", key="select_run", type="primary"):
+    spec = RunSpec(state.embedding_key, method, pct / 100, budget, seed, non_default, counts)
+    with user_errors("Selection"):
+        with st.spinner(f"Running {method}…"):
+            cached.selection(spec)
+        state.runs[spec.run_id] = spec
+        state.active_run = spec.run_id
+        st.session_state["select_active"] = spec.run_id
+
+run_ids = state.runs_for_embedding()
+if not run_ids:
+    st.info("Press **Run selection** to score the images.")
+    st.stop()
+if state.active_run not in run_ids:
+    state.active_run = run_ids[-1]
+if st.session_state.get("select_active") not in run_ids:
+    st.session_state["select_active"] = state.active_run
+st.divider()
+active = st.selectbox("Run shown", run_ids, key="select_active")
+state.active_run = active
+spec = state.runs[active]
+result = services.apply_edits(cached.selection(spec), state.edits_for(active).added,
+                              state.edits_for(active).dropped)
+
+head = services.headline(result)
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Kept", f"{head.kept} / {head.pool}")
+m2.metric("Classes kept", head.classes)
+m3.metric("Suspected mislabels", "–" if head.mislabels is None else head.mislabels,
+          help="APL = 0: in every model the nearest class mean is another class (RAM-APL only)")
+m4.metric("Time", f"{result.timing_s.get('total', 0):.2f} s")
+if state.edits_for(active):
+    e = state.edits_for(active)
+    st.caption(f"Edited by hand on the Explore page: +{len(e.added)} added, −{len(e.dropped)} dropped.")
+
+bf = services.budget_frame(result)
+fig = px.bar(bf.melt(id_vars="class", value_vars=["kept", "dropped"], var_name="status", value_name="images"),
+             x="class", y="images", color="status", barmode="stack", height=300, title="Kept vs total per class",
+             color_discrete_map={"kept": "#3b6fd8", "dropped": "#d0d7e5"})
+fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")
+st.plotly_chart(fig, key="select_budget_chart", width="stretch")
+
+st.markdown("**Ranking** (kept first, in selection order; click a column header to sort)")
+fc1, fc2 = st.columns([3, 1])
+classes = fc1.multiselect("Filter by class", sorted(bf["class"]), key="select_filter_class")
+only_kept = fc2.checkbox("Kept only", key="select_only_kept")
+view = services.ranking_frame(result, fs, None, classes)
+if only_kept:
+    view = view[view["selected"]]
+view = view.head(500).copy()
+thumbs = cached.thumbnails([p for p in fs.paths[view["index"].to_numpy()]], 48)
+view["thumbnail"] = [thumbs.get(p) for p in fs.paths[view["index"].to_numpy()]]
+st.dataframe(view, key="select_ranking", hide_index=True, width="stretch", height=420,
+             column_config={"thumbnail": st.column_config.ImageColumn("", width="small"),
+                            "selected": st.column_config.CheckboxColumn("kept")})
+if len(view) == 500:
+    st.caption("First 500 rows shown; filter by class to see the others.")
+
+if len(run_ids) > 1:
+    st.markdown("**Compare runs**")
+    chosen = st.multiselect("Runs side by side", run_ids, default=run_ids[-2:], key="select_compare")
+    if chosen:
+        results = {rid: services.apply_edits(cached.selection(state.runs[rid]), state.edits_for(rid).added,
+                                             state.edits_for(rid).dropped) for rid in chosen}
+        summary = pd.DataFrame([{"run": rid, "kept": r.n_selected,
+                                 "mislabels": services.headline(r).mislabels} for rid, r in results.items()])
+        st.dataframe(summary, key="select_compare_summary", hide_index=True)
+        st.caption("Overlap: shared images / size of the smaller subset")
+        st.dataframe(services.overlap_frame(results), key="select_overlap")

@@ -1,0 +1,102 @@
+"""The app's session state, typed, in one place.
+
+Everything a page needs to remember lives in one :class:`AppState` stored under
+``st.session_state["app_state"]`` (reach it with :func:`get_state`). Heavy objects
+(datasets, feature sets, selection results, evaluation reports) are *not* stored here:
+the state holds their keys (fingerprints) and :mod:`app.cached` looks them up.
+Widget values stay in ``st.session_state`` under each widget's explicit key.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import streamlit as st
+
+STATE_KEY = "app_state"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One selection run: everything that determines its result (and its cache key)."""
+
+    embedding_key: str
+    method: str
+    fraction: float
+    budget: str
+    seed: int
+    params: tuple[tuple[str, Any], ...] = ()
+    budget_counts: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def run_id(self) -> str:
+        """A short readable name, unique per distinct spec."""
+        extra = ""
+        if self.params:
+            extra = " " + ",".join(f"{k}={v}" for k, v in self.params)
+        if self.budget_counts:
+            extra += " manual:" + str(abs(hash(self.budget_counts)) % 10_000)
+        return f"{self.method} {self.fraction * 100:g}% {self.budget} seed {self.seed}{extra}"
+
+    def to_json(self) -> str:
+        return json.dumps({"method": self.method, "fraction": self.fraction, "budget": self.budget,
+                           "seed": self.seed, "params": dict(self.params),
+                           "budget_counts": dict(self.budget_counts)}, sort_keys=True)
+
+
+@dataclass
+class Edits:
+    """Images the person added to / dropped from a run's subset (row indices of the features)."""
+
+    added: set[int] = field(default_factory=set)
+    dropped: set[int] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.dropped)
+
+
+@dataclass
+class AppState:
+    """What the app remembers for one browser session."""
+
+    # Data page
+    dataset_key: str | None = None          # Dataset.fingerprint, key into cached.dataset_store()
+    dataset_label: str | None = None        # what was loaded, for people ("demo", a path, an upload)
+    # Models page
+    embedding_key: str | None = None        # key into cached.feature_store()
+    embedding_models: list[str] = field(default_factory=list)
+    embedding_stats: dict[str, dict] = field(default_factory=dict)
+    embedding_problems: list[tuple[str, str]] = field(default_factory=list)
+    # Select page
+    runs: dict[str, RunSpec] = field(default_factory=dict)   # run_id -> spec, in creation order
+    active_run: str | None = None
+    edits: dict[str, Edits] = field(default_factory=dict)     # run_id -> edits
+    # Evaluate page
+    evaluations: dict[str, str] = field(default_factory=dict)  # run_id (+ edits) -> evaluation key
+    # bookkeeping
+    preloaded: bool = False
+
+    def edits_for(self, run_id: str) -> Edits:
+        return self.edits.setdefault(run_id, Edits())
+
+    def runs_for_embedding(self) -> list[str]:
+        """Run ids made on the current embedding, oldest first."""
+        return [rid for rid, spec in self.runs.items() if spec.embedding_key == self.embedding_key]
+
+    def reset_downstream_of_dataset(self) -> None:
+        self.embedding_key = None
+        self.embedding_models = []
+        self.embedding_stats = {}
+        self.embedding_problems = []
+        self.active_run = None
+
+
+def get_state() -> AppState:
+    """The session's :class:`AppState` (created on first use)."""
+    state = st.session_state.get(STATE_KEY)
+    if not isinstance(state, AppState):
+        state = AppState()
+        st.session_state[STATE_KEY] = state
+    return state

@@ -1,0 +1,89 @@
+"""AppTest: the Evaluate & export page (downloads, evaluation, chart, errors)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import pytest
+
+from app import cached, services
+
+from ._app_helpers import FAKE, errors, register_fake, selected, start, state
+
+
+@pytest.fixture(autouse=True)
+def fake_model():
+    register_fake()
+    yield
+    from core.embedders import unregister_embedder
+
+    unregister_embedder(FAKE)
+
+
+def _evaluate_page():
+    at = selected()
+    at.switch_page("pages/evaluate.py").run()
+    assert not errors(at) and not at.exception
+    return at
+
+
+def test_without_a_selection_points_to_select():
+    at = start()
+    at.switch_page("pages/evaluate.py").run()
+    assert any("No embeddings yet" in i.value for i in at.info) and not at.exception
+
+
+def test_subset_downloads_before_evaluation():
+    at = _evaluate_page()
+    labels = [b.label for b in at.get("download_button")]
+    assert labels == ["subset.csv", "scores.csv"]
+    st_ = state(at)
+    result = cached.selection(st_.runs[st_.active_run])
+    scores, subset = services.subset_csv_bytes(result, cached.get_features(st_.embedding_key))
+    sub = pd.read_csv(io.BytesIO(subset))
+    assert len(sub) == 100 and list(sub.columns[:2]) == ["path", "label"] and sub["label"].value_counts().eq(10).all()
+    assert len(pd.read_csv(io.BytesIO(scores))) == 1000
+
+
+def test_run_evaluation_shows_chart_metrics_and_report_downloads():
+    at = _evaluate_page()
+    at.number_input(key="eval_seeds").set_value(3)
+    at.button(key="eval_run").click().run()
+    assert not errors(at) and not at.exception
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    bar = fig["data"][0]
+    assert bar["type"] == "bar" and list(bar["x"]) == ["subset", "random", "full"] and "error_y" in bar
+    labels = {m.label for m in at.metric}
+    assert {"Subset", "Random (same size per class)", "Full training pool"} <= labels
+    downloads = [b.label for b in at.get("download_button")]
+    assert {"report.json", "report.html", "subset.csv (evaluated)", "scores.csv (evaluated)"} <= set(downloads)
+    # the same-features warning (one model selects and evaluates)
+    assert any("also used for selection" in w.value for w in at.warning)
+    st_ = state(at)
+    outcome = cached.evaluation_store()[st_.evaluations[st_.active_run]]
+    report = json.loads(outcome.files["report.json"])
+    assert report["kind"] == "evaluate" and report["cells"][0]["method"] == "ram_apl"
+    assert len(report["cells"][0]["seeds"]) == 3
+    assert pd.read_csv(io.BytesIO(outcome.files["subset.csv"])).shape[0] == 100
+    assert outcome.files["report.html"].startswith(b"<!DOCTYPE html>")
+    # pressing nothing: the result stays (cached by key), no recompute
+    at.run()
+    assert at.get("plotly_chart") and not errors(at)
+
+
+def test_evaluation_error_is_shown_and_earlier_result_kept(monkeypatch):
+    at = _evaluate_page()
+    at.number_input(key="eval_seeds").set_value(2)
+    at.button(key="eval_run").click().run()
+    assert at.get("plotly_chart")
+    from core.errors import CoresetError
+
+    def boom(*a, **k):
+        raise CoresetError("The hold-out of 20% is empty (too few images per class); add a test split.")
+
+    monkeypatch.setattr(services, "run_evaluation", boom)
+    at.button(key="eval_run").click().run()
+    assert len(errors(at)) == 1 and "hold-out" in errors(at)[0] and not at.exception
+    assert at.get("plotly_chart")  # the earlier evaluation is still shown

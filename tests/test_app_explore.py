@@ -1,0 +1,124 @@
+"""AppTest: the Explore page (projection, colours, lasso/box selection -> edits, galleries)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from app import cached
+
+from ._app_helpers import FAKE, errors, metrics, register_fake, selected, state
+
+
+@pytest.fixture(autouse=True)
+def fake_model(monkeypatch):
+    register_fake()
+    # UMAP (numba) is slow to start: a fast stand-in with the same contract
+    monkeypatch.setattr("core.projection.umap_2d", lambda x, seed=0: np.asarray(x, dtype=np.float32)[:, :2] * -1)
+    yield
+    from core.embedders import unregister_embedder
+
+    unregister_embedder(FAKE)
+
+
+def _explore(projection: str = "PCA"):
+    at = selected()
+    at.session_state["explore_projection"] = projection
+    at.switch_page("pages/explore.py").run()
+    assert not errors(at) and not at.exception, (errors(at), at.exception)
+    return at
+
+
+def _figure(at) -> dict:
+    charts = at.get("plotly_chart")
+    return json.loads(charts[0].proto.spec)
+
+
+def test_pca_map_coloured_by_class_and_kept():
+    at = _explore("PCA")
+    fig = _figure(at)
+    assert fig["layout"]["title"]["text"].startswith(f"PCA of {FAKE} (1000 images)")
+    assert len(fig["data"]) == 10 and sum(len(t["customdata"]) for t in fig["data"]) == 1000
+    assert all(t["type"] == "scatter" for t in fig["data"])  # svg below 5,000 points
+    assert "path" in fig["data"][0]["hovertemplate"]
+    at.selectbox(key="explore_colour").set_value("kept/dropped").run()
+    fig = _figure(at)
+    sizes = {t["name"]: len(t["customdata"]) for t in fig["data"]}
+    assert sizes == {"dropped": 900, "kept": 100}
+    at.selectbox(key="explore_colour").set_value("RAM").run()
+    assert len(_figure(at)["data"]) == 1  # continuous colour scale
+
+
+def test_umap_runs_in_background_then_replaces_pca():
+    at = _explore("UMAP")
+    title = _figure(at)["layout"]["title"]["text"]
+    if title.startswith("PCA"):  # still computing: PCA is shown meanwhile, with a note
+        assert any("UMAP is being computed" in i.value for i in at.info)
+        import time
+
+        time.sleep(1.0)
+        at.run()
+    assert _figure(at)["layout"]["title"]["text"].startswith("UMAP of")
+
+
+class _Lasso:
+    """Stand-in for the browser: st.plotly_chart draws the chart and returns this selection."""
+
+    def __init__(self, monkeypatch):
+        import streamlit as st
+
+        self.rows: list[int] = []
+        original = st.plotly_chart
+
+        def plotly_chart(fig, *args, **kwargs):
+            original(fig, *args, **kwargs)
+            points = [{"customdata": [i], "point_index": k, "curve_number": 0} for k, i in enumerate(self.rows)]
+            return {"selection": {"points": points, "point_indices": list(range(len(points))), "box": [],
+                                  "lasso": []}}
+
+        monkeypatch.setattr(st, "plotly_chart", plotly_chart)
+
+
+def test_chosen_rows_from_events():
+    from app.services import chosen_rows
+
+    assert chosen_rows(None) == [] and chosen_rows({"selection": {"points": []}}) == []
+    ev = {"selection": {"points": [{"customdata": [3, "x"]}, {"customdata": [1]}, {"customdata": [3]}, {}]}}
+    assert chosen_rows(ev) == [3, 1]
+    assert chosen_rows({"bad": 1}) == []
+
+
+def test_box_selection_lists_images_and_edits_the_subset(monkeypatch):
+    lasso = _Lasso(monkeypatch)
+    at = _explore("PCA")
+    st_ = state(at)
+    result = cached.selection(st_.runs[st_.active_run])
+    kept = [int(i) for i in result.selected[:3]]
+    dropped = [int(i) for i in result.table.loc[~result.table["selected"], "index"].iloc[:2]]
+    chosen = kept + dropped
+    lasso.rows = chosen
+    at.run()
+    assert any("5 chosen" in m.value and "3 kept" in m.value for m in at.markdown)
+    at.button(key="explore_drop").click().run()
+    assert state(at).edits_for(st_.active_run).dropped == set(chosen)
+    at.switch_page("pages/select.py").run()
+    assert metrics(at)["Kept"] == "97 / 1000"
+    at.switch_page("pages/explore.py").run()
+    lasso.rows = dropped
+    at.run()
+    at.button(key="explore_add").click().run()
+    e = state(at).edits_for(st_.active_run)
+    assert e.added == set(dropped) and e.dropped == set(kept)
+    at.button(key="explore_undo").click().run()
+    assert not state(at).edits_for(st_.active_run)
+
+
+def test_galleries_per_class():
+    at = _explore("PCA")
+    assert [t.label for t in at.tabs] == ["Most representative", "Hardest", "Suspected mislabels", "Kept vs dropped"]
+    at.selectbox(key="explore_gallery_class").set_value("trouser").run()
+    # 12 representative + 12 hardest + mislabels (<= 12) + 10 kept + 12 dropped
+    n = len(at.get("image"))
+    assert 46 <= n <= 58, n

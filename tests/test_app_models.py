@@ -1,0 +1,78 @@
+"""AppTest: the Models page (compute with a fake model, cache, weights status, errors)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import cached
+
+from ._app_helpers import FAKE, embedded, errors, register_fake, start, state
+
+
+@pytest.fixture(autouse=True)
+def fake_model():
+    register_fake()
+    yield
+    from core.embedders import unregister_embedder
+
+    unregister_embedder(FAKE)
+
+
+def test_compute_embeddings_stores_features_and_stats():
+    at = embedded()
+    st_ = state(at)
+    assert st_.embedding_models == [FAKE] and st_.embedding_key
+    fs = cached.get_features(st_.embedding_key)
+    assert len(fs) == 1200 and fs.features[FAKE].shape == (1200, 8)
+    stats = at.dataframe[-1].value
+    assert stats["model"].tolist() == [FAKE] and int(stats["computed"].iloc[0]) == 1200
+    assert any("Embeddings ready" in s.value for s in at.success)
+
+
+def test_returning_costs_nothing():
+    at = embedded()
+    key = state(at).embedding_key
+    at.switch_page("pages/select.py").run()
+    at.switch_page("pages/models.py").run()
+    # the same models: the button offers the cached result and state is unchanged
+    assert at.button(key="models_compute").label == "Use these embeddings (cached)"
+    assert at.multiselect(key="models_pick").value == [FAKE]
+    at.button(key="models_compute").click().run()
+    assert state(at).embedding_key == key and not errors(at)
+
+
+def test_weights_status_is_shown_and_local_file_field_appears():
+    at = start()
+    at.switch_page("pages/models.py").run()
+    table = at.dataframe[0].value.set_index("model")["weights"]
+    assert table["effnet-lite0"] == "offline" and table[FAKE] == "offline"
+    assert table["clip-vit-b32"] in ("needs download", "cached")
+    at.multiselect(key="models_pick").set_value(["effnet-lite0", "clip-vit-b32"]).run()
+    assert [t.key for t in at.text_input] == ["models_weights_clip-vit-b32"]  # offline models need no file
+    at.text_input(key="models_weights_clip-vit-b32").set_value("/some/file.safetensors").run()
+    assert "clip-vit-b32**: local file" in at.caption[-1].value or any(
+        "local file" in c.value for c in at.caption)
+
+
+def test_model_without_weights_shows_error_and_keeps_earlier_embeddings():
+    at = embedded()
+    before = state(at).embedding_key
+    at.multiselect(key="models_pick").set_value(["clip-vit-b32"]).run()
+    at.button(key="models_compute").click().run()
+    assert len(errors(at)) == 1, errors(at)
+    msg = errors(at)[0]
+    assert "clip-vit-b32" in msg and "Local weights file" in msg
+    assert not at.exception
+    assert state(at).embedding_key == before and cached.get_features(before) is not None
+
+
+def test_bad_local_weights_file_shows_error(tmp_path):
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(b"not a checkpoint")
+    at = start()
+    at.switch_page("pages/models.py").run()
+    at.multiselect(key="models_pick").set_value(["dinov2-vits14"]).run()
+    at.text_input(key="models_weights_dinov2-vits14").set_value(str(bad)).run()
+    at.button(key="models_compute").click().run()
+    assert len(errors(at)) == 1 and "Embedding failed" in errors(at)[0]
+    assert not at.exception and state(at).embedding_key is None
