@@ -6,7 +6,6 @@ Pages call these and only format the results; everything here is testable withou
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import time
@@ -317,11 +316,8 @@ def run_evaluation(fs: FeatureSet, result: SelectionResult, out: Path, *, seeds:
     and export report.json / report.html / subset.csv / scores.csv into ``out``, as
     ``coreset-studio evaluate`` does. ``step(fraction_done, message)`` reports progress."""
     from core.evaluation import EvalConfig, Evaluator
-    from core.evaluation.plan import dataset_info
-    from core.evaluation.protocol import features_digest
-    from core.evaluation.report import EvaluationReport
+    from core.evaluation.plan import single_cell_report
     from core.export import export_report
-    from core.provenance import machine_description, package_versions
 
     step = step or (lambda f, m: None)
     t0 = time.perf_counter()
@@ -341,25 +337,7 @@ def run_evaluation(fs: FeatureSet, result: SelectionResult, out: Path, *, seeds:
             counts = {str(c): int(k) for c, k in zip(result.budget_table["class"], result.budget_table["budget"])}
         cell = ev.evaluate(result.method, result.fraction, result.budget, result.params, budget_counts=counts)
     step(0.85, "writing report.json, report.html and the CSV files")
-    desc = ev.describe()
-    protocol = {k: v for k, v in desc.items() if k not in ("noise", "selection_models", "eval_model", "eval_also_selects")}
-    protocol["noise"] = [desc["noise"]]
-    used = list(dict.fromkeys(ev.selection_models + ([ev.eval_model] if ev.eval_model else [])))
-    report = EvaluationReport(
-        kind="evaluate", created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        dataset=dataset_info(fs),
-        features={"path": None, "digest": features_digest(fs, used), "available": fs.models,
-                  "models": fs.meta.get("models", {}) if isinstance(fs.meta, dict) else {},
-                  "selection_models": ev.selection_models, "eval_model": ev.eval_model,
-                  "eval_also_selects": ev.eval_also_selects},
-        protocol=protocol, config=config.to_dict(),
-        plan={"methods": [cell.label], "method_params": {cell.label: cell.params}, "fractions": [cell.fraction],
-              "noise_levels": [config.label_noise], "selection_file": None},
-        cells=[cell], versions=package_versions(), machine=machine_description(),
-        timing_s={"total": time.perf_counter() - t0, "embedding": 0.0, "select": cell.timing_s.get("select", 0.0),
-                  "train": cell.timing_s.get("train", 0.0)},
-        stats={"cells_computed": 1, "cells_cached": 0, "fits": ev.fits},
-    )
+    report = single_cell_report(ev, cell, fs, started=t0)
     written = export_report(out, report, fs)
     files = {name: Path(p).read_bytes() for name, p in written.items()
              if name in ("report.json", "report.html", "subset.csv", "scores.csv")}

@@ -53,14 +53,11 @@ def _load_selection(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..evaluation import Evaluator
-    from ..evaluation.plan import dataset_info
-    from ..evaluation.report import EvaluationReport
-    from ..export import export_report
-    from ..provenance import machine_description, package_versions
-
-    import datetime as dt
     import time
+
+    from ..evaluation import Evaluator
+    from ..evaluation.plan import single_cell_report
+    from ..export import export_report
 
     given = None
     if args.selection:
@@ -69,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
         given = _load_selection(args.selection)
     elif args.fraction is None:
         raise CoresetError("Give --fraction (with --method) or --selection selection.json.")
-    config = eval_config_from_args(args, args.label_noise)
     t0 = time.perf_counter()
     fs, models, features_path, embed_s = load_or_embed(args)
     config = eval_config_from_args(args, args.label_noise)
@@ -83,27 +79,8 @@ def run(args: argparse.Namespace) -> int:
         params = parse_assignments(args.param, "--param")
         counts = args.budget_counts
         cell = ev.evaluate(args.method, args.fraction, args.budget, params, budget_counts=counts)
-    desc = ev.describe()
-    protocol = {k: v for k, v in desc.items() if k not in ("noise", "selection_models", "eval_model", "eval_also_selects")}
-    protocol["noise"] = [desc["noise"]]
-    from ..evaluation.protocol import features_digest
-
-    used = list(dict.fromkeys(ev.selection_models + ([ev.eval_model] if ev.eval_model else [])))
-    report = EvaluationReport(
-        kind="evaluate", created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        dataset=dataset_info(fs),
-        features={"path": features_path, "digest": features_digest(fs, used), "available": fs.models,
-                  "models": fs.meta.get("models", {}) if isinstance(fs.meta, dict) else {},
-                  "selection_models": ev.selection_models, "eval_model": ev.eval_model,
-                  "eval_also_selects": ev.eval_also_selects},
-        protocol=protocol, config=config.to_dict(),
-        plan={"methods": [cell.label], "method_params": {cell.label: cell.params}, "fractions": [cell.fraction],
-              "noise_levels": [config.label_noise], "selection_file": args.selection},
-        cells=[cell], versions=package_versions(), machine=machine_description(),
-        timing_s={"total": time.perf_counter() - t0, "embedding": embed_s, "select": cell.timing_s.get("select", 0.0),
-                  "train": cell.timing_s.get("train", 0.0)},
-        stats={"cells_computed": 1, "cells_cached": 0, "fits": ev.fits},
-    )
+    report = single_cell_report(ev, cell, fs, started=t0, features_path=features_path,
+                                selection_file=args.selection, embedding_s=embed_s)
     out = Path(args.out)
     export_report(out, report, fs, html=not args.no_html, copy_subset=args.copy_subset, link=args.link)
     print(report.format_table())

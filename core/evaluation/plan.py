@@ -225,3 +225,33 @@ def run_plan(
 
 
 __all__ = ["CACHE_VERSION", "MethodSpec", "cell_key", "parse_fractions", "parse_methods", "run_plan"]
+
+
+def single_cell_report(evaluator: Evaluator, cell: CellResult, fs: FeatureSet, *, started: float,
+                       features_path: str | None = None, selection_file: str | None = None,
+                       embedding_s: float = 0.0) -> EvaluationReport:
+    """The :class:`EvaluationReport` of one evaluated selection (``coreset-studio evaluate``, the app).
+
+    ``started`` is the :func:`time.perf_counter` value when the work began (the report's
+    total time runs from there); ``features_path``/``selection_file`` are recorded when known.
+    """
+    config = evaluator.config
+    desc = evaluator.describe()
+    protocol = {k: v for k, v in desc.items() if k not in ("noise", "selection_models", "eval_model", "eval_also_selects")}
+    protocol["noise"] = [desc["noise"]]
+    used = list(dict.fromkeys(evaluator.selection_models + ([evaluator.eval_model] if evaluator.eval_model else [])))
+    return EvaluationReport(
+        kind="evaluate", created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        dataset=dataset_info(fs),
+        features={"path": features_path, "digest": features_digest(fs, used), "available": fs.models,
+                  "models": fs.meta.get("models", {}) if isinstance(fs.meta, dict) else {},
+                  "selection_models": evaluator.selection_models, "eval_model": evaluator.eval_model,
+                  "eval_also_selects": evaluator.eval_also_selects},
+        protocol=protocol, config=config.to_dict(),
+        plan={"methods": [cell.label], "method_params": {cell.label: cell.params}, "fractions": [cell.fraction],
+              "noise_levels": [config.label_noise], "selection_file": selection_file},
+        cells=[cell], versions=package_versions(), machine=machine_description(),
+        timing_s={"total": time.perf_counter() - started, "embedding": embedding_s,
+                  "select": cell.timing_s.get("select", 0.0), "train": cell.timing_s.get("train", 0.0)},
+        stats={"cells_computed": 1, "cells_cached": 0, "fits": evaluator.fits},
+    )
