@@ -180,7 +180,7 @@ def ram_apl_notes(name: str, frame) -> list[str]:
     out[0] += "."
     out.append("")
     out.append("What these figures suggest, and why, is discussed by hand in `bench/README.md` (section "
-               "\"Selection quality\"), which is updated whenever this file is regenerated.")
+               "\"Selection quality\"; written by hand, so re-read it when these figures change).")
     out.append("")
     return out
 
