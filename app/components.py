@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
 
 import streamlit as st
 
 from core.errors import CoresetError, WeightsUnavailableError
+from core.features import FeatureSet
+from core.selection import SelectionResult
 
-from . import cached
+from . import cached, services
 from .state import get_state
 
 
@@ -48,8 +51,21 @@ def need_features():
     return fs
 
 
-def need_run():
-    """``(run_id, spec, result)`` of the active selection run, or an info box (and None)."""
+@dataclass
+class ActiveRun:
+    """The active selection run as the Explore and Evaluate pages use it.
+
+    ``result`` is the run's selection with the hand edits (``edits``) applied.
+    """
+
+    run_id: str
+    fs: FeatureSet
+    edits: Any
+    result: SelectionResult
+
+
+def need_run() -> ActiveRun | None:
+    """The active selection run with its hand edits applied, or an info box (and None)."""
     fs = need_features()
     if fs is None:
         return None
@@ -60,10 +76,11 @@ def need_run():
         st.info("No selection yet: run one on the **Select** page.", icon=":material/arrow_back:")
         st.page_link("pages/select.py", label="Go to Select", icon=":material/content_cut:")
         return None
-    result = cached.selection(spec)
-    if result is None:
+    base = cached.selection(spec)
+    if base is None:
         return None
-    return rid, spec, result
+    edits = state.edits_for(rid)
+    return ActiveRun(rid, fs, edits, services.apply_edits(base, edits.added, edits.dropped))
 
 
 def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, columns: int = 8, size: int = 64,

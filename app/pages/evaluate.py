@@ -16,13 +16,10 @@ st.caption("Is the subset better than a random subset of the same size per class
            "the subset, on random subsets (one per seed) and on the whole training pool, and scored on the "
            "test split (else a 20 % hold-out).")
 
-got = need_run()
-if got is None:
+active = need_run()
+if active is None:
     st.stop()
-run_id, spec, base = got
-fs = cached.get_features(state.embedding_key)
-edits = state.edits_for(run_id)
-result = services.apply_edits(base, edits.added, edits.dropped)
+run_id, fs, edits, result = active.run_id, active.fs, active.edits, active.result
 st.caption(f"Run: **{run_id}** · {result.n_selected} images kept"
            + (f" (hand edits: +{len(edits.added)} / −{len(edits.dropped)})" if edits else ""))
 

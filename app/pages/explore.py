@@ -17,13 +17,10 @@ st.title("Explore")
 st.caption("Each dot is a training image, placed by its features. Drag a box or lasso round dots to list "
            "them, then add them to the subset or drop them from it.")
 
-got = need_run()
-if got is None:
+active = need_run()
+if active is None:
     st.stop()
-run_id, spec, base = got
-fs = cached.get_features(state.embedding_key)
-edits = state.edits_for(run_id)
-result = services.apply_edits(base, edits.added, edits.dropped)
+run_id, fs, edits, result = active.run_id, active.fs, active.edits, active.result
 st.caption(f"Run: **{run_id}**")
 
 c1, c2, c3 = st.columns(3)
