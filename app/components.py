@@ -9,6 +9,7 @@ from typing import Any, Iterator, Sequence
 import streamlit as st
 
 from core.errors import CoresetError, WeightsUnavailableError
+from core.extract import ExtractionCancelled
 from core.features import FeatureSet
 from core.selection import SelectionResult
 
@@ -18,9 +19,12 @@ from .state import get_state
 
 @contextlib.contextmanager
 def user_errors(what: str) -> Iterator[None]:
-    """Show any error of the block as ``st.error`` (never a traceback); earlier results stay."""
+    """Show any error of the block as ``st.error`` (never a traceback), a cancel as ``st.warning``;
+    earlier results stay."""
     try:
         yield
+    except ExtractionCancelled as exc:
+        st.warning(f"{what} cancelled: {exc} Earlier results are kept.", icon=":material/stop_circle:")
     except WeightsUnavailableError as exc:
         st.error(f"{what} failed: {exc} In this app: type the weights file's path in the "
                  "'Local weights file' field above, or pick an offline model (effnet-lite0/1/2).", icon=":material/error:")

@@ -76,3 +76,49 @@ def test_bad_local_weights_file_shows_error(tmp_path):
     at.button(key="models_compute").click().run()
     assert len(errors(at)) == 1 and "Embedding failed" in errors(at)[0]
     assert not at.exception and state(at).embedding_key is None
+
+
+def test_cancel_stops_embedding_keeps_earlier_results_and_caches_the_rows_done():
+    """The Cancel button sets a flag that the engine polls between batches; simulate the click
+    landing after the first batches by flipping that flag from inside the model."""
+    import streamlit as st
+
+    from core.embedders import register_embedder
+
+    from ._embed_helpers import fake_embedder
+
+    slow = "fake-cancel"
+    clicked = []
+
+    def factory(weights=None, workspace=None):
+        emb = fake_embedder(slow, dim=8)
+        forward = emb.model.forward
+
+        def forward_then_click_cancel(x):
+            out = forward(x)
+            if emb.model.seen >= 64 and not clicked:  # the user clicks once
+                clicked.append(True)
+                st.session_state["models_cancelled"] = True
+            return out
+
+        emb.model.forward = forward_then_click_cancel
+        return emb
+
+    register_embedder(slow, factory, description="test", family="test", availability="offline", dim=8,
+                      overwrite=True)
+    try:
+        at = embedded()
+        before = state(at).embedding_key
+        at.multiselect(key="models_pick").set_value([slow]).run()
+        at.button(key="models_compute").click().run()
+        assert not errors(at) and not at.exception
+        assert any("cancelled" in w.value for w in at.warning)
+        assert state(at).embedding_key == before and cached.get_features(before) is not None
+        # the rows embedded before the cancel are cached: computing again embeds only the rest
+        at.button(key="models_compute").click().run()
+        stats = state(at).embedding_stats[slow]
+        assert 64 <= stats["cached"] < 1200 and stats["cached"] + stats["computed"] == 1200
+    finally:
+        from core.embedders import unregister_embedder
+
+        unregister_embedder(slow)
