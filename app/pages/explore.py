@@ -88,7 +88,7 @@ if chosen:
         edits.added -= set(chosen)
         st.rerun()
 else:
-    st.caption("Tip: use the lasso or box tool of the plot to choose images.")
+    st.caption("Tip: click a dot to see its image, or use the lasso or box tool of the plot to choose several.")
 if edits:
     st.caption(f"Hand edits of this run: +{len(edits.added)} added, −{len(edits.dropped)} dropped.")
     if st.button("Undo all edits", key="explore_undo"):
