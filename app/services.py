@@ -284,13 +284,10 @@ def chosen_rows(event) -> list[int]:
 
 def subset_csv_bytes(result: SelectionResult, fs: FeatureSet) -> tuple[bytes, bytes]:
     """``(scores.csv, subset.csv)`` bytes, exactly as ``coreset-studio select`` writes them."""
-    from core.export import scores_frame, subset_frame
-    from core.selection import escape_csv_frame
+    from core.export.tables import csv_text, scores_frame, subset_frame
 
     scores = scores_frame(result.table, fs)
-    subset = subset_frame(scores, result.selected)
-    return (escape_csv_frame(scores).to_csv(index=False).encode("utf-8"),
-            escape_csv_frame(subset).to_csv(index=False).encode("utf-8"))
+    return (csv_text(scores).encode("utf-8"), csv_text(subset_frame(scores, result.selected)).encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- evaluation

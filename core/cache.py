@@ -48,6 +48,11 @@ def _checksum(ids: np.ndarray, features: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def cache_root(workspace: str | os.PathLike | None = None) -> Path:
+    """Folder of the embedding cache in ``workspace`` (default: the default workspace)."""
+    return resolve_workspace(workspace) / "embeddings"
+
+
 class EmbeddingCache:
     """Embedding cache in ``root`` (default ``resolve_workspace() / "embeddings"``).
 
@@ -57,10 +62,15 @@ class EmbeddingCache:
     """
 
     def __init__(self, root: str | os.PathLike | None = None, *, max_shards: int = 32) -> None:
-        self.root = Path(root).expanduser().resolve() if root is not None else resolve_workspace() / "embeddings"
+        self.root = Path(root).expanduser().resolve() if root is not None else cache_root()
         self.max_shards = max_shards
         # path -> ((size, mtime_ns), ids, features)
         self._memo: dict[Path, tuple[tuple[int, int], np.ndarray, np.ndarray]] = {}
+
+    @classmethod
+    def in_workspace(cls, workspace: str | os.PathLike | None = None) -> "EmbeddingCache":
+        """The cache of ``workspace`` (default: the default workspace): ``<workspace>/embeddings``."""
+        return cls(cache_root(workspace))
 
     # ------------------------------------------------------------------ helpers
     def folder(self, embedder_identity: str) -> Path:

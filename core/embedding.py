@@ -82,8 +82,7 @@ def embed_dataset(
     unknown_weights = sorted(set(weights) - set(models))
     if unknown_weights:
         raise CoresetError(f"--weights given for {unknown_weights}, which are not among the models {models}.")
-    cache = EmbeddingCache(None if workspace is None else os.path.join(os.fspath(workspace), "embeddings")) \
-        if use_cache else None
+    cache = EmbeddingCache.in_workspace(workspace) if use_cache else None
     n = len(dataset)
     ok = np.ones(n, dtype=bool)
     arrays: dict[str, np.ndarray] = {}

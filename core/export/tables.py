@@ -51,9 +51,14 @@ def subset_frame(scores: pd.DataFrame, selected: np.ndarray) -> pd.DataFrame:
     return kept[cols].reset_index(drop=True)
 
 
+def csv_text(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV text (no index column), formula-like text cells escaped."""
+    return escape_csv_frame(frame).to_csv(index=False)
+
+
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
-    """Escape formula-like text cells and write ``frame`` atomically (no index column)."""
-    return atomic_write_text(path, escape_csv_frame(frame).to_csv(index=False))
+    """Write :func:`csv_text` of ``frame`` atomically."""
+    return atomic_write_text(path, csv_text(frame))
 
 
 def write_selection_csvs(folder: str | os.PathLike, table: pd.DataFrame, selected: np.ndarray,
@@ -65,4 +70,4 @@ def write_selection_csvs(folder: str | os.PathLike, table: pd.DataFrame, selecte
             write_csv(folder / "subset.csv", subset_frame(scores, selected)))
 
 
-__all__ = ["NON_SCORE_COLUMNS", "scores_frame", "subset_frame", "write_csv", "write_selection_csvs"]
+__all__ = ["NON_SCORE_COLUMNS", "csv_text", "scores_frame", "subset_frame", "write_csv", "write_selection_csvs"]
