@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..workspace import atomic_write_text
+from ..export.tables import write_csv
 from ._common import add_dataset_arguments, load_dataset_verbose
 
 
@@ -24,6 +24,6 @@ def run(args: argparse.Namespace) -> int:
     print(dataset.class_counts().to_string())
     print(f"fingerprint: {dataset.fingerprint}")
     if args.report:
-        atomic_write_text(args.report, dataset.problems_frame().to_csv(index=False))
+        write_csv(args.report, dataset.problems_frame())
         print(f"wrote {args.report} ({len(dataset.problems)} problem rows)")
     return 0
