@@ -323,16 +323,22 @@ def run_evaluation(fs: FeatureSet, result: SelectionResult, out: Path, *, seeds:
     ev = Evaluator(fs, config, list(result.models), device=device)
     note = ""
     pool = set(ev.split.pool.tolist())
-    step(0.2, f"training on the subset, {seeds} random subsets and the full pool")
+    step(0.1, "choosing the random subsets")
+
+    def trained(done: int, total: int, what: str) -> None:
+        step(0.15 + 0.7 * done / max(total, 1), f"{what} ({done}/{total} trainings)")
+
     if all(int(i) in pool for i in result.selected):
-        cell = ev.evaluate(result.method, result.fraction, result.budget, result.params, given=result)
+        cell = ev.evaluate(result.method, result.fraction, result.budget, result.params, given=result,
+                           progress=trained)
     else:
         note = ("The subset contains rows of the evaluation hold-out (this dataset has no test split), so the "
                 "method was re-run on the training rows only; your manual edits are not part of this evaluation.")
         counts = None
         if result.budget == "manual":
             counts = {str(c): int(k) for c, k in zip(result.budget_table["class"], result.budget_table["budget"])}
-        cell = ev.evaluate(result.method, result.fraction, result.budget, result.params, budget_counts=counts)
+        cell = ev.evaluate(result.method, result.fraction, result.budget, result.params, budget_counts=counts,
+                           progress=trained)
     step(0.85, "writing report.json, report.html and the CSV files")
     report = single_cell_report(ev, cell, fs, started=t0)
     written = export_report(out, report, fs)

@@ -87,3 +87,17 @@ def test_evaluation_error_is_shown_and_earlier_result_kept(monkeypatch):
     at.button(key="eval_run").click().run()
     assert len(errors(at)) == 1 and "hold-out" in errors(at)[0] and not at.exception
     assert at.get("plotly_chart")  # the earlier evaluation is still shown
+
+
+def test_evaluation_progress_moves_with_each_training(tmp_path):
+    at = _evaluate_page()
+    st_ = state(at)
+    fs = cached.get_features(st_.embedding_key)
+    result = cached.selection(st_.runs[st_.active_run])
+    steps = []
+    services.run_evaluation(fs, result, tmp_path / "out", seeds=3, step=lambda f, m: steps.append((f, m)))
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0 < fractions[0]
+    trainings = [m for _, m in steps if "trainings)" in m]
+    assert len(trainings) == 10  # "subsets chosen" + 3 groups x 3 seeds
+    assert trainings[-1].endswith("(9/9 trainings)") and "full pool" in trainings[-1]

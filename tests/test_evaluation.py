@@ -216,6 +216,22 @@ def test_deterministic_method_and_random_difference():
     assert all(0 <= v <= 1 for v in cell.method_result.per_class)
 
 
+def test_evaluate_reports_progress_per_training():
+    fs = blobs((30, 30, 30), sep=1.0)
+    ev = Evaluator(fs, EvalConfig(seeds=(0, 1, 2, 3)))
+    calls = []
+    cell = ev.evaluate("ram_apl", 0.2, progress=lambda d, t, m: calls.append((d, t, m)))
+    assert [d for d, _, _ in calls] == list(range(13))  # 0 once chosen, then one per training
+    assert {t for _, t, _ in calls} == {12}  # 3 groups x 4 seeds
+    assert [m for _, _, m in calls[1:5]] == [f"trained on the subset, seed {s}" for s in range(4)]
+    assert all("random subset" in m for _, _, m in calls[5:9])
+    assert all("full pool" in m for _, _, m in calls[9:])
+    # the same numbers with and without a callback
+    again = Evaluator(fs, EvalConfig(seeds=(0, 1, 2, 3))).evaluate("ram_apl", 0.2)
+    assert again.method_result.accuracy == cell.method_result.accuracy
+    assert again.random.accuracy == cell.random.accuracy
+
+
 def test_tiny_fraction_with_empty_classes_does_not_crash():
     fs = blobs((40, 3, 3), models=("a", "effnet-lite2"))
     ev = Evaluator(fs, EvalConfig(seeds=(0, 1, 2)))

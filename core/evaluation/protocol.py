@@ -34,7 +34,7 @@ import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -440,12 +440,15 @@ class Evaluator:
         self._memo[key] = out
         return out
 
-    def _group(self, subsets: list[np.ndarray]) -> GroupResult:
+    def _group(self, subsets: list[np.ndarray], tick: Callable[[str], None] | None = None,
+               name: str = "") -> GroupResult:
         accs, per_class = [], []
         for seed, rows in zip(self.config.seeds, subsets):
             acc, pc = self.score_subset(rows, seed)
             accs.append(acc)
             per_class.append(pc)
+            if tick is not None:
+                tick(f"{name}, seed {seed}")
         with np.errstate(invalid="ignore"):
             pc_mean = np.nanmean(np.vstack(per_class), axis=0) if per_class else np.zeros(0)
         return GroupResult(accs, pc_mean.tolist(), [int(len(r)) for r in subsets],
@@ -461,11 +464,15 @@ class Evaluator:
                              device=self.device, **dict(params or {}))
 
     def evaluate(self, method: str, fraction: float, budget: str = "paper", params: Mapping[str, Any] | None = None,
-                 budget_counts: Mapping | None = None, given=None, keep_table: bool = True) -> CellResult:
+                 budget_counts: Mapping | None = None, given=None, keep_table: bool = True,
+                 progress: Callable[[int, int, str], None] | None = None) -> CellResult:
         """Evaluate one selection against random subsets and the full pool (protocol steps 3-7).
 
         ``given``: an existing :class:`~core.selection.SelectionResult` to evaluate as the
         method's (fixed) subset instead of running the selector; its rows must lie in the pool.
+        ``progress(done, total, description)``: called once the subsets are chosen (done = 0)
+        and after each of the ``total = 3 * len(seeds)`` trainings (subset, random and full
+        pool, one per seed; a repeated subset is answered from memory and still counts).
         """
         t0 = time.perf_counter()
         seeds = list(self.config.seeds)
@@ -500,9 +507,19 @@ class Evaluator:
         ]
         full = [self.split.pool] * len(seeds)
         t1 = time.perf_counter()
-        g_method = self._group(subsets)
-        g_random = self._group(random_subsets)
-        g_full = self._group(full)
+        total, done = 3 * len(seeds), 0
+        if progress is not None:
+            progress(0, total, "subsets chosen")
+
+        def tick(description: str) -> None:
+            nonlocal done
+            done += 1
+            if progress is not None:
+                progress(done, total, f"trained on {description}")
+
+        g_method = self._group(subsets, tick, "the subset")
+        g_random = self._group(random_subsets, tick, "a random subset")
+        g_full = self._group(full, tick, "the full pool")
         t2 = time.perf_counter()
         diff = difference_interval(g_method.accuracy, g_random.accuracy, self.config.confidence)
         return CellResult(
