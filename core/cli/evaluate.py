@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+
+from tqdm import tqdm
 
 from ..errors import CoresetError
 from ._common import add_selection_arguments
@@ -72,13 +75,21 @@ def run(args: argparse.Namespace) -> int:
     if given is not None and models is None:
         models = given.models
     ev = Evaluator(fs, config, models, device=args.device)
-    if given is not None:
-        # selection.json holds no per-sample table: no scores.csv/subset.csv/thumbnails then
-        cell = ev.evaluate(given.method, given.fraction, given.budget, given.params, given=given, keep_table=False)
-    else:
-        params = parse_assignments(args.param, "--param")
-        counts = args.budget_counts
-        cell = ev.evaluate(args.method, args.fraction, args.budget, params, budget_counts=counts)
+    with tqdm(desc="evaluating", unit="fit", file=sys.stderr, leave=False) as bar:
+        def progress(done: int, total: int, what: str) -> None:
+            bar.total = total
+            bar.set_postfix_str(what, refresh=False)
+            bar.update(done - bar.n)
+
+        if given is not None:
+            # selection.json holds no per-sample table: no scores.csv/subset.csv/thumbnails then
+            cell = ev.evaluate(given.method, given.fraction, given.budget, given.params, given=given,
+                               keep_table=False, progress=progress)
+        else:
+            params = parse_assignments(args.param, "--param")
+            counts = args.budget_counts
+            cell = ev.evaluate(args.method, args.fraction, args.budget, params, budget_counts=counts,
+                               progress=progress)
     report = single_cell_report(ev, cell, fs, started=t0, features_path=features_path,
                                 selection_file=args.selection, embedding_s=embed_s)
     out = Path(args.out)
