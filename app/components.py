@@ -59,13 +59,15 @@ def need_features():
 class ActiveRun:
     """The active selection run as the Explore and Evaluate pages use it.
 
-    ``result`` is the run's selection with the hand edits (``edits``) applied.
+    ``result`` is the run's selection with the hand edits (``edits``) applied; ``base`` is the
+    run's own selection, without them.
     """
 
     run_id: str
     fs: FeatureSet
     edits: Any
     result: SelectionResult
+    base: SelectionResult
 
 
 def need_run() -> ActiveRun | None:
@@ -84,7 +86,7 @@ def need_run() -> ActiveRun | None:
     if base is None:
         return None
     edits = state.edits_for(rid)
-    return ActiveRun(rid, fs, edits, services.apply_edits(base, edits.added, edits.dropped))
+    return ActiveRun(rid, fs, edits, services.apply_edits(base, edits.added, edits.dropped), base)
 
 
 def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, columns: int = 8, size: int = 64,

@@ -166,6 +166,24 @@ def apply_edits(result: SelectionResult, added: Iterable[int] = (), dropped: Ite
                            timing_s=dict(result.timing_s), device=result.device)
 
 
+def edit_subset(added: set[int], dropped: set[int], base_kept: Iterable[int], chosen: Iterable[int],
+                keep: bool) -> None:
+    """Record in place that the ``chosen`` rows are to be kept (``keep``) or left out.
+
+    ``added``/``dropped`` only ever hold real changes against the run's own subset
+    (``base_kept``): adding a row the run kept (or dropping one it left out) just undoes an
+    earlier edit of that row.
+    """
+    base = set(int(i) for i in base_kept)
+    for i in (int(r) for r in chosen):
+        added.discard(i)
+        dropped.discard(i)
+        if keep and i not in base:
+            added.add(i)
+        elif not keep and i in base:
+            dropped.add(i)
+
+
 def suspected_mislabels(result: SelectionResult) -> pd.DataFrame:
     """Rows whose APL is 0: in every model, the nearest class mean is another class.
     Empty when the method computes no APL."""

@@ -102,7 +102,9 @@ def test_box_selection_lists_images_and_edits_the_subset(monkeypatch):
     at.run()
     assert any("5 chosen" in m.value and "3 kept" in m.value for m in at.markdown)
     at.button(key="explore_drop").click().run()
-    assert state(at).edits_for(st_.active_run).dropped == set(chosen)
+    # only real changes are recorded: the 3 kept rows are dropped, the 2 dropped ones stay so
+    assert state(at).edits_for(st_.active_run).dropped == set(kept)
+    assert not state(at).edits_for(st_.active_run).added
     at.switch_page("pages/select.py").run()
     assert metrics(at)["Kept"] == "97 / 1000"
     at.switch_page("pages/explore.py").run()
@@ -111,6 +113,13 @@ def test_box_selection_lists_images_and_edits_the_subset(monkeypatch):
     at.button(key="explore_add").click().run()
     e = state(at).edits_for(st_.active_run)
     assert e.added == set(dropped) and e.dropped == set(kept)
+    assert any("+2 added, −3 dropped" in c.value for c in at.caption)
+    # adding back a row the run kept undoes its drop instead of counting as an addition
+    lasso.rows = kept[:1]
+    at.run()
+    at.button(key="explore_add").click().run()
+    e = state(at).edits_for(st_.active_run)
+    assert e.added == set(dropped) and e.dropped == set(kept[1:])
     at.button(key="explore_undo").click().run()
     assert not state(at).edits_for(st_.active_run)
 
@@ -122,3 +131,56 @@ def test_galleries_per_class():
     # 12 representative + 12 hardest + mislabels (<= 12) + 10 kept + 12 dropped
     n = len(at.get("image"))
     assert 46 <= n <= 58, n
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_edit_subset_matches_a_direct_record_of_each_rows_state(seed):
+    from app.services import edit_subset
+
+    rng = np.random.default_rng(seed)
+    base = set(rng.choice(40, 12, replace=False).tolist())
+    added, dropped = set(), set()
+    want = {i: i in base for i in range(40)}  # the obvious reference: each row's wanted state
+    for _ in range(30):
+        chosen = rng.choice(40, int(rng.integers(1, 8)), replace=False).tolist()
+        keep = bool(rng.integers(2))
+        edit_subset(added, dropped, base, chosen, keep)
+        want.update({i: keep for i in chosen})
+        assert (base | added) - dropped == {i for i, k in want.items() if k}
+        assert not added & base and dropped <= base  # only real changes are recorded
+
+
+def _hover_payload(at) -> dict:
+    (component,) = at.get("bidi_component")
+    return json.loads(component.proto.json)
+
+
+def test_hover_cards_get_each_points_thumbnail_once_per_session():
+    from core.export.html import thumbnail_data_uri
+
+    at = _explore("PCA")
+    payload = _hover_payload(at)
+    assert payload["plot"] == "explore_plot"
+    fig = _figure(at)
+    rows = [int(cd[0]) for t in fig["data"] for cd in t["customdata"]]
+    assert sorted(int(r) for r in payload["thumbs"]) == sorted(rows)  # one per point
+    fs = cached.get_features(state(at).embedding_key)
+    for r in rows[::97]:
+        assert payload["paths"][str(r)] == str(fs.paths[r])
+        assert payload["thumbs"][str(r)] == thumbnail_data_uri(fs.paths[r], 64)
+    # the browser reports that it holds this version: later reruns send only the version
+    at.session_state["explore_hover"] = {"have": payload["version"]}
+    at.selectbox(key="explore_colour").set_value("kept/dropped").run()
+    light = _hover_payload(at)
+    assert light == {"plot": "explore_plot", "version": payload["version"]}
+    # a browser that lost them (page reload) gets them again
+    at.session_state["explore_hover"] = {"have": None}
+    at.run()
+    assert len(_hover_payload(at)["thumbs"]) == len(rows)
+
+
+def test_no_hover_images_above_the_point_limit(monkeypatch):
+    monkeypatch.setattr("app.hover.MAX_POINTS", 500)
+    at = _explore("PCA")
+    assert not at.get("bidi_component")
+    assert any("Hover images are shown up to 500 points" in c.value for c in at.caption)

@@ -1,6 +1,8 @@
 """The app in a real browser: `streamlit run` on a free port, driven by Playwright in headless
-Debian Chromium: demo -> effnet-lite0 -> ram_apl 10 % -> explore (the plot is visible) ->
-evaluate & export, checking the downloaded subset.csv. Saves a screenshot of every page
+Debian Chromium: demo -> effnet-lite0 -> ram_apl 10 % -> explore (the plot is visible; hover
+shows the image; a real lasso and a real box list the dots inside; the box's dropped images are
+added to the subset) -> evaluate & export, checking that the downloaded subset.csv has the 100
+kept rows plus the added ones. Saves a screenshot of every page
 (``CORESET_STUDIO_UPDATE_SCREENSHOTS=1`` also copies them to docs/screenshots/).
 
 Needs Chromium at /usr/bin/chromium (``apt-get install chromium``; override with
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +24,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from core.export.html import thumbnail_data_uri
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -101,6 +106,29 @@ def _shot(page, folder: Path, name: str) -> Path:
     return path
 
 
+def _point_centres(page) -> list[tuple[float, float]]:
+    """Screen centres of the Explore plot's dots (svg below 5,000 points)."""
+    return [tuple(c) for c in page.evaluate(
+        """() => [...document.querySelectorAll('.st-key-explore_plot .scatterlayer .point')].map(e => {
+               const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })""")]
+
+
+def _inside(centres, rect, margin: float) -> int:
+    """Dots at least ``margin`` px inside ``rect`` (x0, y0, x1, y1); a negative margin lets them be outside."""
+    x0, y0, x1, y1 = rect
+    return sum(x0 + margin < x < x1 - margin and y0 + margin < y < y1 - margin for x, y in centres)
+
+
+def _rectangle_round(point, centres, area, at_least: int):
+    """A square round ``point``, inside the plot area, grown until ``at_least`` dots are well inside."""
+    for half in range(15, 400, 5):
+        rect = (max(point[0] - half, area["x"] + 2), max(point[1] - half, area["y"] + 2),
+                min(point[0] + half, area["x"] + area["width"] - 2), min(point[1] + half, area["y"] + area["height"] - 2))
+        if _inside(centres, rect, 1.5) >= at_least:
+            return rect
+    raise AssertionError(f"no square round {point} holds {at_least} dots")
+
+
 def _go(page, title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
     _settle(page)
@@ -117,7 +145,7 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     page.get_by_text("Images per class").first.wait_for(timeout=LONG)
     _settle(page)
     assert page.locator("[data-testid='stMetricValue']").first.inner_text() == "1200"
-    assert page.locator(".js-plotly-plot").first.is_visible()
+    page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=30_000)  # plotly loads lazily
     taken.append(_shot(page, shots, "1-data.png"))
 
     # 2. Models: effnet-lite0 (offline) is picked by default; compute
@@ -138,15 +166,58 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
 
     # 4. Explore: the map is visible (UMAP replaces the PCA preview when ready)
     _go(page, "Explore")
-    plot = page.locator(".js-plotly-plot").first
+    plot = page.locator(".st-key-explore_plot .js-plotly-plot")
     plot.wait_for(state="visible", timeout=LONG)
     assert plot.is_visible()
     try:
         page.get_by_text("UMAP of effnet-lite0").wait_for(timeout=90_000)
-    except Exception:  # noqa: BLE001 - PCA preview is fine for the test; UMAP is nicer for the picture
-        pass
+    except Exception:  # noqa: BLE001 - UMAP is nicer for the picture; PCA keeps the map still meanwhile
+        page.get_by_text("PCA", exact=True).click()
     _settle(page)
+    area = page.locator(".st-key-explore_plot .nsewdrag").first.bounding_box()
+    centres = _point_centres(page)
+    assert len(centres) == 1000
+
+    # hover: the card shows the hovered image (the path in plotly's own label) as its thumbnail
+    x, y = sorted(centres)[len(centres) // 2]
+    page.mouse.move(x - 30, y - 30)
+    page.mouse.move(x, y, steps=5)
+    card = page.locator("#cs-hover-card")
+    card.wait_for(state="visible", timeout=10_000)
+    hovered = card.get_attribute("title")
+    assert hovered and f"path={hovered}" in page.locator(".st-key-explore_plot .hoverlayer").text_content()
+    assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64)
     taken.append(_shot(page, shots, "4-explore.png"))
+    page.mouse.move(area["x"] + area["width"] + 60, area["y"] - 40)  # away: the card goes
+    card.wait_for(state="hidden", timeout=10_000)
+
+    # a real lasso (the default drag mode) round a rectangle, then a box from the toolbar:
+    # each lists the points inside (counted from the dots' screen positions)
+    by_x, text = sorted(centres), ""
+    for tool, seed_point in (("lasso", by_x[len(by_x) // 4]), ("box", by_x[3 * len(by_x) // 4])):
+        x0, y0, x1, y1 = _rectangle_round(seed_point, centres, area, at_least=20)
+        if tool == "box":
+            plot.hover()
+            page.locator(".st-key-explore_plot .modebar-btn[data-val='select']").click()
+        page.mouse.move(x0, y0)
+        page.mouse.down()
+        corners = [(x1, y0), (x1, y1), (x0, y1), (x0, y0)] if tool == "lasso" else [(x1, y1)]
+        for cx, cy in corners:
+            page.mouse.move(cx, cy, steps=12)
+        page.mouse.up()
+        find = """[...document.querySelectorAll('[data-testid="stMarkdownContainer"] p')]
+                  .map(e => e.innerText).find(t => /^\\d+ chosen/.test(t))"""
+        page.wait_for_function(  # the app reran with this selection (its summary replaced the last one)
+            f"(previous) => {{ const t = {find}; return t && t !== previous; }}", arg=text, timeout=30_000)
+        _settle(page)
+        text = page.evaluate(f"() => {find}")
+        n, n_kept, n_dropped = (int(v) for v in re.match(r"(\d+) chosen \((\d+) kept, (\d+) dropped\)", text).groups())
+        assert _inside(centres, (x0, y0, x1, y1), 1.5) <= n <= _inside(centres, (x0, y0, x1, y1), -1.5), (tool, n)
+        assert n == n_kept + n_dropped and n > 5
+    # add the dropped ones among the box's points to the subset
+    page.get_by_role("button", name="Add to subset").click()
+    _settle(page)
+    page.get_by_text(f"Hand edits of this run: +{n_dropped} added").wait_for(timeout=30_000)
 
     # 5. Evaluate & export: evaluate, then download subset.csv
     _go(page, "Evaluate & export")
@@ -159,8 +230,8 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     info.value.save_as(target)
     with open(target, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 100  # 10 % of 100 training images in each of 10 classes
-    assert len({r["label"] for r in rows}) == 10  # 10 kept in each class
+    assert len(rows) == 100 + n_dropped  # 10 % of 100 training images in each of 10 classes, plus the box
+    assert len({r["label"] for r in rows}) == 10
     assert all(r["path"].endswith(".png") for r in rows)
     taken.append(_shot(page, shots, "5-evaluate.png"))
 

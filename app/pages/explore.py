@@ -7,6 +7,7 @@ import streamlit as st
 
 from app import cached, services
 from app.components import need_run, thumb_grid
+from app import hover
 from app.state import get_state
 
 WEBGL_ABOVE = 5000
@@ -14,8 +15,8 @@ MAX_LISTED = 48
 
 state = get_state()
 st.title("Explore")
-st.caption("Each dot is a training image, placed by its features. Drag a box or lasso round dots to list "
-           "them, then add them to the subset or drop them from it.")
+st.caption("Each dot is a training image, placed by its features; hover a dot to see the image. Drag a box "
+           "or lasso round dots to list them, then add them to the subset or drop them from it.")
 
 active = need_run()
 if active is None:
@@ -68,6 +69,15 @@ fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", xaxis_t
                   legend_title_text="")
 event = st.plotly_chart(fig, key="explore_plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         width="stretch")
+if fs.paths is not None and len(points) <= hover.MAX_POINTS:
+    rows = points["index"].tolist()
+    with st.spinner("Making thumbnails for the hover cards…"):
+        thumbs = cached.thumbnails(points["path"].tolist(), hover.THUMB_PX)
+    hover.hover_thumbnails("explore_plot", rows, [thumbs[p] for p in points["path"]], points["path"].tolist(),
+                           data_key=f"{state.embedding_key}|{hover.THUMB_PX}", key="explore_hover")
+elif fs.paths is not None:
+    st.caption(f"Hover images are shown up to {hover.MAX_POINTS:,} points; click a dot or use the lasso to see "
+               "images here.")
 
 chosen = services.chosen_rows(event)
 
@@ -80,12 +90,10 @@ if chosen:
                [f"{fs.labels[i]}{' ✓' if i in kept_now else ''}" for i in shown], columns=12, size=56)
     b1, b2, _ = st.columns([1, 1, 3])
     if b1.button("Add to subset", key="explore_add", type="primary"):
-        edits.added |= set(chosen)
-        edits.dropped -= set(chosen)
+        services.edit_subset(edits.added, edits.dropped, active.base.selected, chosen, keep=True)
         st.rerun()
     if b2.button("Drop from subset", key="explore_drop"):
-        edits.dropped |= set(chosen)
-        edits.added -= set(chosen)
+        services.edit_subset(edits.added, edits.dropped, active.base.selected, chosen, keep=False)
         st.rerun()
 else:
     st.caption("Tip: click a dot to see its image, or use the lasso or box tool of the plot to choose several.")
