@@ -35,6 +35,18 @@ def user_errors(what: str) -> Iterator[None]:
                  "earlier results are kept.", icon=":material/error:")
 
 
+def configured_roots() -> list[str] | None:
+    """``roots`` of ``[coreset_studio]`` in ``.streamlit/secrets.toml`` (None without one)."""
+    try:
+        section = st.secrets.get("coreset_studio") or {}
+        roots = section.get("roots")
+    except (FileNotFoundError, KeyError, AttributeError, st.errors.StreamlitAPIException):
+        return None
+    if isinstance(roots, str):
+        roots = [roots]
+    return [str(r) for r in roots] if roots else None
+
+
 def need_dataset():
     """The current Dataset, or an info box pointing to the Data page (and None)."""
     ds = cached.get_dataset(get_state().dataset_key)

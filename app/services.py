@@ -27,12 +27,16 @@ ROOTS_ENV = "CORESET_STUDIO_ROOTS"
 
 
 # --------------------------------------------------------------------------- folder roots
-def allowed_roots(workspace: str | os.PathLike | None = None) -> list[Path]:
-    """Folders the Data page may read from: ``$CORESET_STUDIO_ROOTS`` (os.pathsep-separated),
-    else the working directory and the workspace."""
+def allowed_roots(workspace: str | os.PathLike | None = None,
+                  configured: Sequence[str | os.PathLike] | None = None) -> list[Path]:
+    """Folders the Data page may read from, first found of: ``$CORESET_STUDIO_ROOTS``
+    (os.pathsep-separated); ``configured`` (the ``roots`` list of ``[coreset_studio]`` in
+    ``.streamlit/secrets.toml``); the working directory and the workspace."""
     env = os.environ.get(ROOTS_ENV, "").strip()
     if env:
         roots = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
+    elif configured:
+        roots = [Path(str(p)).expanduser() for p in configured if str(p).strip()]
     else:
         roots = [Path.cwd(), resolve_workspace(workspace)]
     out: list[Path] = []

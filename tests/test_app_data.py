@@ -116,6 +116,27 @@ def test_manifest_plus_zip_upload_reports_missing_files(image_tree):
     assert problems["kind"].tolist().count("missing_file") == 1 and "line 6" in " ".join(problems["file"])
 
 
+def test_roots_from_streamlit_secrets_and_the_variable_wins(image_tree, tmp_path_factory, monkeypatch):
+    monkeypatch.delenv(services.ROOTS_ENV, raising=False)
+    outside = tmp_path_factory.mktemp("elsewhere")
+    write_image(outside / "a" / "x.png")
+    at = start()
+    at.secrets["coreset_studio"] = {"roots": [str(image_tree)]}
+    at.radio(key="data_source").set_value("Folder on the server").run()
+    assert any(f"`{image_tree.resolve()}`" in c.value for c in at.caption)
+    at.text_input(key="data_folder").set_value(str(outside))
+    at.button(key="data_load_folder").click().run()
+    assert len(errors(at)) == 1 and str(image_tree.resolve()) in errors(at)[0]
+    at.text_input(key="data_folder").set_value(str(image_tree))
+    at.button(key="data_load_folder").click().run()
+    assert not errors(at) and metrics(at)["Images"] == "9"
+    # CORESET_STUDIO_ROOTS overrides the secrets file
+    monkeypatch.setenv(services.ROOTS_ENV, str(outside))
+    at.run()
+    assert any(f"`{outside.resolve()}`" in c.value for c in at.caption)
+    assert services.allowed_roots(configured=[str(image_tree)]) == [outside.resolve()]
+
+
 def test_roots_default_and_symlink_escape(tmp_path, monkeypatch):
     monkeypatch.delenv(services.ROOTS_ENV, raising=False)
     monkeypatch.chdir(tmp_path)

@@ -6,7 +6,7 @@ import plotly.express as px
 import streamlit as st
 
 from app import cached, services
-from app.components import thumb_grid, user_errors
+from app.components import configured_roots, thumb_grid, user_errors
 from app.state import get_state
 
 state = get_state()
@@ -31,9 +31,10 @@ if source == SOURCES[0]:
         with user_errors("Loading the demo"):
             _loaded(cached.demo_dataset(), "demo")
 elif source == SOURCES[1]:
-    roots = services.allowed_roots()
+    roots = services.allowed_roots(configured=configured_roots())
     st.caption("Allowed folders: " + ", ".join(f"`{r}`" for r in roots)
-               + f" (set `{services.ROOTS_ENV}` to change them).")
+               + f" (change them with `{services.ROOTS_ENV}`, or `roots = [...]` under `[coreset_studio]` "
+                 "in `.streamlit/secrets.toml`).")
     folder = st.text_input("Folder, manifest (.csv/.parquet) or .zip on the server", key="data_folder",
                            placeholder=str(roots[0] / "my-dataset"))
     if st.button("Load", key="data_load_folder", type="primary"):
