@@ -1,5 +1,7 @@
 """Caches: heavy objects live here, keyed by content fingerprints, shared by all sessions.
 
+* embedders (the loaded models): (name, weights file, its size and mtime) -> embedder
+  (st.cache_resource), so a second dataset or model set does not load them again
 * datasets: ``Dataset.fingerprint`` -> Dataset (st.cache_resource store)
 * embeddings: sha(fingerprint, models, weights) -> FeatureSet (store; the vectors
   themselves are also cached on disk by core, so recomputing is a look-up)
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -83,6 +86,27 @@ def demo_dataset() -> Dataset:
     from .services import load_demo_dataset
 
     return load_demo_dataset()
+
+
+# --------------------------------------------------------------------------- embedders
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _embedder(name: str, weights: str | None, stamp: tuple[int, int] | None):
+    from core.embedders import create_embedder
+
+    return create_embedder(name, weights=weights)
+
+
+def embedder(name: str, weights: str | None = None):
+    """The loaded embedder ``name`` (with a local ``weights`` file), loaded once per process;
+    a weights file that changed on disk (size or mtime) is loaded again."""
+    stamp = None
+    if weights:
+        try:
+            st_ = os.stat(weights)
+            stamp = (st_.st_size, st_.st_mtime_ns)
+        except OSError:
+            stamp = None  # create_embedder reports the missing file
+    return _embedder(name, weights, stamp)
 
 
 # --------------------------------------------------------------------------- embeddings

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -55,6 +55,7 @@ def embed_dataset(
     use_cache: bool = True,
     progress: ModelProgress | None = None,
     cancel: Callable[[], bool] | None = None,
+    make_embedder: Callable[[str, str | None], Any] | None = None,
 ) -> EmbeddingRun:
     """Embed every image of ``dataset`` with every model in ``models``.
 
@@ -67,6 +68,9 @@ def embed_dataset(
         use_cache: read and write the embedding cache.
         progress: called as ``progress(model, done, total)``.
         cancel: polled between batches; returning True stops the run.
+        make_embedder: ``make_embedder(model, weights_path_or_None)`` returns the embedder
+            (default: :func:`core.embedders.create_embedder` with ``workspace``); lets a caller
+            keep loaded models between runs (the app holds them in ``st.cache_resource``).
 
     Returns:
         An :class:`EmbeddingRun` whose feature set has raw float32 features, one array per
@@ -90,7 +94,11 @@ def embed_dataset(
     stats: dict[str, dict] = {}
     identities: dict[str, dict] = {}
     for model in models:
-        embedder = create_embedder(model, weights=weights.get(model), workspace=workspace)
+        w = weights.get(model)
+        if make_embedder is not None:
+            embedder = make_embedder(model, None if w is None else str(w))
+        else:
+            embedder = create_embedder(model, weights=w, workspace=workspace)
         report = None if progress is None else (lambda done, total, m=model: progress(m, done, total))
         started = time.perf_counter()
         result = embed_images(

@@ -122,3 +122,32 @@ def test_cancel_stops_embedding_keeps_earlier_results_and_caches_the_rows_done()
         from core.embedders import unregister_embedder
 
         unregister_embedder(slow)
+
+
+def test_models_are_loaded_once_and_kept_for_the_next_dataset(image_tree, monkeypatch):
+    from app import services
+    from core.embedders import register_embedder
+
+    from ._embed_helpers import fake_embedder
+
+    made = []
+
+    def factory(weights=None, workspace=None):
+        made.append(weights)
+        return fake_embedder(FAKE, dim=8)
+
+    register_embedder(FAKE, factory, description="fake", family="test", availability="offline", dim=8,
+                      overwrite=True)
+    at = embedded()
+    assert len(made) == 1 and len(cached.get_features(state(at).embedding_key)) == 1200
+    # another dataset, the same model: computed with the loaded model, not a new one
+    monkeypatch.setenv(services.ROOTS_ENV, str(image_tree))
+    at.switch_page("pages/data.py").run()
+    at.radio(key="data_source").set_value("Folder on the server").run()
+    at.text_input(key="data_folder").set_value(str(image_tree))
+    at.button(key="data_load_folder").click().run()
+    at.switch_page("pages/models.py").run()
+    at.multiselect(key="models_pick").set_value([FAKE]).run()
+    at.button(key="models_compute").click().run()
+    assert not errors(at) and len(cached.get_features(state(at).embedding_key)) == 9
+    assert len(made) == 1

@@ -87,7 +87,7 @@ if compute:
 
         with user_errors("Embedding"):
             run = embed_dataset(ds, picked, weights=weights, device=device, batch_size=batch_size,
-                                num_workers=workers, progress=progress,
+                                num_workers=workers, progress=progress, make_embedder=cached.embedder,
                                 cancel=lambda: bool(st.session_state.get("models_cancelled")))
             cached.put_features(key, run.features)
             state.embedding_key, state.embedding_models = key, list(picked)
