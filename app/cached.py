@@ -11,7 +11,9 @@
 * evaluations: key -> EvaluationOutcome (store)
 
 The stores are plain dicts returned by ``st.cache_resource`` functions: treat the objects
-in them as read-only.
+in them as read-only. Feature arrays sit in such a store rather than in ``st.cache_data``
+on purpose: ``st.cache_data`` pickles and copies its value on every read, which for
+100,000 x 1,024 float32 features (400 MB) would cost seconds on every rerun.
 """
 
 from __future__ import annotations
