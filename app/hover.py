@@ -27,6 +27,7 @@ export default function (component) {
   const store = (window.__coresetHover = window.__coresetHover || {});
   const version = data.version;
   if (data.thumbs) {
+    for (const old of Object.keys(store)) if (old !== version) delete store[old];  // one set at a time
     store[version] = { thumbs: data.thumbs, paths: data.paths };
     setStateValue("have", version);
   } else if (!store[version]) {
