@@ -59,8 +59,11 @@ def test_run_evaluation_shows_chart_metrics_and_report_downloads():
     assert {"Subset", "Random (same size per class)", "Full training pool"} <= labels
     downloads = [b.label for b in at.get("download_button")]
     assert {"report.json", "report.html", "subset.csv (evaluated)", "scores.csv (evaluated)"} <= set(downloads)
-    # the same-features warning (one model selects and evaluates)
-    assert any("also used for selection" in w.value for w in at.warning)
+    # the same-features warning (one model selects and evaluates), once; the finished bar is gone
+    assert sum("also used for selection" in w.value for w in at.warning) == 1
+    assert not at.get("progress")
+    # downloading does not rerun the page
+    assert all(b.proto.ignore_rerun for b in at.get("download_button"))
     st_ = state(at)
     outcome = cached.evaluation_store()[st_.evaluations[st_.active_run]]
     report = json.loads(outcome.files["report.json"])

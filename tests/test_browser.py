@@ -228,6 +228,7 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
         page.get_by_role("button", name="subset.csv", exact=True).click()
     target = tmp_path / "subset.csv"
     info.value.save_as(target)
+    _settle(page)
     with open(target, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 100 + n_dropped  # 10 % of 100 training images in each of 10 classes, plus the box

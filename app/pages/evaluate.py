@@ -27,9 +27,9 @@ st.subheader("Download the subset")
 scores_csv, subset_csv = services.subset_csv_bytes(result, fs)
 d1, d2, _ = st.columns([1, 1, 3])
 d1.download_button("subset.csv", subset_csv, file_name="subset.csv", mime="text/csv", key="export_subset_csv",
-                   type="primary", icon=":material/download:")
+                   type="primary", icon=":material/download:", on_click="ignore")
 d2.download_button("scores.csv", scores_csv, file_name="scores.csv", mime="text/csv", key="export_scores_csv",
-                   icon=":material/download:")
+                   icon=":material/download:", on_click="ignore")
 
 st.subheader("Evaluate")
 c1, c2, c3 = st.columns(3)
@@ -43,14 +43,17 @@ default = default_eval_model(fs.models, result.models)
 eval_model = c3.selectbox("Evaluation features", fs.models, index=fs.models.index(default), key="eval_model")
 
 ekey = services.evaluation_key(state.embedding_key, result, seeds, trainer, eval_model)
-if st.button("Run evaluation", key="eval_run", type="primary"):
-    bar = st.progress(0.0, text="starting…")
+run_now = st.button("Run evaluation", key="eval_run", type="primary")
+progress_slot = st.empty()  # always present, so the elements below keep their places between runs
+if run_now:
+    bar = progress_slot.progress(0.0, text="starting…")
     with user_errors("Evaluation"):
         out = resolve_workspace() / "app-exports" / ekey
         outcome = services.run_evaluation(fs, result, out, seeds=seeds, trainer=trainer, eval_model=eval_model,
                                           step=lambda f, m: bar.progress(f, text=m))
         cached.evaluation_store().put(ekey, outcome)
         state.evaluations[run_id] = ekey
+        progress_slot.empty()
 
 outcome = cached.evaluation_store().get(ekey)
 if outcome is None:
@@ -63,7 +66,8 @@ acc = services.accuracy_frame(outcome.report)
 colours = {"subset": "#3b6fd8", "random": "#9aa5b8", "full": "#2e9e6a"}
 fig = go.Figure(go.Bar(x=acc["group"], y=acc["accuracy"], error_y=dict(type="data", array=acc["std"]),
                        marker_color=[colours[g] for g in acc["group"]],
-                       text=[f"{a:.1f} %" for a in acc["accuracy"]], textposition="outside",
+                       text=[f"{a:.1f} %" for a in acc["accuracy"]], textposition="inside", insidetextanchor="end",
+                       textfont=dict(color="white", size=14),
                        customdata=acc["train images"],
                        hovertemplate="%{x}: %{y:.2f} %% (%{customdata} training images)<extra></extra>"))
 fig.update_layout(title=f"Test accuracy ({trainer} on {eval_model}), mean ± std over {seeds} seed(s)",
@@ -82,12 +86,12 @@ st.subheader("Download the report")
 r1, r2, r3, r4 = st.columns(4)
 files = outcome.files
 r1.download_button("report.json", files["report.json"], file_name="report.json", mime="application/json",
-                   key="export_report_json", icon=":material/download:")
+                   key="export_report_json", icon=":material/download:", on_click="ignore")
 r2.download_button("report.html", files["report.html"], file_name="report.html", mime="text/html",
-                   key="export_report_html", icon=":material/download:")
+                   key="export_report_html", icon=":material/download:", on_click="ignore")
 if "subset.csv" in files:
     r3.download_button("subset.csv (evaluated)", files["subset.csv"], file_name="subset.csv", mime="text/csv",
-                       key="export_eval_subset_csv", icon=":material/download:")
+                       key="export_eval_subset_csv", icon=":material/download:", on_click="ignore")
 if "scores.csv" in files:
     r4.download_button("scores.csv (evaluated)", files["scores.csv"], file_name="scores.csv", mime="text/csv",
-                       key="export_eval_scores_csv", icon=":material/download:")
+                       key="export_eval_scores_csv", icon=":material/download:", on_click="ignore")
