@@ -151,3 +151,26 @@ def test_models_are_loaded_once_and_kept_for_the_next_dataset(image_tree, monkey
     at.button(key="models_compute").click().run()
     assert not errors(at) and len(cached.get_features(state(at).embedding_key)) == 9
     assert len(made) == 1
+
+
+def test_batch_size_and_workers_default_to_auto_and_pass_through(monkeypatch):
+    import core.embedding
+
+    real, seen = core.embedding.embed_dataset, []
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs["batch_size"], kwargs["num_workers"]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core.embedding, "embed_dataset", spy)
+    for batch, workers in ((None, None), (16, 0)):
+        at = start()
+        at.switch_page("pages/models.py").run()
+        assert at.number_input(key="models_batch_size").value is None  # auto
+        assert at.number_input(key="models_workers").value is None
+        if batch is not None:
+            at.number_input(key="models_batch_size").set_value(batch)
+            at.number_input(key="models_workers").set_value(workers)
+        at.multiselect(key="models_pick").set_value([FAKE]).run()
+        at.button(key="models_compute").click().run()
+        assert not errors(at) and seen[-1] == (batch, workers)

@@ -52,10 +52,15 @@ if picked:
 c1, c2, c3 = st.columns(3)
 device = c1.selectbox("Device", ["auto", "cpu", "cuda", "mps"], key="models_device",
                       help="auto = CUDA, then Apple MPS, then the CPU")
-batch_size = int(c2.number_input("Batch size", min_value=1, max_value=1024, value=32, step=8,
-                                 key="models_batch_size"))
-workers = int(c3.number_input("Decoding workers", min_value=0, max_value=16, value=0, step=1,
-                              key="models_workers", help="0 decodes images in the app process"))
+batch_size = c2.number_input("Batch size", min_value=1, max_value=1024, value=None, step=8,
+                             key="models_batch_size", placeholder="auto: 8 on the CPU, 64 on a GPU",
+                             help="images per forward pass; empty = auto")
+workers = c3.number_input("Decoding workers", min_value=0, max_value=16, value=None, step=1,
+                          key="models_workers", placeholder="auto",
+                          help="processes decoding images; 0 decodes in the app process; empty = auto "
+                               "(0 on a machine with 2 CPUs or fewer)")
+batch_size = None if batch_size is None else int(batch_size)
+workers = None if workers is None else int(workers)
 
 key = cached.embedding_key(ds.fingerprint, picked, weights) if picked else None
 ready = key is not None and cached.get_features(key) is not None
