@@ -142,7 +142,7 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
 
     # 1. Data: the demo is preloaded
     page.goto(server)
-    page.get_by_text("Images per class").first.wait_for(timeout=LONG)
+    page.get_by_text("Browse a class").first.wait_for(timeout=LONG)
     _settle(page)
     assert page.locator("[data-testid='stMetricValue']").first.inner_text() == "1200"
     page.locator(".js-plotly-plot").first.wait_for(state="visible", timeout=30_000)  # plotly loads lazily

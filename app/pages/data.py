@@ -82,7 +82,7 @@ fig = px.bar(counts, x="class", y="images", color="split", barmode="stack", titl
 fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")
 st.plotly_chart(fig, key="data_counts_chart", width="stretch")
 
-st.markdown("**Images per class**")
+st.markdown("**Browse a class** (its first 24 images)")
 label = st.selectbox("Class", ds.class_names, key="data_class")
 thumb_grid(services.class_paths(ds, label, limit=24), columns=12, size=56)
 
