@@ -329,11 +329,12 @@ def evaluation_key(embedding_key: str, result: SelectionResult, seeds: int, trai
 
 
 def run_evaluation(fs: FeatureSet, result: SelectionResult, out: Path, *, seeds: int = 5, trainer: str = "linear",
-                   eval_model: str | None = None, device: str = "auto",
+                   eval_model: str | None = None, device: str = "auto", edited: bool = False,
                    step: Callable[[float, str], None] | None = None) -> EvaluationOutcome:
     """Evaluate ``result`` (subset vs random subsets of the same per-class size vs the full pool)
     and export report.json / report.html / subset.csv / scores.csv into ``out``, as
-    ``coreset-studio evaluate`` does. ``step(fraction_done, message)`` reports progress."""
+    ``coreset-studio evaluate`` does. ``edited``: ``result`` carries hand edits (said in the
+    note when the method has to be run again). ``step(fraction_done, message)`` reports progress."""
     from core.evaluation import EvalConfig, Evaluator
     from core.evaluation.plan import single_cell_report
     from core.export import export_report
@@ -343,24 +344,14 @@ def run_evaluation(fs: FeatureSet, result: SelectionResult, out: Path, *, seeds:
     step(0.05, "preparing the split and the evaluation features")
     config = EvalConfig(trainer=trainer, eval_model=eval_model, seeds=tuple(range(int(seeds))))
     ev = Evaluator(fs, config, list(result.models), device=device)
-    note = ""
-    pool = set(ev.split.pool.tolist())
     step(0.1, "choosing the random subsets")
 
     def trained(done: int, total: int, what: str) -> None:
         step(0.15 + 0.7 * done / max(total, 1), f"{what} ({done}/{total} trainings)")
 
-    if all(int(i) in pool for i in result.selected):
-        cell = ev.evaluate(result.method, result.fraction, result.budget, result.params, given=result,
-                           progress=trained)
-    else:
-        note = ("The subset contains rows of the evaluation hold-out (this dataset has no test split), so the "
-                "method was re-run on the training rows only; your manual edits are not part of this evaluation.")
-        counts = None
-        if result.budget == "manual":
-            counts = {str(c): int(k) for c, k in zip(result.budget_table["class"], result.budget_table["budget"])}
-        cell = ev.evaluate(result.method, result.fraction, result.budget, result.params, budget_counts=counts,
-                           progress=trained)
+    cell, note = ev.evaluate_selection(result, progress=trained)
+    if note and edited:
+        note += " Your hand edits are not part of this evaluation."
     step(0.85, "writing report.json, report.html and the CSV files")
     report = single_cell_report(ev, cell, fs, started=t0)
     written = export_report(out, report, fs)

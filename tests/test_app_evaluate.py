@@ -104,3 +104,20 @@ def test_evaluation_progress_moves_with_each_training(tmp_path):
     trainings = [m for _, m in steps if "trainings)" in m]
     assert len(trainings) == 10  # "subsets chosen" + 3 groups x 3 seeds
     assert trainings[-1].endswith("(9/9 trainings)") and "full pool" in trainings[-1]
+
+
+def test_selection_with_hold_out_rows_is_run_again_with_a_note(tmp_path):
+    from core.selection import run_selection
+
+    from .test_evaluation_data import blobs
+
+    fs = blobs((20, 20, 20), paths_root=tmp_path / "img")  # no test split: the evaluation holds 20 % out
+    result = run_selection("ram_apl", fs.features, fs.labels, 0.3, models=["a", "b"])
+    outcome = services.run_evaluation(fs, result, tmp_path / "out", seeds=3, edited=True)
+    assert "run again on the training rows only" in outcome.note and "hand edits" in outcome.note
+    report = json.loads(outcome.files["report.json"])
+    assert report["protocol"]["split"]["source"] == "hold-out"
+    held_out = set(report["protocol"]["split"]["test_rows"])
+    kept = set(report["cells"][0]["selection"]["selected"])
+    assert held_out and kept and not kept & held_out
+    assert pd.read_csv(io.BytesIO(outcome.files["subset.csv"])).shape[0] == len(kept)

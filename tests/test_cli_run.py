@@ -71,6 +71,21 @@ def test_evaluate_existing_selection_and_errors(features_file, tmp_path, capsys)
     cell = json.loads((tmp_path / "ev" / "report.json").read_text())["cells"][0]
     sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
     assert cell["selection"]["selected"] == sel["selected"] and cell["method"] == "ram_apl"
+    # the per-sample scores are recomputed (same subset), so scores.csv / subset.csv are written
+    # and equal select's own
+    for name in ("scores.csv", "subset.csv"):
+        assert (tmp_path / "ev" / name).read_text() == (tmp_path / "sel" / name).read_text()
+    assert "not written" not in capsys.readouterr().out
+    # an edited selection.json (a row swapped) cannot be recomputed: evaluated as given, no CSVs
+    dropped = next(i for i in range(1000) if i not in sel["selected"] and i < 42)
+    sel["selected"] = sel["selected"][1:] + [dropped]
+    (tmp_path / "edited.json").write_text(json.dumps(sel))
+    assert cli(["evaluate", str(features_file), "--selection", str(tmp_path / "edited.json"),
+                "--seeds", "3", "--out", str(tmp_path / "ev2")]) == 0
+    assert "scores.csv and subset.csv were not written" in capsys.readouterr().out
+    assert not (tmp_path / "ev2" / "subset.csv").exists()
+    cell = json.loads((tmp_path / "ev2" / "report.json").read_text())["cells"][0]
+    assert cell["selection"]["selected"] == sel["selected"]
     capsys.readouterr()
     assert cli(["evaluate", str(features_file), "--out", str(tmp_path / "x")]) == 2
     assert "--fraction" in capsys.readouterr().err

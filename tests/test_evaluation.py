@@ -232,6 +232,27 @@ def test_evaluate_reports_progress_per_training():
     assert again.random.accuracy == cell.random.accuracy
 
 
+def test_evaluate_selection_as_given_or_run_again_on_the_pool():
+    from core.selection import run_selection
+
+    fs = blobs((30, 30, 30), sep=1.0)  # no split: a 20 % hold-out
+    ev = Evaluator(fs, EvalConfig(seeds=(0, 1, 2)))
+    inside = ev.select("ram_apl", 0.2)  # made on the pool: evaluated as it is
+    cell, note = ev.evaluate_selection(inside)
+    assert note == "" and cell.selection["selected"] == inside.selected.tolist()
+    # made on every row, as `select` does without a test split: some rows are evaluation rows
+    counts = {"class0": 5, "class1": 3, "class2": 4}
+    everywhere = run_selection("ram_apl", fs.features, fs.labels, 0.2, budget="manual", budget_counts=counts,
+                               models=ev.selection_models)
+    n_out = int((~np.isin(everywhere.selected, ev.split.pool)).sum())
+    assert n_out > 0
+    cell, note = ev.evaluate_selection(everywhere)
+    assert f"{n_out} of the 12 selected rows are in the evaluation hold-out" in note
+    assert np.isin(cell.selection["selected"], ev.split.pool).all()
+    assert cell.budget_counts == counts  # the same per-class counts, so random keeps them too
+    assert cell.method == "ram_apl" and cell.budget == "manual"
+
+
 def test_tiny_fraction_with_empty_classes_does_not_crash():
     fs = blobs((40, 3, 3), models=("a", "effnet-lite2"))
     ev = Evaluator(fs, EvalConfig(seeds=(0, 1, 2)))

@@ -50,7 +50,7 @@ if run_now:
     with user_errors("Evaluation"):
         out = resolve_workspace() / "app-exports" / ekey
         outcome = services.run_evaluation(fs, result, out, seeds=seeds, trainer=trainer, eval_model=eval_model,
-                                          step=lambda f, m: bar.progress(f, text=m))
+                                          edited=bool(edits), step=lambda f, m: bar.progress(f, text=m))
         cached.evaluation_store().put(ekey, outcome)
         state.evaluations[run_id] = ekey
         progress_slot.empty()

@@ -1,8 +1,12 @@
 """``coreset-studio evaluate``: what one selection is worth against random subsets and the full set.
 
 Either runs the selector itself (``--method``, ``--fraction``, ...) on the training pool,
-or evaluates an existing ``selection.json`` from ``coreset-studio select`` (``--selection``;
-it must have been made on the training rows, i.e. a features file with a test split).
+or evaluates an existing ``selection.json`` from ``coreset-studio select`` (``--selection``).
+selection.json holds the kept rows, not the per-sample scores: they are recomputed from the
+features with the recorded method, parameters and seed, and used for ``scores.csv`` /
+``subset.csv`` only if that gives back exactly the same subset (else those two files are not
+written and a note says why). A selection made without a test split may contain rows of the
+evaluation hold-out; the method is then run again on the training rows only, with a note.
 Trains the evaluation model on the subset, on random subsets with the same per-class
 budgets (one per seed) and on the full pool; scores them on the test split (else a
 stratified hold-out, excluded from selection). Writes ``OUT/report.json``,
@@ -44,6 +48,27 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
+def _recompute_table(given, fs, device: str):
+    """``given`` with its per-sample table, recomputed as ``select`` made it (same pool, method,
+    parameters, seed, budget); None when that does not give back exactly the same subset."""
+    import numpy as np
+
+    from ..selection import run_selection
+    from .select import selection_pool
+
+    pool, _ = selection_pool(fs)
+    counts = None
+    if given.budget == "manual":
+        counts = {str(c): int(k) for c, k in zip(given.budget_table["class"], given.budget_table["budget"])}
+    try:
+        again = run_selection(given.method, fs.features, fs.labels, given.fraction, budget=given.budget,
+                              seed=given.seed, models=list(given.models), budget_counts=counts, pool=pool,
+                              device=device, **dict(given.params))
+    except CoresetError:
+        return None
+    return again if np.array_equal(again.selected, given.selected) else None
+
+
 def _load_selection(path: str):
     from ..selection import SelectionResult
 
@@ -81,10 +106,17 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix_str(what, refresh=False)
             bar.update(done - bar.n)
 
+        notes = []
         if given is not None:
-            # selection.json holds no per-sample table: no scores.csv/subset.csv/thumbnails then
-            cell = ev.evaluate(given.method, given.fraction, given.budget, given.params, given=given,
-                               keep_table=False, progress=progress)
+            with_table = _recompute_table(given, fs, args.device)
+            if with_table is None:
+                notes.append("scores.csv and subset.csv were not written: running the recorded method again on "
+                             "these features does not give the same subset (other features, or an edited "
+                             "selection.json); report.json has the kept rows.")
+            else:
+                given = with_table
+            cell, note = ev.evaluate_selection(given, keep_table=with_table is not None, progress=progress)
+            notes += [note] if note else []
         else:
             params = parse_assignments(args.param, "--param")
             counts = args.budget_counts
@@ -95,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     export_report(out, report, fs, html=not args.no_html, copy_subset=args.copy_subset, link=args.link)
     print(report.format_table())
+    for note in notes:
+        print(f"note: {note}")
     if ev.eval_also_selects:
         print(f"note: the evaluation features {ev.eval_model} were also used for selection.")
     print(f"wrote {out / 'report.json'}" + ("" if args.no_html else f", {out / 'report.html'}"))

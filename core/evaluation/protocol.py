@@ -531,6 +531,31 @@ class Evaluator:
         )
 
 
+    def evaluate_selection(self, result, *, keep_table: bool = True,
+                           progress: Callable[[int, int, str], None] | None = None) -> tuple[CellResult, str]:
+        """Evaluate an existing selection (e.g. from ``selection.json`` or the app); ``(cell, note)``.
+
+        When all its rows lie in the training pool it is evaluated as it is (``given``). When
+        some are evaluation rows (a dataset without a test split, whose 20 % hold-out the
+        selection could not know about), the same method is run again on the pool only, with
+        the same fraction, budget strategy (``manual``: the same per-class counts) and
+        parameters, and ``note`` says so.
+        """
+        selected = np.asarray(result.selected, dtype=np.int64)
+        if np.isin(selected, self.split.pool).all():
+            return self.evaluate(result.method, result.fraction, result.budget, result.params, given=result,
+                                 keep_table=keep_table, progress=progress), ""
+        counts = None
+        if result.budget == "manual":
+            counts = {str(c): int(k) for c, k in zip(result.budget_table["class"], result.budget_table["budget"])}
+        n_out = int((~np.isin(selected, self.split.pool)).sum())
+        note = (f"{n_out} of the {selected.size} selected rows are in the evaluation hold-out (this dataset has "
+                f"no test split), so {result.method} was run again on the training rows only (same fraction, "
+                "budget and parameters).")
+        cell = self.evaluate(result.method, result.fraction, result.budget, result.params, budget_counts=counts,
+                             keep_table=keep_table, progress=progress)
+        return cell, note
+
 __all__ = [
     "CellResult", "EVAL_MODEL_PREFERENCE", "EvalConfig", "EvalSplit", "Evaluator", "GroupResult",
     "default_eval_model", "features_digest", "make_split", "method_label", "stratified_holdout",
