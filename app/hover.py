@@ -5,32 +5,51 @@ build step, no iframe) finds the chart in the page by its widget key, listens to
 ``plotly_hover`` / ``plotly_unhover`` events and shows a card with the hovered image and its
 path beside the cursor. The chart's points must carry the row index as ``customdata[0]``.
 
-The thumbnails travel to the browser once per session and thumbnail set (``version``): the
-browser keeps them and reports the version it holds in the component state (``have``); later
-reruns send only the version. A browser that lost them (a reload) asks again.
+Two ways to get the thumbnails to the browser:
+
+* **eager** (up to :data:`EAGER_MAX` points, default 5,000; ``CORESET_STUDIO_HOVER_EAGER_MAX``
+  changes it): all thumbnails travel once per session and thumbnail set (``version``); the
+  browser keeps them and reports the version it holds in the component state (``have``), so
+  later reruns send only the version, and a browser that lost them (a reload) asks again.
+  Hovering is instant.
+* **lazy** (more points): the card asks for the hovered row (state ``want``, debounced); the
+  component sits in an ``st.fragment``, so only it reruns and answers with that row's
+  thumbnail, which the browser keeps. The first hover of a point takes one short round trip.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+import os
+from typing import Callable, Mapping, Sequence
 
 import streamlit as st
 
-MAX_POINTS = 5000  # hover images up to this many points: ~1-6 kB each, sent once per session
+EAGER_MAX_ENV = "CORESET_STUDIO_HOVER_EAGER_MAX"
+EAGER_MAX = 5000  # about 1-6 kB of thumbnail per point, sent once per session
 THUMB_PX = 64
 
-# The card lives in document.body (fixed position), so it can float over the chart.
+# The card lives in document.body (fixed position), so it can float over the chart. State
+# that must outlive one call of this function (it runs again whenever its data changes) sits
+# in window.__coresetHover.
 _JS = r"""
 export default function (component) {
   const { data, setStateValue } = component;
-  const store = (window.__coresetHover = window.__coresetHover || {});
+  const g = (window.__coresetHover = window.__coresetHover || { sets: {}, current: null, asks: 0 });
   const version = data.version;
+  if (!g.sets[version]) {
+    for (const old of Object.keys(g.sets)) delete g.sets[old];  // one set at a time
+    g.sets[version] = { thumbs: {}, paths: {}, complete: false };
+  }
+  const entry = g.sets[version];
   if (data.thumbs) {
-    for (const old of Object.keys(store)) if (old !== version) delete store[old];  // one set at a time
-    store[version] = { thumbs: data.thumbs, paths: data.paths };
-    setStateValue("have", version);
-  } else if (!store[version]) {
+    Object.assign(entry.thumbs, data.thumbs);
+    Object.assign(entry.paths, data.paths || {});
+    if (!data.lazy && !entry.complete) {
+      entry.complete = true;
+      setStateValue("have", version);
+    }
+  } else if (!data.lazy && !entry.complete) {
     setStateValue("have", null);  // lost (page reloaded): ask Python to send them again
   }
 
@@ -44,26 +63,39 @@ export default function (component) {
   }
   const img = card.querySelector("img");
   const caption = card.querySelector(".cs-hover-path");
-  const hide = () => { card.style.display = "none"; };
+  const hide = () => { card.style.display = "none"; g.current = null; };
 
-  const onHover = (ev) => {
-    const entry = store[version];
-    const pt = ev && ev.points && ev.points[0];
-    if (!entry || !pt || !pt.customdata) return hide();
-    const row = Number(Array.isArray(pt.customdata) ? pt.customdata[0] : pt.customdata);
-    const uri = entry.thumbs[row];
-    const path = entry.paths[row] || "";
-    if (!uri) return hide();
-    img.src = uri;
-    img.dataset.row = String(row);
-    caption.textContent = path.split(/[\\/]/).slice(-2).join("/");
+  const fill = () => {
+    const cur = g.current;
+    if (!cur) return;
+    const has = Object.prototype.hasOwnProperty.call(entry.thumbs, cur.row);
+    const path = entry.paths[cur.row] || cur.path || "";
+    if (has && !entry.thumbs[cur.row]) return hide();  // unreadable image: no card
+    if (!has && !data.lazy) return hide();
+    card.classList.toggle("cs-loading", !has);
+    if (has) img.src = entry.thumbs[cur.row]; else img.removeAttribute("src");
+    img.dataset.row = String(cur.row);
+    caption.textContent = has ? path.split(/[\\/]/).slice(-2).join("/") : "loading…";
     card.title = path;
-    const e = ev.event || {};
-    const x = (e.clientX ?? 0) + 18, y = (e.clientY ?? 0) + 18;
     card.style.display = "block";
     const w = card.offsetWidth, h = card.offsetHeight;
-    card.style.left = Math.max(4, Math.min(x, window.innerWidth - w - 4)) + "px";
-    card.style.top = Math.max(4, Math.min(y, window.innerHeight - h - 4)) + "px";
+    card.style.left = Math.max(4, Math.min(cur.x + 18, window.innerWidth - w - 4)) + "px";
+    card.style.top = Math.max(4, Math.min(cur.y + 18, window.innerHeight - h - 4)) + "px";
+    if (!has && data.lazy) {
+      clearTimeout(g.timer);  // ask for the row the pointer rests on, not every row it crosses
+      g.timer = setTimeout(() => {
+        if (g.current && g.current.row === cur.row) setStateValue("want", { row: cur.row, n: ++g.asks });
+      }, 120);
+    }
+  };
+
+  const onHover = (ev) => {
+    const pt = ev && ev.points && ev.points[0];
+    if (!pt || pt.customdata == null) return hide();
+    const row = String(Number(Array.isArray(pt.customdata) ? pt.customdata[0] : pt.customdata));
+    const e = ev.event || {};
+    g.current = { row, x: e.clientX ?? 0, y: e.clientY ?? 0 };
+    fill();
   };
 
   let attached = null;
@@ -74,10 +106,11 @@ export default function (component) {
     }
     attached = null;
   };
+  const selector = ".st-key-" + data.plot + " .js-plotly-plot";
   // The chart renders (and re-renders) on its own schedule: look for it until found, and
   // again whenever Streamlit replaces its element.
   const attach = () => {
-    const gd = document.querySelector(".st-key-" + data.plot + " .js-plotly-plot");
+    const gd = document.querySelector(selector);
     if (gd === attached || !gd || typeof gd.on !== "function") return;
     detach();
     gd.on("plotly_hover", onHover);
@@ -85,8 +118,13 @@ export default function (component) {
     attached = gd;
   };
   attach();
+  fill();  // an answer for the row under the pointer has just arrived
   const timer = setInterval(attach, 400);
-  return () => { clearInterval(timer); detach(); hide(); };
+  return () => {
+    clearInterval(timer);
+    detach();
+    setTimeout(() => { if (!document.querySelector(selector)) hide(); }, 500);  // the page changed
+  };
 }
 """
 
@@ -99,9 +137,19 @@ _CSS = """
 }
 #cs-hover-card img { display: block; width: 128px; height: 128px; object-fit: contain;
   image-rendering: pixelated; margin: 0 auto; }
+#cs-hover-card.cs-loading img { visibility: hidden; }
 #cs-hover-card .cs-hover-path { margin-top: 4px; color: rgba(49, 51, 63, 0.75);
   overflow-wrap: anywhere; text-align: center; }
 """
+
+
+def eager_max() -> int:
+    """Points up to which all thumbnails are sent at once (``$CORESET_STUDIO_HOVER_EAGER_MAX``)."""
+    raw = os.environ.get(EAGER_MAX_ENV, "").strip()
+    try:
+        return max(0, int(raw)) if raw else EAGER_MAX
+    except ValueError:
+        return EAGER_MAX
 
 
 def _component():
@@ -110,26 +158,55 @@ def _component():
     return st.components.v2.component("coreset_hover_thumbnails", js=_JS, css=_CSS, isolate_styles=False)
 
 
-def hover_thumbnails(plot_key: str, rows: Sequence[int], thumbs: Sequence[str | None], paths: Sequence[str],
-                     data_key: str, key: str) -> bool:
-    """Show ``thumbs[k]`` (a data URI; None = no image) and ``paths[k]`` when the chart with
-    widget key ``plot_key`` is hovered on a point whose ``customdata[0]`` is ``rows[k]``.
-
-    ``data_key`` names the images behind the rows (e.g. the embedding key and thumbnail size);
-    with the rows it makes the version the browser keeps. Returns True when this run sent the
-    thumbnails (the browser did not hold that version).
-    """
-    digest = hashlib.sha1(",".join(str(int(r)) for r in rows).encode()).hexdigest()[:12]
-    version = f"{data_key}|{digest}"
+def _state(key: str) -> Mapping:
     held = st.session_state.get(key)
-    have = held.get("have") if hasattr(held, "get") else None
+    return held if hasattr(held, "get") else {}
+
+
+def hover_thumbnails(plot_key: str, rows: Sequence[int], paths: Sequence[str], data_key: str, key: str,
+                     thumbnails: Callable[[Sequence[str]], Mapping[str, str | None]]) -> str:
+    """Show the image of ``paths[k]`` when the chart with widget key ``plot_key`` is hovered on a
+    point whose ``customdata[0]`` is ``rows[k]``.
+
+    ``thumbnails(paths)`` returns ``{path: data URI or None}`` (None: unreadable, no card).
+    ``data_key`` names the images behind the rows (e.g. the embedding key and thumbnail size);
+    with the rows it makes the version the browser keeps. Returns the mode of this run:
+    ``"sent"`` (eager, thumbnails sent now), ``"held"`` (eager, the browser has them) or
+    ``"lazy"`` (its component's key is ``key + "_lazy"``).
+    """
+    rows = [int(r) for r in rows]
+    digest = hashlib.sha1(",".join(map(str, rows)).encode()).hexdigest()[:12]
+    version = f"{data_key}|{digest}"
+    paths = [str(p) for p in paths]
+    if len(rows) > eager_max():
+        _lazy(plot_key, version, dict(zip(rows, paths)), f"{key}_lazy", thumbnails)
+        return "lazy"
     payload: dict = {"plot": plot_key, "version": version}
-    send = have != version
+    send = _state(key).get("have") != version
     if send:
-        payload["thumbs"] = {str(int(r)): t for r, t in zip(rows, thumbs)}
-        payload["paths"] = {str(int(r)): str(p) for r, p in zip(rows, paths)}
+        with st.spinner("Making thumbnails for the hover cards…"):
+            thumbs = thumbnails(paths)
+        payload["thumbs"] = {str(r): thumbs.get(p) for r, p in zip(rows, paths)}
+        payload["paths"] = {str(r): p for r, p in zip(rows, paths)}
     _component()(data=payload, key=key, default={"have": None}, on_have_change=lambda: None)
-    return send
+    return "sent" if send else "held"
 
 
-__all__ = ["MAX_POINTS", "THUMB_PX", "hover_thumbnails"]
+@st.fragment
+def _lazy(plot_key: str, version: str, path_of: Mapping[int, str], key: str,
+          thumbnails: Callable[[Sequence[str]], Mapping[str, str | None]]) -> None:
+    """The lazy component: answers the row the browser asked for (its own rerun only)."""
+    payload: dict = {"plot": plot_key, "version": version, "lazy": True}
+    want = _state(key).get("want")
+    try:
+        row = int(want["row"]) if want else None
+    except (KeyError, TypeError, ValueError):
+        row = None
+    if row is not None and row in path_of:
+        path = path_of[row]
+        payload["thumbs"] = {str(row): thumbnails([path]).get(path)}
+        payload["paths"] = {str(row): path}
+    _component()(data=payload, key=key, default={"want": None}, on_want_change=lambda: None)
+
+
+__all__ = ["EAGER_MAX", "EAGER_MAX_ENV", "THUMB_PX", "eager_max", "hover_thumbnails"]

@@ -179,8 +179,25 @@ def test_hover_cards_get_each_points_thumbnail_once_per_session():
     assert len(_hover_payload(at)["thumbs"]) == len(rows)
 
 
-def test_no_hover_images_above_the_point_limit(monkeypatch):
-    monkeypatch.setattr("app.hover.MAX_POINTS", 500)
+def test_above_the_eager_limit_each_hovered_row_is_answered_alone(monkeypatch):
+    from core.export.html import thumbnail_data_uri
+
+    from app.hover import EAGER_MAX_ENV
+
+    monkeypatch.setenv(EAGER_MAX_ENV, "500")  # the demo's 1,000 points are then "many"
     at = _explore("PCA")
-    assert not at.get("bidi_component")
-    assert any("Hover images are shown up to 500 points" in c.value for c in at.caption)
+    payload = _hover_payload(at)
+    assert payload["lazy"] is True and "thumbs" not in payload  # nothing sent up front
+    fs = cached.get_features(state(at).embedding_key)
+    rows = [int(cd[0]) for t in _figure(at)["data"] for cd in t["customdata"]]
+    for n, row in enumerate((rows[3], rows[-1]), start=1):
+        # the browser asks for the row under the pointer
+        at.session_state["explore_hover_lazy"] = {"want": {"row": row, "n": n}}
+        at.run()
+        answer = _hover_payload(at)
+        assert answer["thumbs"] == {str(row): thumbnail_data_uri(fs.paths[row], 64)}
+        assert answer["paths"] == {str(row): str(fs.paths[row])}
+    # a row that is not a point of the plot gets no answer
+    at.session_state["explore_hover_lazy"] = {"want": {"row": 10**6, "n": 3}}
+    at.run()
+    assert "thumbs" not in _hover_payload(at) and not at.exception

@@ -12,6 +12,7 @@ Needs Chromium at /usr/bin/chromium (``apt-get install chromium``; override with
 from __future__ import annotations
 
 import csv
+from contextlib import contextmanager
 import os
 import re
 import shutil
@@ -43,11 +44,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def server(tmp_path):
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """One workspace for the module's servers: the second one finds the demo's embeddings cached."""
+    return tmp_path_factory.mktemp("home")
+
+
+@contextmanager
+def _streamlit(tmp_path, home, **extra_env):
     port = _free_port()
-    env = dict(os.environ, CORESET_STUDIO_HOME=str(tmp_path / "home"), HF_HUB_OFFLINE="1",
-               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false")
+    env = dict(os.environ, CORESET_STUDIO_HOME=str(home), HF_HUB_OFFLINE="1",
+               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **extra_env)
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
@@ -55,24 +62,38 @@ def server(tmp_path):
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
-    while True:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
-                if r.read().strip() == b"ok":
-                    break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            proc.kill()
-            pytest.fail("streamlit did not become healthy:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
-        time.sleep(0.5)
-    yield url
-    os.killpg(proc.pid, signal.SIGTERM)
     try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as r:
+                    if r.read().strip() == b"ok":
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("streamlit did not become healthy:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+@pytest.fixture
+def server(tmp_path, home):
+    with _streamlit(tmp_path, home) as url:
+        yield url
+
+
+@pytest.fixture
+def lazy_server(tmp_path, home):
+    """Hover thumbnails on request, as above 5,000 points (here for the demo's 1,000)."""
+    with _streamlit(tmp_path, home, CORESET_STUDIO_HOVER_EAGER_MAX="0") as url:
+        yield url
 
 
 @pytest.fixture
@@ -129,6 +150,22 @@ def _rectangle_round(point, centres, area, at_least: int):
     raise AssertionError(f"no square round {point} holds {at_least} dots")
 
 
+def _hover_until_card(page, x: float, y: float) -> None:
+    """Move onto the dot at (x, y) until the hover card shows. The card listens to the chart once
+    it has found it (it looks every 0.4 s), and plotly reports hovers on pointer moves only, so
+    a move made just after the chart was drawn can go unseen: move off and on again."""
+    card = page.locator("#cs-hover-card")
+    for _ in range(20):
+        page.mouse.move(x - 30, y - 30)
+        page.mouse.move(x, y, steps=5)
+        try:
+            card.wait_for(state="visible", timeout=1_000)
+            return
+        except Exception:  # noqa: BLE001 - not yet: try again
+            continue
+    raise AssertionError(f"no hover card at ({x:.0f}, {y:.0f})")
+
+
 def _go(page, title: str) -> None:
     page.get_by_test_id("stSidebarNav").get_by_text(title, exact=True).click()
     _settle(page)
@@ -180,10 +217,8 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
 
     # hover: the card shows the hovered image (the path in plotly's own label) as its thumbnail
     x, y = sorted(centres)[len(centres) // 2]
-    page.mouse.move(x - 30, y - 30)
-    page.mouse.move(x, y, steps=5)
+    _hover_until_card(page, x, y)
     card = page.locator("#cs-hover-card")
-    card.wait_for(state="visible", timeout=10_000)
     hovered = card.get_attribute("title")
     assert hovered and f"path={hovered}" in page.locator(".st-key-explore_plot .hoverlayer").text_content()
     assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64)
@@ -241,3 +276,32 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
         SHOTS.mkdir(parents=True, exist_ok=True)
         for p in taken:
             shutil.copy(p, SHOTS / p.name)
+
+
+def test_hover_asks_for_each_image_when_there_are_many_points(lazy_server, browser_page):
+    page = browser_page
+    page.goto(lazy_server)
+    page.get_by_text("Browse a class").first.wait_for(timeout=LONG)
+    _settle(page)
+    _go(page, "Models")
+    page.get_by_role("button", name=re.compile("Compute embeddings|Use these embeddings")).click()
+    page.get_by_text("Embeddings ready").wait_for(timeout=LONG)
+    _settle(page)
+    _go(page, "Select")
+    page.get_by_role("button", name="Run selection").click()
+    page.get_by_text("Kept vs total per class").wait_for(timeout=LONG)
+    _settle(page)
+    _go(page, "Explore")
+    page.get_by_text("PCA", exact=True).click()  # a still map
+    _settle(page)
+    page.locator(".st-key-explore_plot .js-plotly-plot").wait_for(state="visible", timeout=LONG)
+    centres = sorted(_point_centres(page))
+    card = page.locator("#cs-hover-card")
+    for x, y in (centres[len(centres) // 3], centres[2 * len(centres) // 3]):
+        _hover_until_card(page, x, y)
+        # the card asks for this row and shows it when the answer comes (one fragment rerun)
+        page.wait_for_function("() => !document.querySelector('#cs-hover-card').classList.contains('cs-loading')",
+                               timeout=30_000)
+        hovered = card.get_attribute("title")
+        assert hovered and f"path={hovered}" in page.locator(".st-key-explore_plot .hoverlayer").text_content()
+        assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64)

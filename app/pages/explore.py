@@ -69,15 +69,10 @@ fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", xaxis_t
                   legend_title_text="")
 event = st.plotly_chart(fig, key="explore_plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         width="stretch")
-if fs.paths is not None and len(points) <= hover.MAX_POINTS:
-    rows = points["index"].tolist()
-    with st.spinner("Making thumbnails for the hover cards…"):
-        thumbs = cached.thumbnails(points["path"].tolist(), hover.THUMB_PX)
-    hover.hover_thumbnails("explore_plot", rows, [thumbs[p] for p in points["path"]], points["path"].tolist(),
-                           data_key=f"{state.embedding_key}|{hover.THUMB_PX}", key="explore_hover")
-elif fs.paths is not None:
-    st.caption(f"Hover images are shown up to {hover.MAX_POINTS:,} points; click a dot or use the lasso to see "
-               "images here.")
+if fs.paths is not None:
+    hover.hover_thumbnails("explore_plot", points["index"].tolist(), points["path"].tolist(),
+                           data_key=f"{state.embedding_key}|{hover.THUMB_PX}", key="explore_hover",
+                           thumbnails=lambda paths: cached.thumbnails(paths, hover.THUMB_PX))
 
 chosen = services.chosen_rows(event)
 
