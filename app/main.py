@@ -1,7 +1,8 @@
 """Coreset Studio: ``streamlit run app/main.py``.
 
 Five pages (Data, Models, Select, Explore, Evaluate & export) over :mod:`core`. The demo
-dataset is preloaded on the first visit unless ``CORESET_STUDIO_PRELOAD=none``.
+dataset is preloaded on the first visit unless ``CORESET_STUDIO_PRELOAD=none``. The URL
+carries a session id (``?s=...``), so a reload keeps the session's work (:func:`app.state.get_state`).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ import streamlit as st  # noqa: E402
 
 from app import cached  # noqa: E402
 from app.components import sidebar_status, user_errors  # noqa: E402
-from app.state import get_state  # noqa: E402
+from app.state import get_state, keep_session_in_url  # noqa: E402
 
 st.set_page_config(page_title="Coreset Studio", page_icon="✂️", layout="wide")
 
 state = get_state()
+keep_session_in_url()
 if not state.preloaded:
     state.preloaded = True
     if os.environ.get("CORESET_STUDIO_PRELOAD", "demo").lower() == "demo" and state.dataset_key is None:

@@ -10,12 +10,15 @@ Widget values stay in ``st.session_state`` under each widget's explicit key.
 from __future__ import annotations
 
 import json
+import secrets
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import streamlit as st
 
 STATE_KEY = "app_state"
+SESSION_ID_KEY = "app_session_id"
 
 
 @dataclass(frozen=True)
@@ -93,10 +96,43 @@ class AppState:
         self.active_run = None
 
 
+SESSION_PARAM = "s"  # URL query parameter naming the session, so a reload finds it again
+MAX_SESSIONS = 64
+
+
+@st.cache_resource(show_spinner=False)
+def _sessions() -> "OrderedDict[str, AppState]":
+    """Session id -> AppState for this server process (most recent last)."""
+    return OrderedDict()
+
+
 def get_state() -> AppState:
-    """The session's :class:`AppState` (created on first use)."""
+    """The session's :class:`AppState` (created on first use).
+
+    The state is also kept for the server process under a random id that travels in the URL
+    (``?s=...``): reloading the page (a new Streamlit session) picks up the same datasets,
+    embeddings, runs, hand edits and evaluations instead of starting over.
+    """
     state = st.session_state.get(STATE_KEY)
-    if not isinstance(state, AppState):
+    if isinstance(state, AppState):
+        return state
+    sessions = _sessions()
+    sid = str(st.query_params.get(SESSION_PARAM, "") or "")
+    state = sessions.get(sid) if sid else None
+    if state is None:
+        sid = secrets.token_hex(6)
         state = AppState()
-        st.session_state[STATE_KEY] = state
+    sessions[sid] = state
+    sessions.move_to_end(sid)
+    while len(sessions) > MAX_SESSIONS:
+        sessions.popitem(last=False)
+    st.session_state[STATE_KEY] = state
+    st.session_state[SESSION_ID_KEY] = sid
     return state
+
+
+def keep_session_in_url() -> None:
+    """Put the session id in the URL (page changes may drop query parameters)."""
+    sid = st.session_state.get(SESSION_ID_KEY)
+    if sid and st.query_params.get(SESSION_PARAM) != sid:
+        st.query_params[SESSION_PARAM] = sid

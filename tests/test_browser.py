@@ -271,6 +271,11 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     assert all(r["path"].endswith(".png") for r in rows)
     taken.append(_shot(page, shots, "5-evaluate.png"))
 
+    # a reload keeps the session's work (the URL carries its id), hand edits included
+    assert re.search(r"[?&]s=[0-9a-f]{12}", page.url), page.url
+    page.reload()
+    page.get_by_text(f"{100 + n_dropped} images kept (hand edits: +{n_dropped} / −0)").wait_for(timeout=LONG)
+
     assert all(p.stat().st_size > 10_000 for p in taken)
     if os.environ.get("CORESET_STUDIO_UPDATE_SCREENSHOTS") == "1":
         SHOTS.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,46 @@
+"""AppTest: a reload (a new Streamlit session with the same ``?s=`` id) keeps the session's work."""
+
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app import cached
+from app.state import SESSION_PARAM
+
+from ._app_helpers import APP, FAKE, TIMEOUT, errors, register_fake, selected, state
+
+
+@pytest.fixture(autouse=True)
+def fake_model():
+    register_fake()
+    yield
+    from core.embedders import unregister_embedder
+
+    unregister_embedder(FAKE)
+
+
+def test_a_reload_keeps_runs_and_hand_edits_and_a_new_visit_starts_anew():
+    at = selected()
+    st_ = state(at)
+    run_id = st_.active_run
+    first = int(cached.selection(st_.runs[run_id]).selected[0])
+    st_.edits_for(run_id).dropped.add(first)
+    sid = at.query_params[SESSION_PARAM]
+    assert len(sid) == 12
+
+    again = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the same URL, loaded anew
+    again.query_params[SESSION_PARAM] = sid
+    again.run()
+    again.switch_page("pages/evaluate.py").run()
+    assert not errors(again) and not again.exception
+    assert state(again).active_run == run_id and state(again).edits_for(run_id).dropped == {first}
+    assert any("99 images kept (hand edits: +0 / −1)" in c.value for c in again.caption)
+    assert again.query_params[SESSION_PARAM] == sid
+
+    fresh = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # no id: a session of its own
+    assert state(fresh).runs == {} and fresh.query_params[SESSION_PARAM] not in ("", sid)
+    stale = AppTest.from_file(APP, default_timeout=TIMEOUT)  # an unknown id: also a new session
+    stale.query_params[SESSION_PARAM] = "0123456789ab"
+    stale.run()
+    assert state(stale).runs == {} and stale.query_params[SESSION_PARAM] != "0123456789ab"
