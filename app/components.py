@@ -49,9 +49,15 @@ def configured_roots() -> list[str] | None:
 
 def need_dataset():
     """The current Dataset, or an info box pointing to the Data page (and None)."""
-    ds = cached.get_dataset(get_state().dataset_key)
+    state = get_state()
+    ds = cached.get_dataset(state.dataset_key)
     if ds is None:
-        st.info("No dataset yet: load one on the **Data** page.", icon=":material/arrow_back:")
+        if state.dataset_key:
+            st.info(f"This session's dataset ({state.dataset_label or 'unnamed'}) is no longer in the app's "
+                    "memory (the app restarted, or many datasets were loaded since): load it again on the "
+                    "**Data** page; its embeddings come back from the disk cache.", icon=":material/arrow_back:")
+        else:
+            st.info("No dataset yet: load one on the **Data** page.", icon=":material/arrow_back:")
         st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
     return ds
 
@@ -60,9 +66,15 @@ def need_features():
     """The current FeatureSet, or an info box pointing to the Models page (and None)."""
     if need_dataset() is None:
         return None
-    fs = cached.get_features(get_state().embedding_key)
+    state = get_state()
+    fs = cached.get_features(state.embedding_key)
     if fs is None:
-        st.info("No embeddings yet: compute them on the **Models** page.", icon=":material/arrow_back:")
+        if state.embedding_key:
+            st.info(f"This session's embeddings ({', '.join(state.embedding_models)}) are no longer in the "
+                    "app's memory: press **Compute embeddings** on the **Models** page (a look-up in the disk "
+                    "cache, not a recomputation).", icon=":material/arrow_back:")
+        else:
+            st.info("No embeddings yet: compute them on the **Models** page.", icon=":material/arrow_back:")
         st.page_link("pages/models.py", label="Go to Models", icon=":material/memory:")
     return fs
 

@@ -44,3 +44,15 @@ def test_a_reload_keeps_runs_and_hand_edits_and_a_new_visit_starts_anew():
     stale.query_params[SESSION_PARAM] = "0123456789ab"
     stale.run()
     assert state(stale).runs == {} and stale.query_params[SESSION_PARAM] != "0123456789ab"
+
+
+def test_work_evicted_from_memory_says_how_to_get_it_back():
+    at = selected()
+    st_ = state(at)
+    cached.feature_store().clear()  # as when many other embeddings pushed it out
+    at.switch_page("pages/explore.py").run()
+    assert any("are no longer in the app's memory" in i.value and FAKE in i.value for i in at.info)
+    cached.dataset_store().clear()
+    at.switch_page("pages/select.py").run()
+    assert any("dataset (demo) is no longer in the app's memory" in i.value for i in at.info)
+    assert not at.exception and st_.runs  # the session's runs are still there
