@@ -373,3 +373,28 @@ def accuracy_frame(report) -> pd.DataFrame:
         rows.append({"group": name, "accuracy": 100 * m, "std": 100 * s if np.isfinite(s) else 0.0,
                      "train images": int(g.n_train[0]) if g.n_train else 0})
     return pd.DataFrame(rows)
+
+
+def comparison_frame(outcomes: Mapping[str, EvaluationOutcome]) -> pd.DataFrame:
+    """One row per evaluated run (run id -> outcome), for side-by-side reading: kept images,
+    evaluation set-up, subset / random / full accuracy (%, mean over seeds) and the subset's
+    difference to random in percentage points with its confidence interval (Welch)."""
+    rows = []
+    for run_id, outcome in outcomes.items():
+        report = outcome.report
+        cell = report.cells[0]
+        d = cell.difference
+        cfg = report.config
+        rows.append({
+            "run": run_id,
+            "kept": int(cell.method_result.n_train[0]) if cell.method_result.n_train else 0,
+            "evaluation": f"{cfg.get('trainer', '?')} on {report.features.get('eval_model') or 'images'}",
+            "seeds": len(cell.seeds),
+            "subset %": round(100 * cell.method_result.mean, 2),
+            "random %": round(100 * cell.random.mean, 2),
+            "subset − random (pts)": round(100 * d.diff, 2),
+            "interval (pts)": ("" if not (np.isfinite(d.low) and np.isfinite(d.high))
+                               else f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({100 * d.confidence:g} %)"),
+            "full %": round(100 * cell.full.mean, 2),
+        })
+    return pd.DataFrame(rows)

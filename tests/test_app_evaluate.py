@@ -121,3 +121,29 @@ def test_selection_with_hold_out_rows_is_run_again_with_a_note(tmp_path):
     kept = set(report["cells"][0]["selection"]["selected"])
     assert held_out and kept and not kept & held_out
     assert pd.read_csv(io.BytesIO(outcome.files["subset.csv"])).shape[0] == len(kept)
+
+
+def test_evaluated_runs_are_compared_side_by_side():
+    at = _evaluate_page()
+    at.number_input(key="eval_seeds").set_value(3)
+    at.button(key="eval_run").click().run()
+    first = state(at).active_run
+    at.switch_page("pages/select.py").run()
+    at.selectbox(key="select_method").set_value("herding")
+    at.button(key="select_run").click().run()
+    second = state(at).active_run
+    assert second != first
+    at.switch_page("pages/evaluate.py").run()
+    # before the second run is evaluated there is one evaluation: no comparison yet
+    assert not [d for d in at.dataframe if "run" in d.value.columns and "subset %" in d.value.columns]
+    at.number_input(key="eval_seeds").set_value(3)
+    at.button(key="eval_run").click().run()
+    assert not errors(at) and not at.exception
+    (table,) = [d.value for d in at.dataframe if "subset %" in d.value.columns]
+    assert table["run"].tolist() == [first, second] and (table["kept"] == 100).all()
+    for rid, row in table.set_index("run").iterrows():
+        cell = cached.evaluation_store()[state(at).evaluations[rid]].report.cells[0]
+        assert row["subset %"] == round(100 * cell.method_result.mean, 2)
+        assert row["random %"] == round(100 * cell.random.mean, 2)
+        assert abs(row["subset − random (pts)"] - 100 * (cell.method_result.mean - cell.random.mean)) < 0.006
+        assert row["seeds"] == 3 and row["evaluation"].startswith("linear on ")

@@ -55,10 +55,25 @@ if run_now:
         state.evaluations[run_id] = ekey
         progress_slot.empty()
 
+
+
+def _compare_runs() -> None:
+    """The session's evaluated runs side by side (when there are two or more)."""
+    store = cached.evaluation_store()
+    done = {rid: store[k] for rid, k in state.evaluations.items() if k in store and rid in state.runs}
+    if len(done) < 2:
+        return
+    st.subheader("Evaluated runs side by side")
+    st.caption("The latest evaluation of each run of this session; the difference is subset minus random, "
+               "in percentage points, with its confidence interval over the seeds.")
+    st.dataframe(services.comparison_frame(done), key="eval_compare", hide_index=True, width="stretch")
+
+
 outcome = cached.evaluation_store().get(ekey)
 if outcome is None:
     st.info("Press **Run evaluation** (a few seconds on the demo) for the accuracy chart and report.json / "
             "report.html.")
+    _compare_runs()
     st.stop()
 if outcome.note:
     st.warning(outcome.note, icon=":material/info:")
@@ -95,3 +110,5 @@ if "subset.csv" in files:
 if "scores.csv" in files:
     r4.download_button("scores.csv (evaluated)", files["scores.csv"], file_name="scores.csv", mime="text/csv",
                        key="export_eval_scores_csv", icon=":material/download:", on_click="ignore")
+
+_compare_runs()
