@@ -208,10 +208,12 @@ def dinov2_small_file(tmp_path_factory):
 
 
 def _reference_cls(path, x):
+    """CLS after the final norm from the 518 px architecture as saved, its position embeddings
+    interpolated at run time (dynamic_img_size) instead of once at load time."""
     import timm
     from safetensors.torch import load_file
 
-    ref = timm.create_model("vit_small_patch14_dinov2.lvd142m", pretrained=False).eval()
+    ref = timm.create_model("vit_small_patch14_dinov2.lvd142m", pretrained=False, dynamic_img_size=True).eval()
     ref.load_state_dict(load_file(str(path)))
     with torch.inference_mode():
         return ref.forward_features(x)[:, 0]
@@ -219,7 +221,7 @@ def _reference_cls(path, x):
 
 def test_dinov2_entry_from_local_file_and_from_hf_cache(dinov2_small_file, offline_hf, tiny_images):
     emb = create_embedder("dinov2-vits14", weights=dinov2_small_file)
-    assert emb.dim == 384 and emb.input_size == (3, 518, 518)
+    assert emb.dim == 384 and emb.input_size == (3, 224, 224)  # the paper's size, not timm's 518
     assert emb.preprocess["mean"] == pytest.approx((0.485, 0.456, 0.406))
     x = emb.transform(tiny_images[0])[None]
     out = emb.embed_batch(x)

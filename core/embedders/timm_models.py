@@ -120,7 +120,11 @@ def build_timm_embedder(
             f"{type(exc).__name__}: {str(exc)[:400]}. Pass a state dict saved from this exact architecture."
         ) from exc
     model.eval()
-    data_cfg = timm.data.resolve_data_config({}, model=model)
+    overrides = {}
+    if "img_size" in kwargs:  # the pretrained config still names the checkpoint's own size
+        size = kwargs["img_size"]
+        overrides["input_size"] = (3, *((size, size) if isinstance(size, int) else tuple(size)))
+    data_cfg = timm.data.resolve_data_config(overrides, model=model)
     transform = timm.data.create_transform(**data_cfg, is_training=False)
     if output == OUTPUT_CLS:
         if getattr(model, "num_prefix_tokens", 0) < 1 or getattr(model, "cls_token", None) is None:
