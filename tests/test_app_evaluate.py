@@ -38,7 +38,7 @@ def test_without_a_selection_points_to_select():
 def test_subset_downloads_before_evaluation():
     at = _evaluate_page()
     labels = [b.label for b in at.get("download_button")]
-    assert labels == ["subset.csv", "scores.csv"]
+    assert labels == ["subset.csv", "scores.csv", "subset.zip"]
     st_ = state(at)
     result = cached.selection(st_.runs[st_.active_run])
     scores, subset = services.subset_csv_bytes(result, cached.get_features(st_.embedding_key))
@@ -147,3 +147,24 @@ def test_evaluated_runs_are_compared_side_by_side():
         assert row["random %"] == round(100 * cell.random.mean, 2)
         assert abs(row["subset − random (pts)"] - 100 * (cell.method_result.mean - cell.random.mean)) < 0.006
         assert row["seeds"] == 3 and row["evaluation"].startswith("linear on ")
+
+
+def test_subset_zip_holds_the_kept_images_by_class_and_loads_as_a_dataset(tmp_path):
+    import zipfile
+
+    from core.datasets import load_dataset
+
+    at = _evaluate_page()
+    st_ = state(at)
+    fs = cached.get_features(st_.embedding_key)
+    result = cached.selection(st_.runs[st_.active_run])
+    zf = zipfile.ZipFile(io.BytesIO(services.subset_zip(result, fs)))
+    images = [n for n in zf.namelist() if n.endswith(".png")]
+    assert len(images) == 100 and "MISSING.txt" not in zf.namelist()
+    first = int(result.selected[0])
+    label, name = str(fs.labels[first]), fs.paths[first].rsplit("/", 1)[-1]
+    assert zf.read(f"{label}/{name}") == open(fs.paths[first], "rb").read()
+    assert zf.read("subset.csv") == services.subset_csv_bytes(result, fs)[1]
+    zf.extractall(tmp_path / "sub")
+    ds = load_dataset(tmp_path / "sub" / "manifest.csv")
+    assert len(ds) == 100 and sorted(set(ds.labels)) == sorted(set(map(str, fs.labels)))

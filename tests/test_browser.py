@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -269,6 +270,12 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     assert len(rows) == 100 + n_dropped  # 10 % of 100 training images in each of 10 classes, plus the box
     assert len({r["label"] for r in rows}) == 10
     assert all(r["path"].endswith(".png") for r in rows)
+    # the images themselves, a folder per class (made when clicked)
+    with page.expect_download(timeout=120_000) as info:
+        page.get_by_role("button", name="subset.zip", exact=True).click()
+    info.value.save_as(tmp_path / "subset.zip")
+    names = zipfile.ZipFile(tmp_path / "subset.zip").namelist()
+    assert len([n for n in names if n.endswith(".png")]) == len(rows) and "manifest.csv" in names
     taken.append(_shot(page, shots, "5-evaluate.png"))
 
     # a reload keeps the session's work (the URL carries its id), hand edits included

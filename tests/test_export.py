@@ -114,6 +114,33 @@ def test_subset_folder_name_collisions(tmp_path):
     assert not [p for p in (tmp_path / "dest").rglob("*") if p.name.endswith(".tmp")]
 
 
+def test_subset_zip_has_the_folder_layout_a_manifest_and_reports_missing_files(tmp_path):
+    import io
+    import zipfile
+
+    from core.datasets import load_dataset
+    from core.export import subset_zip_bytes
+
+    from .conftest import write_image
+
+    src = [write_image(tmp_path / "src" / d / "img.png", seed=k) for k, d in enumerate(("a", "b", "c"))]
+    gone = tmp_path / "src" / "gone.png"
+    paths = [str(p) for p in src] + [str(gone)]
+    labels = ["cat", "cat", "dog/x", "dog/x"]  # a name twice in one class; a label that is no folder name
+    before = {p: p.read_bytes() for p in src}
+    data = subset_zip_bytes(paths, labels, extra={"subset.csv": b"path,label\n"})
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    assert sorted(zf.namelist()) == ["MISSING.txt", "cat/img.png", "cat/img_1.png", "dog_x/img.png",
+                                     "manifest.csv", "subset.csv"]
+    assert zf.read("cat/img_1.png") == before[src[1]] and zf.read("dog_x/img.png") == before[src[2]]
+    assert str(gone) in zf.read("MISSING.txt").decode() and "FileNotFoundError" in zf.read("MISSING.txt").decode()
+    assert {p: p.read_bytes() for p in src} == before  # sources only read
+    # unpacked, it loads as a dataset through its manifest, with the original labels
+    zf.extractall(tmp_path / "unpacked")
+    ds = load_dataset(tmp_path / "unpacked" / "manifest.csv")
+    assert len(ds) == 3 and sorted(ds.labels) == ["cat", "cat", "dog/x"]
+
+
 def test_report_html_is_standalone_and_has_every_chart(plan_and_fs, tmp_path):
     fs, report, _ = plan_and_fs
     text = render_html(report, fs)

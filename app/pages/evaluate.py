@@ -25,11 +25,15 @@ st.caption(f"Run: **{run_id}** · {result.n_selected} images kept"
 
 st.subheader("Download the subset")
 scores_csv, subset_csv = services.subset_csv_bytes(result, fs)
-d1, d2, _ = st.columns([1, 1, 3])
+d1, d2, d3, _ = st.columns([1, 1, 1, 2])
 d1.download_button("subset.csv", subset_csv, file_name="subset.csv", mime="text/csv", key="export_subset_csv",
                    type="primary", icon=":material/download:", on_click="ignore")
 d2.download_button("scores.csv", scores_csv, file_name="scores.csv", mime="text/csv", key="export_scores_csv",
                    icon=":material/download:", on_click="ignore")
+d3.download_button("subset.zip", lambda: services.subset_zip(result, fs), file_name="subset.zip",
+                   mime="application/zip", key="export_subset_zip", icon=":material/folder_zip:", on_click="ignore",
+                   help="the kept images in a folder per class, with manifest.csv and subset.csv (made when "
+                        "clicked; for very large subsets use `coreset-studio evaluate ... --copy-subset DIR`)")
 
 st.subheader("Evaluate")
 c1, c2, c3 = st.columns(3)

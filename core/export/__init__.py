@@ -24,7 +24,7 @@ import numpy as np
 
 from ..evaluation.report import EvaluationReport
 from ..features import FeatureSet
-from .folder import export_subset_folder, safe_name
+from .folder import export_subset_folder, safe_name, subset_layout, subset_zip_bytes
 from .html import render_html, write_html
 from .tables import scores_frame, subset_frame, write_csv, write_selection_csvs
 
@@ -84,4 +84,4 @@ def export_report(out: str | os.PathLike, report: EvaluationReport, fs: FeatureS
 
 
 __all__ = ["cell_slug", "export_report", "export_subset_folder", "render_html", "scores_frame", "subset_frame",
-           "write_csv", "write_html", "write_selection_csvs"]
+           "subset_layout", "subset_zip_bytes", "write_csv", "write_html", "write_selection_csvs"]

@@ -10,11 +10,15 @@ only read: a destination that contains any source image is refused.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
-from pathlib import Path
-from typing import Sequence
+import zipfile
+from pathlib import Path, PurePath
+from typing import Mapping, Sequence
+
+import pandas as pd
 
 from ..errors import CoresetError
 from ..workspace import atomic_write_with
@@ -50,17 +54,10 @@ def export_subset_folder(paths: Sequence[str], labels: Sequence[str], dest: str 
                                "the dataset (originals are never moved or changed).")
         if not src.is_file():
             raise CoresetError(f"Cannot export {src}: the file does not exist.")
-    used: set[Path] = set()
     out: list[tuple[str, str]] = []
-    for src, label in zip(sources, labels):
-        folder = dest / safe_name(label)
-        stem, suffix = src.stem, src.suffix
-        target = folder / src.name
-        k = 0
-        while target in used:
-            k += 1
-            target = folder / f"{stem}_{k}{suffix}"
-        used.add(target)
+    for src, rel in zip(sources, subset_layout([str(p) for p in sources], labels)):
+        target = dest / rel
+        folder = target.parent
         folder.mkdir(parents=True, exist_ok=True)
         if link:
             tmp = folder / f".{target.name}.link.tmp"
@@ -75,4 +72,53 @@ def export_subset_folder(paths: Sequence[str], labels: Sequence[str], dest: str 
     return out
 
 
-__all__ = ["export_subset_folder", "safe_name"]
+def subset_layout(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
+    """Relative target names ``<safe class>/<file name>`` for ``paths`` (module docstring rules:
+    a name taken twice in one class becomes ``name_1.ext``, ``name_2.ext``, ...)."""
+    used: set[str] = set()
+    out: list[str] = []
+    for path, label in zip(paths, labels):
+        folder = safe_name(label)
+        name = PurePath(str(path)).name
+        stem, suffix = PurePath(name).stem, PurePath(name).suffix
+        target = f"{folder}/{name}"
+        k = 0
+        while target in used:
+            k += 1
+            target = f"{folder}/{stem}_{k}{suffix}"
+        used.add(target)
+        out.append(target)
+    return out
+
+
+def subset_zip_bytes(paths: Sequence[str], labels: Sequence[str],
+                     extra: Mapping[str, bytes] | None = None) -> bytes:
+    """A zip of the kept images in a folder per class (:func:`subset_layout`), plus
+    ``manifest.csv`` (``path,label`` relative to the zip's top folder, so the unpacked folder
+    loads as a dataset) and the ``extra`` files (name -> bytes, e.g. ``subset.csv``).
+
+    Images are stored as they are (no recompression); a file that cannot be read is left out
+    and listed in ``MISSING.txt`` with the reason. The sources are only read.
+    """
+    buf = io.BytesIO()
+    rows, missing = [], []
+    with zipfile.ZipFile(buf, "w") as zf:
+        for path, label, rel in zip(paths, labels, subset_layout(paths, labels)):
+            try:
+                data = Path(path).read_bytes()
+            except OSError as exc:
+                missing.append(f"{path}\t{type(exc).__name__}: {exc.strerror or exc}")
+                continue
+            zf.writestr(zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_STORED)
+            rows.append({"path": rel, "label": str(label)})
+        manifest = pd.DataFrame(rows, columns=["path", "label"])
+        # not formula-escaped (unlike the CSVs meant for people): a loader must read the names as they are
+        zf.writestr("manifest.csv", manifest.to_csv(index=False), zipfile.ZIP_DEFLATED)
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data, zipfile.ZIP_DEFLATED)
+        if missing:
+            zf.writestr("MISSING.txt", "\n".join(missing) + "\n", zipfile.ZIP_DEFLATED)
+    return buf.getvalue()
+
+
+__all__ = ["export_subset_folder", "safe_name", "subset_layout", "subset_zip_bytes"]
