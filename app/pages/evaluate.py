@@ -10,6 +10,8 @@ from app.components import need_run, user_errors
 from app.state import get_state
 from core.workspace import resolve_workspace
 
+ZIP_MAX_IMAGES = 20_000
+
 state = get_state()
 st.title("Evaluate & export")
 st.caption("Is the subset better than a random subset of the same size per class? A probe is trained on "
@@ -30,10 +32,13 @@ d1.download_button("subset.csv", subset_csv, file_name="subset.csv", mime="text/
                    type="primary", icon=":material/download:", on_click="ignore")
 d2.download_button("scores.csv", scores_csv, file_name="scores.csv", mime="text/csv", key="export_scores_csv",
                    icon=":material/download:", on_click="ignore")
+too_big = result.n_selected > ZIP_MAX_IMAGES  # the zip is made in memory
 d3.download_button("subset.zip", lambda: services.subset_zip(result, fs), file_name="subset.zip",
                    mime="application/zip", key="export_subset_zip", icon=":material/folder_zip:", on_click="ignore",
-                   help="the kept images in a folder per class, with manifest.csv and subset.csv (made when "
-                        "clicked; for very large subsets use `coreset-studio evaluate ... --copy-subset DIR`)")
+                   disabled=too_big,
+                   help=(f"over {ZIP_MAX_IMAGES:,} images: use `coreset-studio evaluate ... --copy-subset DIR`"
+                         if too_big else "the kept images in a folder per class, with manifest.csv and subset.csv "
+                                         "(made when clicked)"))
 
 st.subheader("Evaluate")
 c1, c2, c3 = st.columns(3)
