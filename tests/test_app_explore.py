@@ -201,3 +201,25 @@ def test_above_the_eager_limit_each_hovered_row_is_answered_alone(monkeypatch):
     at.session_state["explore_hover_lazy"] = {"want": {"row": 10**6, "n": 3}}
     at.run()
     assert "thumbs" not in _hover_payload(at) and not at.exception
+
+
+def test_more_than_ten_classes_get_distinct_colours(tmp_path, monkeypatch):
+    from app import services
+
+    from ._app_helpers import start
+    from .conftest import write_image
+
+    for c in range(12):
+        for i in range(4):
+            write_image(tmp_path / "many" / f"class{c:02d}" / f"{i}.png", seed=10 * c + i)
+    monkeypatch.setenv(services.ROOTS_ENV, str(tmp_path))
+    at = start()
+    at.radio(key="data_source").set_value("Folder on the server").run()
+    at.text_input(key="data_folder").set_value(str(tmp_path / "many"))
+    at.button(key="data_load_folder").click().run()
+    at = selected(at)
+    at.session_state["explore_projection"] = "PCA"
+    at.switch_page("pages/explore.py").run()
+    assert not errors(at) and not at.exception
+    colours = [t["marker"]["color"] for t in _figure(at)["data"]]
+    assert len(colours) == 12 and len(set(colours)) == 12

@@ -62,6 +62,8 @@ fig = px.scatter(
                 **{c: ":.3f" for c in ("ram", "apl", "score") if c in points.columns}},
     render_mode="webgl" if len(points) > WEBGL_ABOVE else "svg",
     color_discrete_map={"kept": "#3b6fd8", "dropped": "#c9d1e0"} if colour_col == "kept" else None,
+    # plotly's default palette has 10 colours: more classes would share them
+    color_discrete_sequence=px.colors.qualitative.Alphabet if points["class"].nunique() > 10 else None,
     color_continuous_scale="Viridis", height=560, title=f"{used} of {model} ({len(points)} images)",
 )
 fig.update_traces(marker=dict(size=6, opacity=0.85))
