@@ -7,7 +7,7 @@ path beside the cursor. The chart's points must carry the row index as ``customd
 
 Two ways to get the thumbnails to the browser:
 
-* **eager** (up to :data:`EAGER_MAX` points, default 5,000; ``CORESET_STUDIO_HOVER_EAGER_MAX``
+* **eager** (up to :data:`EAGER_MAX` points, default 2,000; ``CORESET_STUDIO_HOVER_EAGER_MAX``
   changes it): all thumbnails travel once per session and thumbnail set (``version``); the
   browser keeps them and reports the version it holds in the component state (``have``), so
   later reruns send only the version, and a browser that lost them (a reload) asks again.
@@ -26,7 +26,7 @@ from typing import Callable, Mapping, Sequence
 import streamlit as st
 
 EAGER_MAX_ENV = "CORESET_STUDIO_HOVER_EAGER_MAX"
-EAGER_MAX = 5000  # about 1-6 kB of thumbnail per point, sent once per session
+EAGER_MAX = 2000  # 64 px JPEG data URIs: ~1.4 kB (Fashion-MNIST) to ~2.7 kB (photos) each, once per session
 THUMB_PX = 64
 
 # The card lives in document.body (fixed position), so it can float over the chart. State

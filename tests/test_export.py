@@ -210,3 +210,26 @@ def test_failed_write_leaves_the_previous_file(plan_and_fs, tmp_path, monkeypatc
     monkeypatch.setattr(ws.os, "replace", real_replace)
     assert (out / "report.html").read_bytes() == old
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")]
+
+
+@pytest.mark.parametrize("fmt, kind", [("png", "PNG"), ("jpeg", "JPEG")])
+def test_thumbnail_data_uri_formats(tmp_path, fmt, kind):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from core.export.html import thumbnail_data_uri
+
+    from .conftest import write_image
+
+    src = tmp_path / "big.jpg"
+    Image.open(write_image(tmp_path / "x.png", size=(300, 200))).convert("RGB").save(src, quality=95)
+    uri = thumbnail_data_uri(str(src), 64, fmt)
+    head, data = uri.split(",", 1)
+    assert head == f"data:image/{fmt};base64"
+    with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+        assert im.format == kind and max(im.size) == 64 and im.size == (64, 43)
+    assert thumbnail_data_uri(str(tmp_path / "missing.png"), 64, fmt) is None
+    with pytest.raises(ValueError, match="fmt"):
+        thumbnail_data_uri(str(src), 64, "gif")

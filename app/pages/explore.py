@@ -71,11 +71,6 @@ fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", xaxis_t
                   legend_title_text="")
 event = st.plotly_chart(fig, key="explore_plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         width="stretch")
-if fs.paths is not None:
-    hover.hover_thumbnails("explore_plot", points["index"].tolist(), points["path"].tolist(),
-                           data_key=f"{state.embedding_key}|{hover.THUMB_PX}", key="explore_hover",
-                           thumbnails=lambda paths: cached.thumbnails(paths, hover.THUMB_PX))
-
 chosen = services.chosen_rows(event)
 
 if chosen:
@@ -138,3 +133,10 @@ with tabs[3]:
     with right:
         st.markdown("**Dropped**")
         _grid(rows["dropped"], "g_drop")
+
+# Last, so the galleries show before the first visit makes the hover thumbnails (the card
+# finds the chart by its key wherever this sits).
+if fs.paths is not None:
+    hover.hover_thumbnails("explore_plot", points["index"].tolist(), points["path"].tolist(),
+                           data_key=f"{state.embedding_key}|{hover.THUMB_PX}", key="explore_hover",
+                           thumbnails=lambda paths: cached.thumbnails(paths, hover.THUMB_PX))
