@@ -150,17 +150,19 @@ def selection(spec: RunSpec) -> SelectionResult | None:
 
 
 # --------------------------------------------------------------------------- thumbnails
-def thumbnails(paths: Sequence[str], size: int = 64, fmt: str = "jpeg") -> dict[str, str | None]:
-    """path -> ``fmt`` data URI (None when unreadable), each made once per process. JPEG by
-    default: the app sends many thumbnails to the browser, and a photo's is ~4x smaller."""
+def thumbnails(paths: Sequence[str], size: int = 64, fmt: str = "auto", square: bool = False) -> dict[str, str | None]:
+    """path -> ``fmt`` data URI (None when unreadable), each made once per process. ``auto`` by
+    default: JPEG for images scaled down (the app sends many thumbnails to the browser, and a
+    photo's is ~4x smaller than as PNG), PNG for images already small.
+    ``square``: centre-cropped squares, for grids."""
     from core.export.html import thumbnail_data_uri
 
     store = _thumb_store()
     out = {}
     for p in paths:
-        key = f"{size}|{fmt}|{p}"
+        key = f"{size}|{fmt}|{int(square)}|{p}"
         if key not in store:
-            store[key] = thumbnail_data_uri(p, size, fmt)
+            store[key] = thumbnail_data_uri(p, size, fmt, square)
         out[p] = store[key]
     return out
 

@@ -115,11 +115,11 @@ def need_run() -> ActiveRun | None:
 
 def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, columns: int = 8, size: int = 64,
                key: str = "") -> None:
-    """Images in a grid of ``columns`` (cached thumbnails)."""
+    """Images in a grid of ``columns`` (cached square thumbnails, centre-cropped)."""
     if not paths:
         st.caption("(none)")
         return
-    thumbs = cached.thumbnails(list(paths), size)
+    thumbs = cached.thumbnails(list(paths), size, square=True)
     captions = list(captions) if captions is not None else [None] * len(paths)
     cols = st.columns(columns)
     for k, (p, cap) in enumerate(zip(paths, captions)):

@@ -167,7 +167,7 @@ def test_hover_cards_get_each_points_thumbnail_once_per_session():
     fs = cached.get_features(state(at).embedding_key)
     for r in rows[::97]:
         assert payload["paths"][str(r)] == str(fs.paths[r])
-        assert payload["thumbs"][str(r)] == thumbnail_data_uri(fs.paths[r], 64, "jpeg")
+        assert payload["thumbs"][str(r)] == thumbnail_data_uri(fs.paths[r], 64, "auto")
     # the browser reports that it holds this version: later reruns send only the version
     at.session_state["explore_hover"] = {"have": payload["version"]}
     at.selectbox(key="explore_colour").set_value("kept/dropped").run()
@@ -195,7 +195,7 @@ def test_above_the_eager_limit_each_hovered_row_is_answered_alone(monkeypatch):
         at.session_state["explore_hover_lazy"] = {"want": {"row": row, "n": n}}
         at.run()
         answer = _hover_payload(at)
-        assert answer["thumbs"] == {str(row): thumbnail_data_uri(fs.paths[row], 64, "jpeg")}
+        assert answer["thumbs"] == {str(row): thumbnail_data_uri(fs.paths[row], 64, "auto")}
         assert answer["paths"] == {str(row): str(fs.paths[row])}
     # a row that is not a point of the plot gets no answer
     at.session_state["explore_hover_lazy"] = {"want": {"row": 10**6, "n": 3}}

@@ -37,7 +37,7 @@ def test_ram_apl_run_shows_headline_budget_and_ranking():
     ranking = at.dataframe[0].value
     assert {"thumbnail", "file", "label", "ram", "apl", "score", f"rank[{FAKE}]", "selected"} <= set(ranking.columns)
     assert len(ranking) == 500 and ranking["selected"].iloc[:100].all() and not ranking["selected"].iloc[100:].any()
-    assert ranking["thumbnail"].iloc[0].startswith("data:image/jpeg;base64,")
+    assert ranking["thumbnail"].iloc[0].startswith("data:image/png;base64,")  # 28 px images stay PNG
     # filter by class
     at.multiselect(key="select_filter_class").set_value(["bag"]).run()
     ranking = at.dataframe[0].value

@@ -222,7 +222,7 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     card = page.locator("#cs-hover-card")
     hovered = card.get_attribute("title")
     assert hovered and f"path={hovered}" in page.locator(".st-key-explore_plot .hoverlayer").text_content()
-    assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64, "jpeg")
+    assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64, "auto")
     taken.append(_shot(page, shots, "4-explore.png"))
     page.mouse.move(area["x"] + area["width"] + 60, area["y"] - 40)  # away: the card goes
     card.wait_for(state="hidden", timeout=10_000)
@@ -316,4 +316,4 @@ def test_hover_asks_for_each_image_when_there_are_many_points(lazy_server, brows
                                timeout=30_000)
         hovered = card.get_attribute("title")
         assert hovered and f"path={hovered}" in page.locator(".st-key-explore_plot .hoverlayer").text_content()
-        assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64, "jpeg")
+        assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64, "auto")

@@ -175,22 +175,30 @@ def svg_grouped_bars(chart_id: str, title: str, categories: Sequence[str],
 
 
 # --------------------------------------------------------------------------- thumbnails
-def thumbnail_data_uri(path: str, size: int = THUMB_SIZE, fmt: str = "png") -> str | None:
+def thumbnail_data_uri(path: str, size: int = THUMB_SIZE, fmt: str = "png", square: bool = False) -> str | None:
     """A base64 ``data:`` URI of the image scaled to fit ``size`` px, or None if unreadable.
+    ``square``: centre-cropped to ``size`` x ``size`` instead (tidy grids).
 
-    ``fmt``: ``png`` (lossless, the default) or ``jpeg`` (quality 85: about a quarter of the
-    bytes for photographs, for thumbnails sent in bulk). JPEG sources are decoded at a reduced
-    scale first (``Image.draft``), which is faster and still at least ``size`` px.
+    ``fmt``: ``png`` (lossless, the default), ``jpeg`` (quality 85: about a quarter of the
+    bytes for photographs, for thumbnails sent in bulk) or ``auto`` (PNG when the image is
+    already no larger than ``size``, e.g. 28 px Fashion-MNIST, whose JPEG artefacts would show
+    when enlarged; JPEG when it is scaled down). JPEG sources are decoded at a reduced scale
+    first (``Image.draft``), which is faster and still at least ``size`` px.
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
-    if fmt not in ("png", "jpeg"):
-        raise ValueError(f"fmt must be 'png' or 'jpeg', not {fmt!r}")
+    if fmt not in ("png", "jpeg", "auto"):
+        raise ValueError(f"fmt must be 'png', 'jpeg' or 'auto', not {fmt!r}")
     try:
         with Image.open(path) as im:
+            if fmt == "auto":
+                fmt = "png" if max(im.size) <= size else "jpeg"
             im.draft("RGB", (size, size))
             im = im.convert("RGB")
-            im.thumbnail((size, size))
+            if square:
+                im = ImageOps.fit(im, (size, size), Image.Resampling.BICUBIC)
+            else:
+                im.thumbnail((size, size))
             buf = io.BytesIO()
             if fmt == "png":
                 im.save(buf, format="PNG", optimize=True)
