@@ -18,6 +18,18 @@ def isolated_workspace(tmp_path_factory, monkeypatch):
     return home
 
 
+@pytest.fixture
+def fake_app_model():
+    """The fast fake embedder of the AppTest suites, registered for one test."""
+    from core.embedders import unregister_embedder
+
+    from ._app_helpers import FAKE, register_fake
+
+    register_fake()
+    yield FAKE
+    unregister_embedder(FAKE)
+
+
 def write_image(path: Path, seed: int = 0, size=(32, 24), fmt: str | None = None, mode="RGB") -> Path:
     """Write a random-noise image (different seed, different content) and return its path."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -10,16 +10,10 @@ import pytest
 
 from app import cached, services
 
-from ._app_helpers import FAKE, errors, register_fake, selected, start, state
+from ._app_helpers import errors, selected, start, state
 
 
-@pytest.fixture(autouse=True)
-def fake_model():
-    register_fake()
-    yield
-    from core.embedders import unregister_embedder
-
-    unregister_embedder(FAKE)
+pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 
 def _evaluate_page():

@@ -9,18 +9,16 @@ import pytest
 
 from app import cached
 
-from ._app_helpers import FAKE, errors, metrics, register_fake, selected, state
+from ._app_helpers import FAKE, errors, metrics, selected, state
+
+
+pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 
 @pytest.fixture(autouse=True)
-def fake_model(monkeypatch):
-    register_fake()
+def fast_umap(monkeypatch):
     # UMAP (numba) is slow to start: a fast stand-in with the same contract
     monkeypatch.setattr("core.projection.umap_2d", lambda x, seed=0: np.asarray(x, dtype=np.float32)[:, :2] * -1)
-    yield
-    from core.embedders import unregister_embedder
-
-    unregister_embedder(FAKE)
 
 
 def _explore(projection: str = "PCA"):

@@ -6,16 +6,10 @@ import pytest
 
 from app import cached
 
-from ._app_helpers import FAKE, embedded, errors, register_fake, start, state
+from ._app_helpers import FAKE, embedded, errors, start, state
 
 
-@pytest.fixture(autouse=True)
-def fake_model():
-    register_fake()
-    yield
-    from core.embedders import unregister_embedder
-
-    unregister_embedder(FAKE)
+pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 
 def test_compute_embeddings_stores_features_and_stats():

@@ -8,16 +8,10 @@ from streamlit.testing.v1 import AppTest
 from app import cached
 from app.state import SESSION_PARAM
 
-from ._app_helpers import APP, FAKE, TIMEOUT, errors, register_fake, selected, state
+from ._app_helpers import APP, FAKE, TIMEOUT, errors, selected, state
 
 
-@pytest.fixture(autouse=True)
-def fake_model():
-    register_fake()
-    yield
-    from core.embedders import unregister_embedder
-
-    unregister_embedder(FAKE)
+pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 
 def test_a_reload_keeps_runs_and_hand_edits_and_a_new_visit_starts_anew():
