@@ -196,3 +196,18 @@ def test_strategies_through_run_selection(sizes, p, budget):
     if budget != "paper":
         assert r.n_selected == round(p * len(labels))
     assert math.isclose(r.fraction, p)
+
+
+def test_class_counts_and_the_counts_to_run_a_selection_again():
+    rng = np.random.default_rng(0)
+    x = {"a": rng.normal(size=(30, 4)).astype(np.float32)}
+    y = np.repeat(["p", "q", "r"], 10)
+    manual = run_selection("ram_apl", x, y, 0.5, budget="manual", budget_counts={"p": 4, "q": 7, "r": 0})
+    assert manual.class_counts("budget") == {"p": 4, "q": 7, "r": 0}
+    kept = dict(zip(*np.unique(y[manual.selected], return_counts=True)))
+    assert manual.class_counts() == {"p": 4, "q": 7, "r": 0} == {**{"r": 0}, **{k: int(v) for k, v in kept.items()}}
+    assert manual.manual_budget_counts() == {"p": 4, "q": 7, "r": 0}
+    again = run_selection("ram_apl", x, y, 0.5, budget="manual", budget_counts=manual.manual_budget_counts())
+    assert np.array_equal(again.selected, manual.selected)
+    paper = run_selection("ram_apl", x, y, 0.2)
+    assert paper.manual_budget_counts() is None and paper.class_counts() == {"p": 2, "q": 2, "r": 2}

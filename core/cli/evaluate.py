@@ -57,13 +57,10 @@ def _recompute_table(given, fs, device: str):
     from .select import selection_pool
 
     pool, _ = selection_pool(fs)
-    counts = None
-    if given.budget == "manual":
-        counts = {str(c): int(k) for c, k in zip(given.budget_table["class"], given.budget_table["budget"])}
     try:
         again = run_selection(given.method, fs.features, fs.labels, given.fraction, budget=given.budget,
-                              seed=given.seed, models=list(given.models), budget_counts=counts, pool=pool,
-                              device=device, **dict(given.params))
+                              seed=given.seed, models=list(given.models), budget_counts=given.manual_budget_counts(),
+                              pool=pool, device=device, **dict(given.params))
     except CoresetError:
         return None
     return again if np.array_equal(again.selected, given.selected) else None

@@ -501,7 +501,7 @@ class Evaluator:
                     subsets.append(res.selected)
                 else:
                     subsets.append(self.select(method, fraction, budget, s, params, budget_counts).selected)
-        counts = {str(c): int(k) for c, k in zip(first.budget_table["class"], first.budget_table["kept"])}
+        counts = first.class_counts("kept")
         random_subsets = [
             self.select("random", first.fraction, "manual", s, budget_counts=counts).selected for s in seeds
         ]
@@ -541,19 +541,16 @@ class Evaluator:
         the same fraction, budget strategy (``manual``: the same per-class counts) and
         parameters, and ``note`` says so.
         """
-        selected = np.asarray(result.selected, dtype=np.int64)
-        if np.isin(selected, self.split.pool).all():
+        inside = np.isin(np.asarray(result.selected, dtype=np.int64), self.split.pool)
+        if inside.all():
             return self.evaluate(result.method, result.fraction, result.budget, result.params, given=result,
                                  keep_table=keep_table, progress=progress), ""
-        counts = None
-        if result.budget == "manual":
-            counts = {str(c): int(k) for c, k in zip(result.budget_table["class"], result.budget_table["budget"])}
-        n_out = int((~np.isin(selected, self.split.pool)).sum())
-        note = (f"{n_out} of the {selected.size} selected rows are in the evaluation hold-out (this dataset has "
+        n_out = int((~inside).sum())
+        note = (f"{n_out} of the {inside.size} selected rows are in the evaluation hold-out (this dataset has "
                 f"no test split), so {result.method} was run again on the training rows only (same fraction, "
                 "budget and parameters).")
-        cell = self.evaluate(result.method, result.fraction, result.budget, result.params, budget_counts=counts,
-                             keep_table=keep_table, progress=progress)
+        cell = self.evaluate(result.method, result.fraction, result.budget, result.params,
+                             budget_counts=result.manual_budget_counts(), keep_table=keep_table, progress=progress)
         return cell, note
 
 __all__ = [

@@ -96,6 +96,15 @@ class SelectionResult:
         lab = self.table.set_index("index")["label"]
         return lab.loc[self.selected].to_numpy()
 
+    def class_counts(self, column: str = "kept") -> dict[str, int]:
+        """Class -> a column of the budget table: ``kept`` (selected) or ``budget`` (planned)."""
+        return {str(c): int(k) for c, k in zip(self.budget_table["class"], self.budget_table[column])}
+
+    def manual_budget_counts(self) -> dict[str, int] | None:
+        """The per-class counts to run this selection again with (``manual`` budgets only; the
+        other strategies derive them from the fraction)."""
+        return self.class_counts("budget") if self.budget == "manual" else None
+
     # ------------------------------------------------------------------ round trip
     def to_dict(self, include_table: bool = True) -> dict:
         """JSON-ready dict (``table`` omitted when ``include_table`` is False)."""
