@@ -312,15 +312,15 @@ def subset_csv_bytes(result: SelectionResult, fs: FeatureSet) -> tuple[bytes, by
     return (csv_text(scores).encode("utf-8"), csv_text(subset_frame(scores, result.selected)).encode("utf-8"))
 
 
-def subset_zip(result: SelectionResult, fs: FeatureSet) -> bytes:
+def subset_zip(result: SelectionResult, fs: FeatureSet, subset_csv: bytes) -> bytes:
     """The kept images in a folder per class with ``manifest.csv`` (loadable as a dataset) and
-    ``subset.csv``, as one zip (:func:`core.export.subset_zip_bytes`)."""
+    ``subset_csv`` (the ``subset.csv`` of :func:`subset_csv_bytes`), as one zip
+    (:func:`core.export.subset_zip_bytes`)."""
     from core.export import subset_zip_bytes
 
-    _, subset = subset_csv_bytes(result, fs)
     sel = np.asarray(result.selected, dtype=np.int64)
     return subset_zip_bytes(fs.paths[sel].tolist(), np.asarray(fs.labels)[sel].astype(str).tolist(),
-                            extra={"subset.csv": subset})
+                            extra={"subset.csv": subset_csv})
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -152,13 +152,14 @@ def test_subset_zip_holds_the_kept_images_by_class_and_loads_as_a_dataset(tmp_pa
     st_ = state(at)
     fs = cached.get_features(st_.embedding_key)
     result = cached.selection(st_.runs[st_.active_run])
-    zf = zipfile.ZipFile(io.BytesIO(services.subset_zip(result, fs)))
+    subset_csv = services.subset_csv_bytes(result, fs)[1]
+    zf = zipfile.ZipFile(io.BytesIO(services.subset_zip(result, fs, subset_csv)))
     images = [n for n in zf.namelist() if n.endswith(".png")]
     assert len(images) == 100 and "MISSING.txt" not in zf.namelist()
     first = int(result.selected[0])
     label, name = str(fs.labels[first]), fs.paths[first].rsplit("/", 1)[-1]
     assert zf.read(f"{label}/{name}") == open(fs.paths[first], "rb").read()
-    assert zf.read("subset.csv") == services.subset_csv_bytes(result, fs)[1]
+    assert zf.read("subset.csv") == subset_csv
     zf.extractall(tmp_path / "sub")
     ds = load_dataset(tmp_path / "sub" / "manifest.csv")
     assert len(ds) == 100 and sorted(set(ds.labels)) == sorted(set(map(str, fs.labels)))

@@ -33,7 +33,7 @@ d1.download_button("subset.csv", subset_csv, file_name="subset.csv", mime="text/
 d2.download_button("scores.csv", scores_csv, file_name="scores.csv", mime="text/csv", key="export_scores_csv",
                    icon=":material/download:", on_click="ignore")
 too_big = result.n_selected > ZIP_MAX_IMAGES  # the zip is made in memory
-d3.download_button("subset.zip", lambda: services.subset_zip(result, fs), file_name="subset.zip",
+d3.download_button("subset.zip", lambda: services.subset_zip(result, fs, subset_csv), file_name="subset.zip",
                    mime="application/zip", key="export_subset_zip", icon=":material/folder_zip:", on_click="ignore",
                    disabled=too_big,
                    help=(f"over {ZIP_MAX_IMAGES:,} images: use `coreset-studio evaluate ... --copy-subset DIR`"
