@@ -69,7 +69,7 @@ export default function (component) {
     const cur = g.current;
     if (!cur) return;
     const has = Object.prototype.hasOwnProperty.call(entry.thumbs, cur.row);
-    const path = entry.paths[cur.row] || cur.path || "";
+    const path = entry.paths[cur.row] || "";
     if (has && !entry.thumbs[cur.row]) return hide();  // unreadable image: no card
     if (!has && !data.lazy) return hide();
     card.classList.toggle("cs-loading", !has);

@@ -234,9 +234,13 @@ def test_thumbnail_data_uri_formats(tmp_path, fmt, kind):
     _, data = thumbnail_data_uri(str(src), 64, fmt, square=True).split(",", 1)
     with Image.open(io.BytesIO(base64.b64decode(data))) as im:
         assert im.size == (64, 64)  # centre-cropped
+    small = write_image(tmp_path / "small.png", size=(28, 20))
+    _, data = thumbnail_data_uri(str(small), 64, fmt, square=True).split(",", 1)
+    with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+        assert im.size == (20, 20)  # not enlarged
     with pytest.raises(ValueError, match="fmt"):
         thumbnail_data_uri(str(src), 64, "gif")
     # auto: JPEG when scaled down, PNG (lossless) when the image is already small
     assert thumbnail_data_uri(str(src), 64, "auto").startswith("data:image/jpeg;")
-    small = write_image(tmp_path / "small.png", size=(28, 28))
-    assert thumbnail_data_uri(str(small), 64, "auto").startswith("data:image/png;")
+    tiny = write_image(tmp_path / "tiny.png", size=(28, 28))
+    assert thumbnail_data_uri(str(tiny), 64, "auto").startswith("data:image/png;")

@@ -177,7 +177,8 @@ def svg_grouped_bars(chart_id: str, title: str, categories: Sequence[str],
 # --------------------------------------------------------------------------- thumbnails
 def thumbnail_data_uri(path: str, size: int = THUMB_SIZE, fmt: str = "png", square: bool = False) -> str | None:
     """A base64 ``data:`` URI of the image scaled to fit ``size`` px, or None if unreadable.
-    ``square``: centre-cropped to ``size`` x ``size`` instead (tidy grids).
+    ``square``: centre-cropped to a square instead (tidy grids), ``size`` px or the image's
+    shorter side if that is smaller.
 
     ``fmt``: ``png`` (lossless, the default), ``jpeg`` (quality 85: about a quarter of the
     bytes for photographs, for thumbnails sent in bulk) or ``auto`` (PNG when the image is
@@ -195,8 +196,9 @@ def thumbnail_data_uri(path: str, size: int = THUMB_SIZE, fmt: str = "png", squa
                 fmt = "png" if max(im.size) <= size else "jpeg"
             im.draft("RGB", (size, size))
             im = im.convert("RGB")
-            if square:
-                im = ImageOps.fit(im, (size, size), Image.Resampling.BICUBIC)
+            if square:  # never enlarged: a smaller image gives a smaller square
+                side = min(size, *im.size)
+                im = ImageOps.fit(im, (side, side), Image.Resampling.BICUBIC)
             else:
                 im.thumbnail((size, size))
             buf = io.BytesIO()
