@@ -6,6 +6,8 @@ Pages call these and only format the results; everything here is testable withou
 
 from __future__ import annotations
 
+import dataclasses
+
 import hashlib
 import os
 import time
@@ -164,10 +166,7 @@ def apply_edits(result: SelectionResult, added: Iterable[int] = (), dropped: Ite
     budget = result.budget_table.copy()
     kept_per_class = table[table["selected"]].groupby("label").size()
     budget["kept"] = [int(kept_per_class.get(c, 0)) for c in budget["class"]]
-    return SelectionResult(method=result.method, params=dict(result.params), fraction=result.fraction,
-                           budget=result.budget, budget_table=budget, seed=result.seed, models=list(result.models),
-                           selected=selected, table=table, versions=dict(result.versions),
-                           timing_s=dict(result.timing_s), device=result.device)
+    return dataclasses.replace(result, budget_table=budget, selected=selected, table=table)
 
 
 def edit_subset(added: set[int], dropped: set[int], base_kept: Iterable[int], chosen: Iterable[int],

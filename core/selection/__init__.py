@@ -16,6 +16,11 @@ Modules: :mod:`.registry` (names -> selectors, :class:`SelectionData`),
 
 from . import ram_apl as _ram_apl  # noqa: F401  (registers ram_apl, first in list_selectors())
 from . import baselines as _baselines  # noqa: F401  (registers the baselines)
+from . import cleaned as _cleaned  # noqa: F401  (registers cleaned)
+from . import ccs as _ccs  # noqa: F401  (registers ccs)
+from . import bws as _bws  # noqa: F401  (registers bws)
+from . import auto as _auto  # noqa: F401  (registers auto)
+from .consensus import LabelConsensus, label_consensus
 from .budgets import BUDGET_STRATEGIES, BudgetPlan, plan_budgets
 from .engine import check_fraction, run_selection
 from .params import ParamInfo, SelectorParams
@@ -25,7 +30,7 @@ from .registry import (
 from .result import SelectionResult, escape_csv_cell, escape_csv_frame
 
 __all__ = [
-    "BUDGET_STRATEGIES", "BudgetPlan", "ParamInfo", "SelectionData", "SelectionResult", "SelectorOutput",
+    "BUDGET_STRATEGIES", "BudgetPlan", "LabelConsensus", "label_consensus", "ParamInfo", "SelectionData", "SelectionResult", "SelectorOutput",
     "SelectorParams", "SelectorSpec", "check_fraction", "escape_csv_cell", "escape_csv_frame", "get_selector",
     "list_selectors", "plan_budgets", "register_selector", "run_selection",
 ]

@@ -112,7 +112,7 @@ def _per_class_greedy(data: SelectionData, budgets: np.ndarray, pick) -> tuple[n
 # --------------------------------------------------------------------------- min
 @register_selector("min", MinParams,
                    "MIN: closest to the class mean (mean within-class rank over models, as in RAM).",
-                   multi_model=True)
+                   multi_model=True, prefix_consistent=True, score_column="score", representative="low")
 def select_min(data: SelectionData, budgets: np.ndarray, params: MinParams) -> SelectorOutput:
     """score_i = (sum_m rank[m]_i / M) / N_c, rank[m] = within-class rank of ||x_m - mu_m,c|| (0 = closest).
 
@@ -136,7 +136,8 @@ def moderate_band_start(sizes: np.ndarray, budgets: np.ndarray) -> np.ndarray:
 
 @register_selector("moderate_ds", ModerateDSParams,
                    "Moderate-DS (Xia et al., ICLR 2023): the band of distances around the median "
-                   "distance to the class's coordinate-wise median.")
+                   "distance to the class's coordinate-wise median.",
+                   score_column="distance", representative="low")
 def moderate_ds(data: SelectionData, budgets: np.ndarray, params: ModerateDSParams) -> SelectorOutput:
     """distance_i = ||x_i - median_c||_2 with median_c the coordinate-wise median of the class
     (``numpy.median``: mean of the two middle values for even N_c); rows are ranked by
@@ -189,7 +190,8 @@ def kcenter_greedy(x: torch.Tensor, budget: int, start: int) -> tuple[np.ndarray
 
 
 @register_selector("kcenter", KCenterParams,
-                   "k-Center greedy (Sener & Savarese 2018): farthest-first traversal from a seeded random start.")
+                   "k-Center greedy (Sener & Savarese 2018): farthest-first traversal from a seeded random start.",
+                   stochastic=True, prefix_consistent=True)
 def kcenter(data: SelectionData, budgets: np.ndarray, params: KCenterParams) -> SelectorOutput:
     """Per class: start at row ``default_rng([seed, c]).integers(N_c)`` of the class, then
     farthest-first (Euclidean) until ``b_c`` rows are picked; selection order = pick order."""
@@ -235,7 +237,8 @@ def herding_greedy(x: torch.Tensor, budget: int) -> tuple[np.ndarray, np.ndarray
 
 
 @register_selector("herding", HerdingParams,
-                   "Herding (Welling 2009 / iCaRL): greedily match the mean of the kept rows to the class mean.")
+                   "Herding (Welling 2009 / iCaRL): greedily match the mean of the kept rows to the class mean.",
+                   prefix_consistent=True)
 def herding(data: SelectionData, budgets: np.ndarray, params: HerdingParams) -> SelectorOutput:
     err = _nan_column(data.n)
     order, extras = _per_class_greedy(
@@ -376,7 +379,8 @@ def graph_cut_greedy(xn: torch.Tensor, budget: int, lam: float) -> tuple[np.ndar
 
 
 @register_selector("graph_cut", GraphCutParams,
-                   "Graph cut on cosine similarity (representativeness minus lambda x redundancy), greedy.")
+                   "Graph cut on cosine similarity (representativeness minus lambda x redundancy), greedy.",
+                   prefix_consistent=True)
 def graph_cut(data: SelectionData, budgets: np.ndarray, params: GraphCutParams) -> SelectorOutput:
     gain = _nan_column(data.n)
     order, extras = _per_class_greedy(
@@ -388,7 +392,8 @@ def graph_cut(data: SelectionData, budgets: np.ndarray, params: GraphCutParams) 
 
 
 # --------------------------------------------------------------------------- random
-@register_selector("random", RandomParams, "Uniform random sample without replacement within each class (seeded).")
+@register_selector("random", RandomParams, "Uniform random sample without replacement within each class (seeded).",
+                   stochastic=True, prefix_consistent=True)
 def random_selector(data: SelectionData, budgets: np.ndarray, params: RandomParams) -> SelectorOutput:
     """``random_key = default_rng(seed).random(N)``; per class the ``b_c`` smallest keys are
     kept, in ascending key order (a uniform sample without replacement, in random order)."""

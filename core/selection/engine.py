@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -108,6 +108,9 @@ def run_selection(
     budget_counts: Mapping | str | os.PathLike | None = None,
     pool: np.ndarray | None = None,
     device: str | torch.device = "auto",
+    label_issues: bool = False,
+    rank_all: bool = False,
+    progress: Callable[[int, int, str], None] | None = None,
     **params: Any,
 ) -> SelectionResult:
     """Select ``fraction`` of the samples with ``method`` and the ``budget`` strategy.
@@ -126,6 +129,14 @@ def run_selection(
         pool: rows to select from (bool mask or indices); default all. Indices in the
             result always refer to rows of ``features``.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ...
+        label_issues: also compute the label consensus (:mod:`.consensus`) and add its
+            columns ``suspected_mislabel``, ``suggested_class``, ``label_confidence`` and
+            ``label_agreement`` to the table (``O(N^2 D)`` neighbour search).
+        rank_all: for a prefix-consistent selector, rank every row of every class (column
+            ``pick_rank``: position within the class, 0 first) so that
+            :meth:`SelectionResult.reslice` can give any other fraction without running it
+            again; ignored by the other selectors.
+        progress: ``progress(done, total, what)`` from selectors that report it (``auto``).
         **params: the selector's parameters (values or strings), see its params class.
 
     Returns:
@@ -169,7 +180,7 @@ def run_selection(
     for name, x in feats.items():
         check_finite(x, name)
     dev = resolve_device(device)
-    data = SelectionData.build(feats, lab, p, int(seed), dev)
+    data = SelectionData.build(feats, lab, p, int(seed), dev, budget, progress)
 
     t1 = time.perf_counter()
     plan = plan_budgets(budget, data, counts=budget_counts)
@@ -177,7 +188,12 @@ def run_selection(
     if np.any(budgets < 0) or np.any(budgets > data.sizes):  # pragma: no cover - strategy bug
         raise RuntimeError(f"budget strategy {budget!r} returned budgets outside [0, class size]")
     t2 = time.perf_counter()
-    out = spec.fn(data, budgets, sel_params)
+    ranked = bool(rank_all and spec.prefix_consistent)
+    out = spec.fn(data, data.sizes.copy() if ranked else budgets, sel_params)
+    pick_rank = None
+    if ranked:
+        pick_rank = _within_class_position(np.asarray(out.order, dtype=np.int64), data)
+        out.order = _cut_to_budgets(np.asarray(out.order, dtype=np.int64), data, budgets)
     t3 = time.perf_counter()
 
     order = np.asarray(out.order, dtype=np.int64)
@@ -190,6 +206,12 @@ def run_selection(
     columns: dict[str, Any] = {"index": row_index, "label": lab}
     columns.update(out.columns)
     columns.update(plan.columns)
+    if label_issues:
+        from .consensus import label_consensus
+
+        columns.update(label_consensus(data).columns(data.classes))
+    if pick_rank is not None:
+        columns["pick_rank"] = pick_rank
     columns["selected"] = position >= 0
     columns["order"] = position
     table = pd.DataFrame(columns)
@@ -199,4 +221,20 @@ def run_selection(
         budget_table=budget_table(data.classes, data.sizes, budgets, kept, plan.class_columns),
         seed=int(seed), models=names, selected=row_index[order], table=table, versions=versions(),
         timing_s={"budget": t2 - t1, "select": t3 - t2, "total": t4 - t0}, device=str(dev),
+        details=dict(out.details),
     )
+
+
+def _within_class_position(order: np.ndarray, data: SelectionData) -> np.ndarray:
+    """int64 ``[N]``: each row's position among its class's rows in ``order`` (-1 if absent)."""
+    pos = np.full(data.n, -1, dtype=np.int64)
+    cls = data.codes[order]
+    start = np.searchsorted(cls, np.arange(data.n_classes))  # order is class-sorted
+    pos[order] = np.arange(len(order), dtype=np.int64) - start[cls]
+    return pos
+
+
+def _cut_to_budgets(order: np.ndarray, data: SelectionData, budgets: np.ndarray) -> np.ndarray:
+    """The first ``budgets[c]`` rows of each class in the class-sorted ``order``."""
+    pos = _within_class_position(order, data)
+    return order[pos[order] < np.asarray(budgets, dtype=np.int64)[data.codes[order]]]

@@ -68,8 +68,9 @@ def mean_rank_fraction(per_model: dict[str, dict[str, np.ndarray]], data: Select
 
 
 @register_selector("ram_apl", RamAplParams,
-                   "RAM-APL: within-class distance rank averaged over models, plus pseudo-label accuracy.",
-                   multi_model=True)
+                   "RAM-APL (Wan et al., ICML 2025): typical images whose label every model's nearest class mean "
+                   "agrees with; strong under label noise, below random on clean labels in our benchmark.",
+                   multi_model=True, score_column="score", representative="low", uses_fraction=True)
 def ram_apl(data: SelectionData, budgets: np.ndarray, params: RamAplParams) -> SelectorOutput:
     per_model = class_mean_ranks(data, params.normalize, want_pseudo=True)
     m = len(per_model)

@@ -14,7 +14,7 @@ function returns the kept rows in selection order and its per-sample score colum
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Literal
 
 import numpy as np
 import torch
@@ -36,6 +36,8 @@ class SelectionData:
         fraction: the fraction p asked for (also used by RAM-APL's weights).
         seed: the seed; per-class random streams are ``numpy.random.default_rng([seed, c])``.
         device: torch device for the arithmetic.
+        budget: the budget strategy's name (``auto`` plans its inner folds with it).
+        progress: ``progress(done, total, what)`` for long selectors (``auto``), or None.
     """
 
     features: dict[str, np.ndarray]
@@ -46,17 +48,37 @@ class SelectionData:
     fraction: float
     seed: int
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    budget: str = "paper"
+    progress: Callable[[int, int, str], None] | None = None
 
     @classmethod
     def build(cls, features: dict[str, np.ndarray], labels: np.ndarray, fraction: float, seed: int,
-              device: torch.device | None = None) -> "SelectionData":
+              device: torch.device | None = None, budget: str = "paper",
+              progress: Callable[[int, int, str], None] | None = None) -> "SelectionData":
         classes, codes = np.unique(labels, return_inverse=True)
         codes = codes.astype(np.int64).reshape(-1)
         members = np.argsort(codes, kind="stable").astype(np.int64)
         sizes = np.bincount(codes, minlength=len(classes))
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         return cls(features, classes, codes, members, offsets, float(fraction), int(seed),
-                   device or torch.device("cpu"))
+                   device or torch.device("cpu"), budget, progress)
+
+    def subset(self, rows: np.ndarray, fraction: float | None = None) -> "SelectionData":
+        """The pool restricted to ``rows`` (sorted row indices), same classes (a class may
+        end up empty), same seed, device and budget strategy; ``progress`` is not passed on."""
+        rows = np.asarray(rows, dtype=np.int64)
+        codes = self.codes[rows]
+        members = np.argsort(codes, kind="stable").astype(np.int64)
+        sizes = np.bincount(codes, minlength=self.n_classes)
+        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        feats = {m: np.ascontiguousarray(x[rows]) for m, x in self.features.items()}
+        return SelectionData(feats, self.classes, codes, members, offsets,
+                             self.fraction if fraction is None else float(fraction), self.seed, self.device,
+                             self.budget, None)
+
+    def labels(self) -> np.ndarray:
+        """The label of every row."""
+        return self.classes[self.codes]
 
     @property
     def n(self) -> int:
@@ -96,40 +118,80 @@ class SelectorOutput:
         order: int64 row indices kept, in selection order (classes concatenated in class
             order; within a class, the order the method picked them).
         columns: per-sample columns ``name -> array [N]`` (every score the method computed).
+        details: JSON-ready facts about the run that are not per sample (``auto`` records
+            what it chose and its estimates here); stored in ``SelectionResult.details``.
     """
 
     order: np.ndarray
     columns: dict[str, np.ndarray] = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
 
 
 SelectorFn = Callable[[SelectionData, np.ndarray, SelectorParams], SelectorOutput]
 
+#: Direction of a score column: ``low`` = small values are the representative (typical,
+#: easy) end, ``high`` = large values are.
+Direction = Literal["low", "high"]
+
 
 @dataclass(frozen=True)
 class SelectorSpec:
-    """A registered selector: name, function, parameter class and a one-line summary."""
+    """A registered selector and everything the rest of the code needs to know about it.
+
+    Attributes:
+        name: the method's name (CLI ``--method``, app picker, reports).
+        fn: the selector function.
+        params_cls: its parameter dataclass (validated, form-building).
+        summary: one line for the method picker and ``--help``.
+        multi_model: combines several models itself (else: ``model`` parameter / concatenation).
+        stochastic: the subset depends on the seed.
+        prefix_consistent: per class, the rows kept at a smaller budget are the first rows
+            kept at a larger one (greedy methods, ranking by a score that does not depend on
+            the fraction): a larger run can be re-sliced (:meth:`SelectionResult.reslice`).
+        score_column: the per-sample column the method ranks by (galleries, report), or None.
+        representative: which end of ``score_column`` is representative (``low``/``high``);
+            the other end is "hard".
+        uses_fraction: the choice depends on the fraction beyond the budgets (RAM-APL's
+            weights, ``auto``): it must run again when the fraction changes.
+    """
 
     name: str
     fn: SelectorFn
     params_cls: type[SelectorParams]
     summary: str
-    multi_model: bool  # True if it combines several models itself (else: `model` param / concatenation)
+    multi_model: bool = False
+    stochastic: bool = False
+    prefix_consistent: bool = False
+    score_column: str | None = None
+    representative: Direction = "low"
+    uses_fraction: bool = False
 
     def make_params(self, values: dict | None = None) -> SelectorParams:
         return self.params_cls.from_mapping(values)
+
+    @property
+    def parameters(self):
+        """The parameter descriptions (:meth:`SelectorParams.describe`)."""
+        return self.params_cls.describe()
 
 
 _REGISTRY: dict[str, SelectorSpec] = {}
 
 
 def register_selector(name: str, params_cls: type[SelectorParams], summary: str, *,
-                      multi_model: bool = False) -> Callable[[SelectorFn], SelectorFn]:
-    """Decorator registering ``fn`` under ``name`` (a name may be registered once)."""
+                      multi_model: bool = False, stochastic: bool = False, prefix_consistent: bool = False,
+                      score_column: str | None = None, representative: Direction = "low",
+                      uses_fraction: bool = False) -> Callable[[SelectorFn], SelectorFn]:
+    """Decorator registering ``fn`` under ``name`` (a name may be registered once), with its
+    capabilities (see :class:`SelectorSpec`)."""
+    if representative not in ("low", "high"):
+        raise ValueError(f"representative must be 'low' or 'high', got {representative!r}")
 
     def deco(fn: SelectorFn) -> SelectorFn:
         if name in _REGISTRY:
             raise ValueError(f"selector {name!r} is already registered")
-        _REGISTRY[name] = SelectorSpec(name, fn, params_cls, summary, multi_model)
+        _REGISTRY[name] = SelectorSpec(name, fn, params_cls, summary, multi_model, stochastic, prefix_consistent,
+                                       score_column, representative, uses_fraction)
         return fn
 
     return deco

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -72,6 +73,8 @@ class SelectionResult:
         versions: python, numpy, torch, pandas and core versions.
         timing_s: seconds spent: ``budget``, ``select``, ``total``.
         device: the torch device the arithmetic ran on.
+        details: what the method reports beyond the per-sample table (``auto``: the method
+            it chose, every candidate's pool estimate with its interval, random's).
     """
 
     method: str
@@ -86,6 +89,7 @@ class SelectionResult:
     versions: dict[str, str] = field(default_factory=dict)
     timing_s: dict[str, float] = field(default_factory=dict)
     device: str = "cpu"
+    details: dict = field(default_factory=dict)
 
     @property
     def n_selected(self) -> int:
@@ -105,6 +109,63 @@ class SelectionResult:
         other strategies derive them from the fraction)."""
         return self.class_counts("budget") if self.budget == "manual" else None
 
+    # ------------------------------------------------------------------ budget slider
+    def can_reslice(self) -> bool:
+        """True when :meth:`reslice` can give other fractions (a prefix-consistent selector run
+        with ``rank_all=True``, and a budget strategy derived from the fraction)."""
+        return "pick_rank" in self.table.columns and self.budget != "manual"
+
+    def reslice(self, fraction: float) -> "SelectionResult":
+        """The selection at another ``fraction`` without running the selector again.
+
+        Valid for prefix-consistent selectors (their rows kept at budget ``b`` are the first
+        ``b`` of their per-class ranking ``pick_rank``) run with ``rank_all=True``: the budgets
+        of the same strategy at ``fraction`` are planned from the class sizes (``difficulty``:
+        from the stored per-sample ``difficulty`` column), and the first ``b_c`` ranked rows
+        of each class are kept, in rank order. Equal to a fresh run at ``fraction``.
+        """
+        from .budgets import difficulty_budgets, paper_budgets, proportional_budgets, uniform_budgets, winsorized_mean
+
+        if not self.can_reslice():
+            raise ValueError(f"{self.method} with the {self.budget} budget cannot be re-sliced; run it again.")
+        p = float(fraction)
+        if not 0.0 < p <= 1.0:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction!r}")
+        bt = self.budget_table
+        sizes = bt["size"].to_numpy(dtype=np.int64)
+        classes = bt["class"].tolist()
+        labels = self.table["label"].to_numpy()
+        lookup = {str(c): i for i, c in enumerate(classes)}
+        codes = np.array([lookup[str(v)] for v in labels.tolist()], dtype=np.int64)
+        if self.budget == "paper":
+            budgets = paper_budgets(sizes, p)
+        elif self.budget == "proportional":
+            budgets = proportional_budgets(sizes, p)
+        elif self.budget == "uniform":
+            budgets = uniform_budgets(sizes, p)
+        else:  # difficulty
+            h = self.table["difficulty"].to_numpy(dtype=np.float64)
+            s = np.array([winsorized_mean(h[codes == c]) for c in range(len(classes))])
+            budgets = difficulty_budgets(sizes, p, s)
+        rank = self.table["pick_rank"].to_numpy(dtype=np.int64)
+        ranked = np.bincount(codes[rank >= 0], minlength=len(classes))
+        if np.any(budgets > ranked):
+            raise ValueError("the stored ranking does not reach that fraction; run the selector again.")
+        keep = (rank >= 0) & (rank < budgets[codes])
+        index = self.table["index"].to_numpy(dtype=np.int64)
+        local = np.flatnonzero(keep)
+        local = local[np.lexsort((rank[local], codes[local]))]
+        table = self.table.copy()
+        position = np.full(len(table), -1, dtype=np.int64)
+        position[local] = np.arange(len(local), dtype=np.int64)
+        table["selected"] = position >= 0
+        table["order"] = position
+        budget_table = bt.copy()
+        budget_table["budget"] = budgets
+        budget_table["kept"] = budgets
+        return dataclasses.replace(self, fraction=p, budget_table=budget_table, selected=index[local], table=table,
+                                   timing_s={"total": 0.0, "resliced_from": float(self.fraction)})
+
     # ------------------------------------------------------------------ round trip
     def to_dict(self, include_table: bool = True) -> dict:
         """JSON-ready dict (``table`` omitted when ``include_table`` is False)."""
@@ -120,6 +181,7 @@ class SelectionResult:
             "versions": dict(self.versions),
             "timing_s": {k: float(v) for k, v in self.timing_s.items()},
             "device": self.device,
+            "details": self.details,
         }
         if include_table:
             d["table"] = _frame_to_dict(self.table)
@@ -135,7 +197,7 @@ class SelectionResult:
             method=d["method"], params=dict(d["params"]), fraction=float(d["fraction"]), budget=d["budget"],
             budget_table=_frame_from_dict(d["budget_table"]), seed=int(d["seed"]), models=list(d["models"]),
             selected=np.asarray(d["selected"], dtype=np.int64), table=table, versions=dict(d.get("versions", {})),
-            timing_s=dict(d.get("timing_s", {})), device=d.get("device", "cpu"),
+            timing_s=dict(d.get("timing_s", {})), device=d.get("device", "cpu"), details=dict(d.get("details", {})),
         )
 
     @classmethod
@@ -149,6 +211,7 @@ class SelectionResult:
             self.method == other.method and self.params == other.params and self.fraction == other.fraction
             and self.budget == other.budget and self.seed == other.seed and self.models == other.models
             and self.versions == other.versions and self.timing_s == other.timing_s and self.device == other.device
+            and self.details == other.details
             and np.array_equal(self.selected, other.selected) and self.selected.dtype == other.selected.dtype
             and list(self.table.columns) == list(other.table.columns) and self.table.equals(other.table)
             and list(self.budget_table.columns) == list(other.budget_table.columns)

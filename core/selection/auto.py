@@ -1,0 +1,208 @@
+"""``auto``: choose the selector for this pool and fraction from the pool alone.
+
+For the fraction ``p`` and budget strategy asked for, every candidate (parameter
+``candidates``; ``random`` always among them) is estimated by stratified k-fold inside
+the selection pool:
+
+1. **Folds.** Per class, the rows are permuted with ``default_rng([cv_seed, AUTO_STREAM, c])``
+   and dealt in turn to ``k`` folds, the deal going on from class to class (fold sizes differ
+   by at most one per class and overall). A pool with fewer than ``k`` rows, or a budget
+   that keeps nothing or everything (every method then keeps the same rows), is not
+   estimated: ``random`` is used and the details say why.
+2. **Per fold f.** The pool without fold ``f`` is a smaller pool: its budgets are planned
+   with the same strategy at the same fraction (``manual``: each count scaled by the share
+   of the class outside the fold, rounded half to even); every candidate selects from it
+   (seed ``cv_seed``); a ridge probe (:mod:`._probe`, ``lam = ridge``, on every selection
+   model's L2-normalised rows, concatenated) is trained on the subset and scored on fold ``f``:
+   ``acc[cand, f]``. ``repeats`` random subsets of the same per-class sizes as each
+   candidate's (streams ``[cv_seed, AUTO_STREAM, f, r]``) give ``acc[random, f]``.
+3. **Estimate.** ``gain[cand, f] = acc[cand, f] - mean_r acc[random_r, f]`` (paired per
+   fold); the estimate is the mean over the folds with a 95 % t interval (``k - 1`` degrees
+   of freedom). The chosen method is the candidate with the highest mean gain if it
+   exceeds ``margin`` (percentage points), else ``random``.
+4. The chosen method then runs on the whole pool with the run's seed and budgets.
+
+Only the pool's own labels are read (the held-out folds' labels, noisy or not: symmetric
+label noise lowers every candidate's accuracy alike in expectation, so it keeps their
+ranking; class-dependent or adversarial noise does not, and neither does a test set from
+another distribution). The choice depends on the data and ``cv_seed`` only, not on the
+run's seed. Cost: ``k x (candidates)`` selections on ``(k-1)/k`` of the pool and
+``k x (candidates x (1 + repeats))`` ridge fits; ``time_budget_s`` stops trying further
+candidates once spent (the choice is then made among those tried, and the details say so).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from ..errors import SelectionInputError
+from ._linalg import l2_normalize_rows
+from ._ordering import concat_class_picks
+from ._probe import ridge_fit_predict
+from .baselines import class_features
+from .budgets import plan_budgets
+from .params import AutoParams, SelectorParams
+from .registry import SelectionData, SelectorOutput, SelectorSpec, get_selector, list_selectors, register_selector
+
+#: Stream tag of the folds and of the random references (no other selector draws from it).
+AUTO_STREAM = 0x6175746F  # "auto"
+
+
+def parse_candidates(text: str) -> list[tuple[str, SelectorSpec, SelectorParams]]:
+    """``"random,herding,cleaned:inner=random"`` -> ``[(label, spec, params), ...]``, random first."""
+    out: list[tuple[str, SelectorSpec, SelectorParams]] = []
+    seen = set()
+    for item in [t.strip() for t in str(text).split(",") if t.strip()]:
+        name, *pairs = item.split(":")
+        name = name.strip()
+        if name == "auto":
+            raise SelectionInputError("auto cannot be one of its own candidates.")
+        if name not in list_selectors():
+            raise SelectionInputError(f"auto: unknown candidate {name!r}; available: {', '.join(list_selectors())}.")
+        values = {}
+        for pair in pairs:
+            if "=" not in pair:
+                raise SelectionInputError(f"auto: candidate {item!r}: {pair!r} must look like PARAM=VALUE.")
+            key, value = pair.split("=", 1)
+            values[key.strip()] = value.strip()
+        spec = get_selector(name)
+        params = spec.make_params(values)
+        label = item.replace(" ", "")
+        if label in seen:
+            raise SelectionInputError(f"auto: candidate {label!r} is listed twice.")
+        seen.add(label)
+        out.append((label, spec, params))
+    if not any(label == "random" for label, _, _ in out):
+        spec = get_selector("random")
+        out.insert(0, ("random", spec, spec.make_params({})))
+    out.sort(key=lambda t: t[0] != "random")  # random first (stable for the rest)
+    return out
+
+
+def stratified_folds(data: SelectionData, k: int, seed: int) -> np.ndarray:
+    """int64 ``[N]``: fold of every row (see step 1 of the module docstring)."""
+    fold = np.empty(data.n, dtype=np.int64)
+    start = 0
+    for c in range(data.n_classes):
+        rows = data.class_rows(c)
+        perm = np.random.default_rng([int(seed), AUTO_STREAM, c]).permutation(len(rows))
+        fold[rows[perm]] = (start + np.arange(len(rows))) % k
+        start += len(rows)
+    return fold
+
+
+def fold_budgets(data: SelectionData, sub: SelectionData, budgets: np.ndarray) -> np.ndarray:
+    """Budgets of the pool ``sub`` (a part of ``data``) under ``data``'s strategy and fraction."""
+    if data.budget == "manual":
+        share = np.divide(sub.sizes, np.maximum(data.sizes, 1))
+        return np.minimum(np.round(np.asarray(budgets) * share).astype(np.int64), sub.sizes)
+    return plan_budgets(data.budget, sub).budgets
+
+
+def random_rows(sub: SelectionData, budgets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A uniform per-class sample of ``sub`` at ``budgets`` (row indices of ``sub``)."""
+    picks = []
+    for c in range(sub.n_classes):
+        rows = sub.class_rows(c)
+        picks.append(rng.choice(rows, size=int(budgets[c]), replace=False) if budgets[c] else rows[:0])
+    return concat_class_picks(picks)
+
+
+def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)`` of the one-sample t interval (NaN bounds for one value)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=np.float64)
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+    return mean, mean - half, mean + half
+
+
+def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> dict:
+    """Steps 1-3 of the module docstring: the per-candidate estimates and the choice."""
+    t0 = time.perf_counter()
+    candidates = parse_candidates(params.candidates)
+    folds = stratified_folds(data, params.folds, params.cv_seed)
+    x = class_features(data, np.arange(data.n), "")
+    if len(data.models) == 1:
+        x = l2_normalize_rows(x)
+    subs = []
+    for f in range(params.folds):
+        train = np.flatnonzero(folds != f)
+        test = np.flatnonzero(folds == f)
+        sub = data.subset(train)
+        sub.seed = int(params.cv_seed)
+        subs.append((train, test, sub, fold_budgets(data, sub, budgets)))
+    total = len(candidates) * params.folds
+    done, stopped = 0, False
+    acc: dict[str, list[float]] = {}
+    rand_acc: dict[str, list[float]] = {}
+    for label, spec, cand_params in candidates:
+        if params.time_budget_s and time.perf_counter() - t0 > params.time_budget_s and len(acc) >= 2:
+            stopped = True
+            break
+        acc[label], rand_acc[label] = [], []
+        for f, (train, test, sub, b) in enumerate(subs):
+            out = spec.fn(sub, b, cand_params)
+            rows = train[np.asarray(out.order, dtype=np.int64)]
+            pred = ridge_fit_predict(x[rows], data.codes[rows], x[test], data.n_classes, params.ridge)
+            acc[label].append(float(np.mean(pred == data.codes[test])))
+            kept = np.bincount(sub.codes[np.asarray(out.order, dtype=np.int64)], minlength=sub.n_classes)
+            r_accs = []
+            for r in range(params.repeats):
+                rng = np.random.default_rng([int(params.cv_seed), AUTO_STREAM, f, r])
+                r_rows = train[random_rows(sub, kept, rng)]
+                r_pred = ridge_fit_predict(x[r_rows], data.codes[r_rows], x[test], data.n_classes, params.ridge)
+                r_accs.append(float(np.mean(r_pred == data.codes[test])))
+            rand_acc[label].append(float(np.mean(r_accs)))
+            done += 1
+            if data.progress is not None:
+                data.progress(done, total, f"auto: {label}, fold {f + 1} of {params.folds}")
+    rows_out = []
+    for label in acc:
+        gains = 100.0 * (np.asarray(acc[label]) - np.asarray(rand_acc[label]))
+        g, lo, hi = t_interval(gains)
+        rows_out.append({"candidate": label, "accuracy": 100.0 * float(np.mean(acc[label])),
+                         "random_accuracy": 100.0 * float(np.mean(rand_acc[label])), "gain": g,
+                         "gain_low": lo, "gain_high": hi, "fold_gains": gains.tolist()})
+    contenders = [r for r in rows_out if r["candidate"] != "random"]
+    best = max(contenders, key=lambda r: r["gain"], default=None)
+    chosen = best["candidate"] if best is not None and best["gain"] > params.margin else "random"
+    return {"chosen": chosen, "estimates": rows_out, "folds": params.folds, "repeats": params.repeats,
+            "cv_seed": params.cv_seed, "fraction": data.fraction, "budget": data.budget,
+            "stopped_by_time_budget": stopped, "seconds": time.perf_counter() - t0,
+            "probe": f"ridge (lambda {params.ridge:g}) on {'+'.join(data.models)}"}
+
+
+def _clean(v):
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+@register_selector("auto", AutoParams,
+                   "Recommended: tries the candidates by k-fold inside the pool against random subsets of the same "
+                   "size and uses the best (random when none beats it).",
+                   multi_model=True, stochastic=True, uses_fraction=True)
+def auto(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> SelectorOutput:
+    budgets = np.asarray(budgets, dtype=np.int64)
+    if budgets.sum() == 0 or np.array_equal(budgets, data.sizes):
+        details = {"chosen": "random", "estimates": [], "note": "the budget keeps nothing or everything, so every "
+                   "method keeps the same rows; nothing to estimate"}
+    elif data.n < params.folds:
+        details = {"chosen": "random", "estimates": [], "note": f"the pool has fewer than {params.folds} rows, "
+                   "too few for k-fold; random is used"}
+    else:
+        details = estimate(data, budgets, params)
+    label = details["chosen"]
+    spec, cand_params = next((s, p) for lab, s, p in parse_candidates(params.candidates) if lab == label)
+    out = spec.fn(data, budgets, cand_params)
+    details["chosen_method"] = spec.name
+    details["chosen_params"] = cand_params.to_dict()
+    details["estimates"] = [{k: _clean(v) for k, v in r.items()} for r in details["estimates"]]
+    details.update({f"chosen_{k}": v for k, v in out.details.items()})
+    columns = dict(out.columns)
+    return SelectorOutput(out.order, columns, details)
