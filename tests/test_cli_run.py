@@ -64,7 +64,7 @@ def test_evaluate_one_selection_with_subset_copy(features_file, tmp_path, capsys
 
 
 def test_evaluate_existing_selection_and_errors(features_file, tmp_path, capsys):
-    assert cli(["select", str(features_file), "--fraction", "0.3", "--models", "a,b",
+    assert cli(["select", str(features_file), "--method", "ram_apl", "--fraction", "0.3", "--models", "a,b",
                 "--out", str(tmp_path / "sel")]) == 0
     assert cli(["evaluate", str(features_file), "--selection", str(tmp_path / "sel" / "selection.json"),
                 "--seeds", "3", "--out", str(tmp_path / "ev")]) == 0
@@ -114,3 +114,28 @@ def test_run_on_an_image_folder_with_the_real_embedder(tmp_path, capsys):
     assert cli(argv) == 0
     assert "0 cell(s) computed" in capsys.readouterr().out
     assert time.perf_counter() - started < 60
+
+
+def test_auto_is_the_default_and_says_what_it_chose(features_file, tmp_path, capsys):
+    import pandas as pd
+
+    assert cli(["select", str(features_file), "--fraction", "0.3", "--models", "a", "--out", str(tmp_path / "sel")]) == 0
+    out = capsys.readouterr().out
+    sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
+    assert sel["method"] == "auto"
+    chosen = sel["details"]["chosen"]
+    assert f"picked {chosen} for 30 %" in out
+    names = [e["candidate"] for e in sel["details"]["estimates"]]
+    assert names[0] == "random" and chosen in names and len(names) == 7
+    scores = pd.read_csv(tmp_path / "sel" / "scores.csv", keep_default_na=False)
+    assert {"suspected_mislabel", "suggested_class", "label_confidence"} <= set(scores.columns)
+    # run --methods auto: a results row named auto, the chosen method recorded per cell
+    assert cli(["run", str(features_file), "--methods", "auto", "--fractions", "0.2,0.5", "--seeds", "2",
+                "--models", "a", "--out", str(tmp_path / "run")]) == 0
+    text = capsys.readouterr().out
+    report = json.loads((tmp_path / "run" / "report.json").read_text())
+    autos = [c for c in report["cells"] if c["method"] == "auto"]
+    assert len(autos) == 2
+    for c in autos:
+        picked = c["selection"]["details"]["chosen"]
+        assert f"auto ({picked})" in text

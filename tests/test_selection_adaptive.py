@@ -321,6 +321,7 @@ def test_auto_cleans_under_heavy_noise_and_its_choice_ignores_the_run_seed():
     a = run_selection("auto", feats, labels, 0.3, seed=0)
     b = run_selection("auto", feats, labels, 0.3, seed=7)
     assert a.details["chosen"] == b.details["chosen"]
+    assert b.details.get("from_cache") and a.details["estimates"] == b.details["estimates"]
     assert a.details["chosen"] != "random"
     assert flipped[a.selected].mean() < 0.7 * flipped.mean()
     est = {e["candidate"]: e for e in a.details["estimates"]}

@@ -280,7 +280,9 @@ def test_cli_bad_param(tmp_path):
     src = tmp_path / "bare.npz"
     np.savez(src, **{"feat_m": rng.standard_normal((6, 3)), "labels": np.arange(6) % 2})
     with pytest.raises(SelectionInputError, match="NAME=VALUE; parameters of ram_apl: a, k, s, normalize"):
-        cli(["select", str(src), "--fraction", "0.5", "--param", "a", "--out", str(tmp_path)])
+        cli(["select", str(src), "--method", "ram_apl", "--fraction", "0.5", "--param", "a", "--out", str(tmp_path)])
+    with pytest.raises(SelectionInputError, match="NAME=VALUE; parameters of auto: candidates, folds"):
+        cli(["select", str(src), "--fraction", "0.5", "--param", "a", "--out", str(tmp_path)])  # auto, the default
     with pytest.raises(SelectionInputError, match="Unknown parameter 'lam'"):
         cli(["select", str(src), "--fraction", "0.5", "--param", "lam=1", "--out", str(tmp_path)])
 

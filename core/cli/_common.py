@@ -25,13 +25,30 @@ def add_selection_arguments(p: argparse.ArgumentParser, *, fraction_required: bo
     """--method, --fraction, --budget, --budget-counts and --param, as select and evaluate take them."""
     from ..selection import BUDGET_STRATEGIES, list_selectors
 
-    p.add_argument("--method", default="ram_apl", choices=list_selectors(), help="selector (default: ram_apl)")
+    p.add_argument("--method", default="auto", choices=list_selectors(),
+                   help="selector (default: auto, which picks the method for this pool and fraction by k-fold "
+                        "inside the pool against random subsets)")
     p.add_argument("--fraction", type=float, required=fraction_required, default=None,
                    help="fraction p in (0, 1] of each class's pool to keep")
     p.add_argument("--budget", default="paper", choices=BUDGET_STRATEGIES, help="class budget strategy (default: paper)")
     p.add_argument("--budget-counts", metavar="CSV", help="class,count CSV for --budget manual")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="selector parameter, repeatable, e.g. --param a=0.2 --param normalize=l2")
+
+
+@contextlib.contextmanager
+def progress_bar(desc: str, unit: str) -> Iterator:
+    """A tqdm bar on stderr (rate and ETA) as a ``progress(done, total, what)`` callback."""
+    with tqdm(desc=desc, unit=unit, file=sys.stderr, leave=False) as bar:
+        def progress(done: int, total: int, what: str = "") -> None:
+            if bar.total != total:
+                bar.total = total
+                bar.refresh()
+            if what:
+                bar.set_postfix_str(what, refresh=False)
+            bar.update(done - bar.n)
+
+        yield progress
 
 
 def print_problems(problems: list[Problem], what: str) -> None:

@@ -20,7 +20,7 @@ def add_parser(subparsers) -> None:
         description="Run the headless pipeline on the built-in Fashion-MNIST demo and write its outputs.")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--models", default="effnet-lite0", help="embedders (default: effnet-lite0, offline)")
-    p.add_argument("--method", default="ram_apl", help="selector (default: ram_apl)")
+    p.add_argument("--method", default="auto", help="selector (default: auto)")
     p.add_argument("--fraction", type=float, default=0.1, help="fraction of each class to keep (default: 0.1)")
     p.add_argument("--budget", default="paper", help="class budget strategy (default: paper)")
     p.add_argument("--seed", type=int, default=0)
@@ -47,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     features_path = save_features(out / "features.npz", fs)
     pool, pool_desc = selection_pool(fs)
     result = run_selection(args.method, fs.features, fs.labels, args.fraction, budget=args.budget,
-                           seed=args.seed, pool=pool, device=args.device)
+                           seed=args.seed, pool=pool, device=args.device, label_issues=True)
+    if args.method == "auto":
+        from ..selection.auto import describe_choice
+
+        print(describe_choice(result.details, result.fraction))
     written = write_selection_outputs(out, result, fs, features_path=features_path, pool_desc=pool_desc)
     print(result.budget_table[["class", "size", "budget", "kept"]].to_string(index=False))
     print(f"{args.method} kept {result.n_selected} of {len(result.table)} training images "

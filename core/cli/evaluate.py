@@ -60,7 +60,7 @@ def _recompute_table(given, fs, device: str):
     try:
         again = run_selection(given.method, fs.features, fs.labels, given.fraction, budget=given.budget,
                               seed=given.seed, models=list(given.models), budget_counts=given.manual_budget_counts(),
-                              pool=pool, device=device, **dict(given.params))
+                              pool=pool, device=device, label_issues=True, **dict(given.params))
     except CoresetError:
         return None
     return again if np.array_equal(again.selected, given.selected) else None

@@ -116,9 +116,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("data", metavar="DATA", help="dataset folder, manifest, .zip, 'demo', or a features .npz")
-    p.add_argument("--methods", default="ram_apl,random",
+    p.add_argument("--methods", default="auto,random",
                    help="comma-separated selectors; METHOD@BUDGET picks a budget strategy for one method, e.g. "
-                        "ram_apl@difficulty; random (the baseline) is always included (default: ram_apl,random)")
+                        "ram_apl@difficulty; random (the baseline) is always included (default: auto,random; "
+                        "auto's row records the method it chose in each cell)")
     p.add_argument("--budget", default="paper", choices=["paper", "proportional", "uniform", "difficulty"],
                    help="budget strategy of methods without @BUDGET (default: paper)")
     p.add_argument("--param", action="append", default=[], metavar="METHOD:NAME=VALUE",

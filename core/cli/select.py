@@ -3,10 +3,13 @@
 Writes into ``--out DIR``:
 
 * ``scores.csv``: one row per pool sample: index (row of the features file), path (empty
-  when unknown), label, every score the method computed, selected, order (-1 if not kept);
+  when unknown), label, every score the method computed, the label issues
+  (``suspected_mislabel``, ``suggested_class``, ``label_confidence``, ``label_agreement``),
+  selected, order (-1 if not kept);
 * ``subset.csv``: ``path,label`` and the scores of the kept rows, in selection order;
 * ``selection.json``: provenance: the features file (path, meta, rows, pool), method,
-  parameters, fraction, budget strategy and table, seed, selected rows, versions, timing.
+  parameters, fraction, budget strategy and table, seed, selected rows, versions, timing,
+  and ``details`` (``auto``: the method it picked, every candidate's pool estimate).
 
 Text cells starting with ``= + - @`` are prefixed with ``'`` (CSV formula injection).
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,7 @@ from ..errors import SelectionInputError
 from ..features import load_features
 from ..workspace import atomic_write_text
 from ..selection import get_selector, list_selectors, run_selection
-from ._common import add_selection_arguments
+from ._common import add_selection_arguments, progress_bar
 from ..export.tables import write_selection_csvs
 
 
@@ -121,14 +125,24 @@ def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param, args.method)
     fs = load_features(args.features)
     pool, pool_desc = selection_pool(fs)
-    result = run_selection(
-        args.method, fs.features, fs.labels, args.fraction, budget=args.budget, seed=args.seed,
-        models=args.models, budget_counts=args.budget_counts, pool=pool, device=args.device, **params,
-    )
+    with progress_bar("auto: trying candidates" if args.method == "auto" else "selecting", "fit") as progress:
+        result = run_selection(
+            args.method, fs.features, fs.labels, args.fraction, budget=args.budget, seed=args.seed,
+            models=args.models, budget_counts=args.budget_counts, pool=pool, device=args.device,
+            label_issues=True, progress=progress, **params,
+        )
+    if args.method == "auto":
+        from ..selection.auto import below_random, describe_choice
+
+        print(describe_choice(result.details, result.fraction))
+        if below_random(result.details, result.details.get("chosen", "")):
+            print("warning: the pool estimate puts the chosen method below random subsets.", file=sys.stderr)
     written = write_selection_outputs(
         args.out, result, fs, features_path=args.features, pool_desc=pool_desc,
         extra={"budget_counts": str(args.budget_counts) if args.budget_counts else None},
     )
+    n_flag = int(result.table["suspected_mislabel"].sum()) if "suspected_mislabel" in result.table else 0
     print(f"{args.method}: kept {result.n_selected} of {len(result.table)} samples ({pool_desc}) "
-          f"in {result.timing_s['total']:.2f} s; wrote {', '.join(str(w) for w in written)}")
+          f"in {result.timing_s['total']:.2f} s; {n_flag} suspected mislabel(s) flagged in scores.csv; "
+          f"wrote {', '.join(str(w) for w in written)}")
     return 0

@@ -117,7 +117,7 @@ class EvaluationReport:
 
         Columns: noise, method, fraction, kept, acc, acc_std, random, random_std, diff,
         ci_low, ci_high, ci_kind, full, flipped_kept (method, mean over seeds),
-        flipped_kept_random, deterministic.
+        flipped_kept_random, deterministic, chosen (``auto``: the method it picked; else empty).
         """
         rows = []
         for c in self.cells:
@@ -131,6 +131,7 @@ class EvaluationReport:
                 "flipped_kept": float(pd.Series(c.method_result.flipped_kept).mean()),
                 "flipped_kept_random": float(pd.Series(c.random.flipped_kept).mean()),
                 "deterministic": c.deterministic,
+                "chosen": (c.selection.get("details") or {}).get("chosen", "") if c.method == "auto" else "",
             })
         return pd.DataFrame(rows)
 
@@ -161,7 +162,8 @@ class EvaluationReport:
                   else f"{r.diff:+6.2f} [   n/a]")
             if r.method == "random":
                 ci = "(baseline)"
-            lines.append(f"{r.noise:5.2f} {r.method:<24} {r.fraction:6.3f} {r.kept:6d} {ms(r.acc, r.acc_std):>17} "
+            name = f"{r.method} ({r.chosen})" if r.chosen else r.method
+            lines.append(f"{r.noise:5.2f} {name:<24} {r.fraction:6.3f} {r.kept:6d} {ms(r.acc, r.acc_std):>17} "
                          f"{ms(r.random, r.random_std):>13} {ci:>24} {r.full:7.2f}")
         return "\n".join(lines)
 
