@@ -5,7 +5,9 @@
 * datasets: ``Dataset.fingerprint`` -> Dataset (st.cache_resource store)
 * embeddings: sha(fingerprint, models, weights) -> FeatureSet (store; the vectors
   themselves are also cached on disk by core, so recomputing is a look-up)
-* selections: (embedding key, run spec) -> SelectionResult (st.cache_resource)
+* selections: (embedding key, run spec) -> SelectionResult (store; prefix-consistent methods
+  keep one full ranking per spec and re-slice it for every fraction), and the pool check of
+  a picked method against random
 * thumbnails: path -> data URI, made once (st.cache_resource dict)
 * projections: PCA at once (st.cache_data); UMAP in a background thread
 * evaluations: key -> EvaluationOutcome (store)
@@ -41,10 +43,12 @@ MAX_ITEMS = 8
 class _Store(OrderedDict):
     """A small LRU dict (the oldest entries go first)."""
 
+    max_items = MAX_ITEMS
+
     def put(self, key: str, value: Any) -> None:
         self[key] = value
         self.move_to_end(key)
-        while len(self) > MAX_ITEMS:
+        while len(self) > self.max_items:
             self.popitem(last=False)
 
 
@@ -126,27 +130,98 @@ def get_features(key: str | None) -> FeatureSet | None:
 
 
 # --------------------------------------------------------------------------- selections
-@st.cache_resource(show_spinner=False, max_entries=64)
-def _selection(embedding_key: str, spec_json: str, models: tuple[str, ...]) -> SelectionResult:
+#: Pools up to this many rows get the label consensus (suspected mislabels, suggested class):
+#: its exact neighbour search costs O(N^2 D), about 10 s at 20,000 rows x 2 models on 2 cores.
+LABEL_ISSUES_MAX = 20_000
+#: Prefix-consistent methods on pools up to this size rank every row once, so that other
+#: fractions are re-sliced from that ranking instead of run again (greedy: O(N_c^2 D) per class).
+RANK_ALL_MAX = 20_000
+
+
+@st.cache_resource(show_spinner=False)
+def _selection_store() -> _Store:
+    store = _Store()
+    store.max_items = 64
+    return store
+
+
+def _pool_size(fs: FeatureSet) -> int:
+    from .services import selection_pool
+
+    pool = selection_pool(fs)
+    return len(fs) if pool is None else int(np.count_nonzero(pool))
+
+
+def _run(fs: FeatureSet, method: str, fraction: float, budget: str, seed: int, params: dict,
+         budget_counts: dict | None, progress=None, **extra) -> SelectionResult:
     from core.selection import run_selection
 
     from .services import selection_pool
 
-    fs = get_features(embedding_key)
+    return run_selection(method, fs.features, fs.labels, fraction, budget=budget, seed=seed,
+                         budget_counts=budget_counts or None, pool=selection_pool(fs), device="cpu",
+                         label_issues=_pool_size(fs) <= LABEL_ISSUES_MAX, progress=progress, **extra, **params)
+
+
+def selection(spec: RunSpec, progress=None) -> SelectionResult | None:
+    """The run's result, computed once per spec and embedding (None if the features are gone).
+
+    A prefix-consistent method (registry) with a budget derived from the fraction is ranked
+    once for every fraction (``rank_all``) and each fraction is re-sliced from that ranking:
+    moving the fraction slider does not run it again. ``progress(done, total, what)`` is
+    called by long selectors (``auto``) while they run.
+    """
+    from core.selection import get_selector
+
+    fs = get_features(spec.embedding_key)
     if fs is None:
-        raise KeyError(embedding_key)
-    spec = json.loads(spec_json)
-    return run_selection(spec["method"], fs.features, fs.labels, spec["fraction"], budget=spec["budget"],
-                         seed=spec["seed"], models=list(models) or None,
-                         budget_counts=spec["budget_counts"] or None, pool=selection_pool(fs), device="cpu",
-                         **spec["params"])
-
-
-def selection(spec: RunSpec) -> SelectionResult | None:
-    """The run's result (computed once per spec and embedding; None if the features are gone)."""
-    if get_features(spec.embedding_key) is None:
         return None
-    return _selection(spec.embedding_key, spec.to_json(), ())
+    store = _selection_store()
+    key = f"{spec.embedding_key}|{spec.to_json()}"
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    sel = get_selector(spec.method)
+    params = dict(spec.params)
+    if sel.prefix_consistent and spec.budget != "manual" and _pool_size(fs) <= RANK_ALL_MAX:
+        rkey = f"{spec.embedding_key}|ranking|{spec.method}|{spec.budget}|{spec.seed}|{json.dumps(params, sort_keys=True)}"
+        base = store.get(rkey)
+        if base is None:
+            base = _run(fs, spec.method, 1.0, spec.budget, spec.seed, params, None, progress, rank_all=True)
+            store.put(rkey, base)
+        result = base.reslice(spec.fraction)
+        result.details = {**result.details, "resliced": True}
+    else:
+        result = _run(fs, spec.method, spec.fraction, spec.budget, spec.seed, params,
+                      dict(spec.budget_counts), progress)
+    store.put(key, result)
+    return result
+
+
+def pool_check(spec: RunSpec) -> dict | None:
+    """``auto``'s pool estimate of ``spec``'s method against random (k-fold inside the pool), for
+    a method the person picked; None for ``auto`` itself, a manual budget, or an unusual parameter."""
+    from core.errors import SelectionInputError
+    from core.selection import get_selector
+    from core.selection.auto import candidate_spec, estimate_for
+
+    if spec.method in ("auto", "random") or spec.budget == "manual":
+        return None
+    fs = get_features(spec.embedding_key)
+    if fs is None:
+        return None
+    store = _selection_store()
+    key = f"{spec.embedding_key}|check|{spec.to_json()}"
+    if key not in store:
+        defaults = {i.name: i.default for i in get_selector(spec.method).parameters}
+        try:
+            cand = candidate_spec(spec.method, dict(spec.params), defaults)
+        except SelectionInputError:
+            return None
+        r = _run(fs, "auto", spec.fraction, spec.budget, spec.seed, {"candidates": f"random,{cand}", "margin": 1e9},
+                 None)
+        store.put(key, estimate_for(r.details, cand) or {})
+    return store[key] or None
 
 
 # --------------------------------------------------------------------------- thumbnails

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
 
@@ -33,6 +34,70 @@ def user_errors(what: str) -> Iterator[None]:
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
         st.error(f"{what} failed: {type(exc).__name__}: {exc}. Check the input and try again; "
                  "earlier results are kept.", icon=":material/error:")
+
+
+class ProgressBar:
+    """A ``progress(done, total, what)`` callback drawing ``st.progress`` in ``slot`` with the
+    rate and the time left (ETA), for long selections (``auto``) and evaluations."""
+
+    def __init__(self, slot, what: str) -> None:
+        self.slot, self.what, self.t0, self.bar = slot, what, time.perf_counter(), None
+
+    def text(self, done: int, total: int, what: str = "") -> str:
+        elapsed = time.perf_counter() - self.t0
+        parts = [f"{self.what}: {done} of {total}"]
+        if what:
+            parts.append(what)
+        if done and elapsed > 0:
+            parts.append(f"{done / elapsed:.1f}/s")
+            parts.append(f"about {max(0.0, elapsed / done * (total - done)):.0f} s left")
+        return " · ".join(parts)
+
+    def update(self, done: int, total: int, what: str = "") -> None:
+        frac = min(1.0, done / max(total, 1))
+        if self.bar is None:
+            self.bar = self.slot.progress(frac, text=self.text(done, total, what))
+        else:
+            self.bar.progress(frac, text=self.text(done, total, what))
+
+
+def review_queue(result: SelectionResult, fs: FeatureSet, run_id: str, edits, base_selected) -> None:
+    """The suspected mislabels one by one: the image large, its label, the suggested class and
+    confidence, and buttons to keep it in or drop it from the subset (recorded as hand edits)."""
+    queue = services.review_queue(result)
+    if queue.empty or fs.paths is None:
+        return
+    with st.expander(f"Review suspected mislabels ({len(queue)})", expanded=False):
+        key = f"review_pos|{run_id}"
+        pos = max(0, min(int(st.session_state.get(key, 0)), len(queue) - 1))
+        row = queue.iloc[pos]
+        i = int(row["index"])
+        path = str(fs.paths[i])
+        kept = bool(result.table.loc[result.table["index"] == i, "selected"].iloc[0])
+        left, right = st.columns([1, 2])
+        uri = cached.thumbnails([path], 224).get(path)
+        if uri:
+            left.image(uri, width=224)
+        right.markdown(f"**{pos + 1} of {len(queue)}** · `{path.rsplit('/', 1)[-1]}`")
+        right.markdown(f"Label: **{row['label']}** → the models suggest **{row.get('suggested_class', '?')}** "
+                       f"(confidence {float(row.get('label_confidence', float('nan'))):.0%}; support of its own "
+                       f"label {float(row.get('label_agreement', float('nan'))):.0%})")
+        right.caption(f"{'In' if kept else 'Not in'} the subset. {path}")
+        b1, b2, b3, b4 = right.columns(4)
+        if b1.button("Previous", key=f"review_prev|{run_id}", disabled=pos == 0):
+            st.session_state[key] = pos - 1
+            st.rerun()
+        if b2.button("Keep in subset", key=f"review_keep|{run_id}", disabled=kept):
+            services.edit_subset(edits.added, edits.dropped, base_selected, [i], keep=True)
+            st.session_state[key] = min(pos + 1, len(queue) - 1)
+            st.rerun()
+        if b3.button("Drop from subset", key=f"review_drop|{run_id}", disabled=not kept):
+            services.edit_subset(edits.added, edits.dropped, base_selected, [i], keep=False)
+            st.session_state[key] = min(pos + 1, len(queue) - 1)
+            st.rerun()
+        if b4.button("Next", key=f"review_next|{run_id}", disabled=pos >= len(queue) - 1):
+            st.session_state[key] = pos + 1
+            st.rerun()
 
 
 def configured_roots() -> list[str] | None:

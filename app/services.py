@@ -188,11 +188,15 @@ def edit_subset(added: set[int], dropped: set[int], base_kept: Iterable[int], ch
 
 
 def suspected_mislabels(result: SelectionResult) -> pd.DataFrame:
-    """Rows whose APL is 0: in every model, the nearest class mean is another class.
-    Empty when the method computes no APL."""
-    if "apl" not in result.table.columns:
-        return result.table.iloc[0:0]
-    return result.table[result.table["apl"] == 0]
+    """Rows the label consensus flags (``suspected_mislabel``: another class is better supported
+    by the models' neighbours and class means); without that column, RAM-APL's APL = 0.
+    Empty when neither is there."""
+    t = result.table
+    if "suspected_mislabel" in t.columns:
+        return t[t["suspected_mislabel"].astype(bool)]
+    if "apl" in t.columns:
+        return t[t["apl"] == 0]
+    return t.iloc[0:0]
 
 
 @dataclass(frozen=True)
@@ -200,14 +204,25 @@ class Headline:
     kept: int
     pool: int
     classes: int
-    mislabels: int | None  # None: the method has no APL
+    mislabels: int | None  # None: no label issues computed (pool too large)
 
 
 def headline(result: SelectionResult) -> Headline:
-    has_apl = "apl" in result.table.columns
+    known = "suspected_mislabel" in result.table.columns or "apl" in result.table.columns
     return Headline(kept=int(result.n_selected), pool=int(len(result.table)),
                     classes=int((result.budget_table["kept"] > 0).sum()),
-                    mislabels=int(len(suspected_mislabels(result))) if has_apl else None)
+                    mislabels=int(len(suspected_mislabels(result))) if known else None)
+
+
+def mislabel_help(n_models: int) -> str:
+    """What the "suspected mislabels" figure means, for the number of models used."""
+    base = ("Label consensus: for each image, its 10 nearest neighbours and the nearest class mean vote in every "
+            "model; an image is flagged when another class is clearly better supported than its own label "
+            "(own label's support ≤ 5 %). The suggested class is the best-supported one.")
+    if n_models <= 1:
+        return base + (" With one model every vote comes from one feature space, so look-alike classes are "
+                       "flagged more often; embed a second model to make the flags sharper.")
+    return base + f" {n_models} models vote; an image must look like another class in all of them."
 
 
 def ranking_frame(result: SelectionResult, fs: FeatureSet, thumbs: Mapping[str, str] | None = None,
@@ -252,26 +267,84 @@ def overlap_frame(results: Mapping[str, SelectionResult]) -> pd.DataFrame:
     return pd.DataFrame(data, index=names)
 
 
-def gallery_rows(result: SelectionResult, label: str, k: int = 12) -> dict[str, pd.DataFrame]:
-    """Rows of one class for the galleries: representative, hardest, suspected mislabels, kept, dropped."""
+@dataclass(frozen=True)
+class Gallery:
+    """One gallery of a class: its rows and a caption saying how they were chosen."""
+
+    title: str
+    rows: pd.DataFrame
+    caption: str
+
+
+def gallery_rows(result: SelectionResult, label: str, k: int = 12) -> dict[str, Gallery]:
+    """The galleries of one class, read from the method's registry entry (its score column and
+    which end is representative): ``representative``, ``hardest``, ``mislabels``, ``kept``, ``dropped``.
+
+    A method without a score column (greedy ones) shows its first picks as representative and,
+    as hardest, the rows whose label the models agree with least (label consensus)."""
+    from core.selection import get_selector
+
+    spec = get_selector(result.method)
     t = result.table[result.table["label"].astype(str) == str(label)]
-    out: dict[str, pd.DataFrame] = {}
-    if "ram" in t.columns:
-        out["representative"] = t.nsmallest(k, ["ram", "index"])
-    elif "score" in t.columns:
-        out["representative"] = t.nsmallest(k, ["score", "index"])
+    col = spec.score_column if spec.score_column in t.columns else None
+    out: dict[str, Gallery] = {}
+    if col:
+        low_first = spec.representative == "low"
+        out["representative"] = Gallery("Most representative", t.sort_values([col, "index"], ascending=[low_first, True]).head(k),
+                                        f"{'Lowest' if low_first else 'Highest'} {col}: the typical end of {spec.name}'s ranking.")
+        out["hardest"] = Gallery("Hardest", t.sort_values([col, "index"], ascending=[not low_first, True]).head(k),
+                                 f"{'Highest' if low_first else 'Lowest'} {col}: the other end of {spec.name}'s ranking.")
     else:
-        out["representative"] = t[t["selected"]].sort_values("order").head(k)
-    if "score" in t.columns and "apl" in t.columns:
-        out["hardest"] = t.sort_values(["apl", "score"], ascending=[True, False]).head(k)
-    elif "score" in t.columns:
-        out["hardest"] = t.nlargest(k, "score")
-    else:
-        out["hardest"] = t[~t["selected"]].head(k)
-    out["mislabels"] = suspected_mislabels(result).pipe(lambda m: m[m["label"].astype(str) == str(label)]).head(k)
-    out["kept"] = t[t["selected"]].sort_values("order").head(k)
-    out["dropped"] = t[~t["selected"]].head(k)
+        out["representative"] = Gallery("Picked first", t[t["selected"]].sort_values("order").head(k),
+                                        f"{spec.name} has no per-image score; these are the images it picked first.")
+        if "label_agreement" in t.columns:
+            out["hardest"] = Gallery("Hardest", t.sort_values(["label_agreement", "index"]).head(k),
+                                     "Least label agreement: the models' neighbours and class means vote least for "
+                                     "this class.")
+        else:
+            out["hardest"] = Gallery("Hardest", t[~t["selected"]].head(k), "Dropped images (no score to rank by).")
+    mis = suspected_mislabels(result)
+    out["mislabels"] = Gallery("Suspected mislabels", mis[mis["label"].astype(str) == str(label)].head(k),
+                               "Flagged by the label consensus; the caption names the class the models suggest.")
+    out["kept"] = Gallery("Kept", t[t["selected"]].sort_values("order").head(k), "Kept, in selection order.")
+    out["dropped"] = Gallery("Dropped", t[~t["selected"]].head(k), f"{int((~t['selected']).sum())} dropped.")
     return out
+
+
+def gallery_caption(row: pd.Series, score_column: str | None) -> str:
+    """A short caption of one gallery image: file-independent scores and the suggested class."""
+    bits = []
+    if score_column and score_column in row.index and pd.notna(row[score_column]):
+        bits.append(f"{score_column} {float(row[score_column]):.2f}")
+    if "suspected_mislabel" in row.index and bool(row["suspected_mislabel"]):
+        bits.append(f"→ {row['suggested_class']} ({float(row['label_confidence']):.0%})")
+    return " · ".join(bits) or f"#{int(row['index'])}"
+
+
+AUTO_ESTIMATE_NOTE = ("Each candidate selected from 2 of 3 folds of your training images at this fraction; a "
+                      "ridge probe trained on its subset was scored on the third fold and compared with random "
+                      "subsets of the same per-class sizes. Gain in percentage points with a 95 % interval over "
+                      "the folds. Test images are never used.")
+
+
+def auto_estimates_frame(details: dict) -> pd.DataFrame:
+    """auto's candidates for display: pool accuracy, gain over random with its interval, chosen."""
+    rows = []
+    for e in details.get("estimates", []):
+        lo, hi = e.get("gain_low"), e.get("gain_high")
+        rows.append({"candidate": e["candidate"], "chosen": e["candidate"] == details.get("chosen"),
+                     "pool accuracy %": round(float(e["accuracy"]), 1),
+                     "gain over random (pp)": round(float(e["gain"]), 1),
+                     "95 % interval": "–" if lo is None or hi is None else f"[{lo:+.1f}, {hi:+.1f}]"})
+    return pd.DataFrame(rows)
+
+
+def review_queue(result: SelectionResult) -> pd.DataFrame:
+    """The flagged images to review one by one: most confident suggestions first (then row)."""
+    mis = suspected_mislabels(result)
+    if "label_confidence" in mis.columns:
+        return mis.sort_values(["label_confidence", "index"], ascending=[False, True]).reset_index(drop=True)
+    return mis.sort_values("index").reset_index(drop=True)
 
 
 def point_frame(result: SelectionResult, fs: FeatureSet, coords: np.ndarray) -> pd.DataFrame:
@@ -283,10 +356,19 @@ def point_frame(result: SelectionResult, fs: FeatureSet, coords: np.ndarray) -> 
         "path": fs.paths[idx] if fs.paths is not None else "",
         "kept": np.where(t["selected"].to_numpy(), "kept", "dropped"),
     })
-    for col in ("ram", "apl", "score"):
-        if col in t.columns:
-            frame[col] = t[col].to_numpy()
+    for col in point_score_columns(result):
+        frame[col] = t[col].to_numpy()
     return frame
+
+
+def point_score_columns(result: SelectionResult) -> list[str]:
+    """The per-image scores the Explore plot can colour by and shows on hover: RAM-APL's,
+    the method's own score column (from the registry) and the label agreement."""
+    from core.selection import get_selector
+
+    score = get_selector(result.method).score_column
+    return [c for c in dict.fromkeys(["ram", "apl", "score", score, "label_agreement"])
+            if c and c in result.table.columns]
 
 
 def chosen_rows(event) -> list[int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import plotly.express as px
 import streamlit as st
 
+from core.selection import get_selector
 from app import cached, services
 from app.components import need_run, thumb_grid
 from app import hover
@@ -27,8 +28,9 @@ st.caption(f"Run: **{run_id}**")
 c1, c2, c3 = st.columns(3)
 model = c1.selectbox("Features of", fs.models, key="explore_model")
 projection = c2.radio("Projection", ["UMAP", "PCA"], key="explore_projection", horizontal=True)
-colour_options = ["class", "kept/dropped"] + [c.upper() if c != "score" else c
-                                             for c in ("ram", "apl", "score") if c in result.table.columns]
+score_cols = services.point_score_columns(result)
+colour_names = {"ram": "RAM", "apl": "APL", "label_agreement": "label agreement"}
+colour_options = ["class", "kept/dropped"] + [colour_names.get(c, c) for c in score_cols]
 colour = c3.selectbox("Colour by", colour_options, key="explore_colour")
 
 coords, used, pending = None, "PCA", False
@@ -55,11 +57,11 @@ if pending:
     _wait_for_umap()
 
 points = services.point_frame(result, fs, coords)
-colour_col = {"class": "class", "kept/dropped": "kept", "RAM": "ram", "APL": "apl", "score": "score"}[colour]
+colour_col = {"class": "class", "kept/dropped": "kept", **{colour_names.get(c, c): c for c in score_cols}}[colour]
 fig = px.scatter(
     points, x="x", y="y", color=colour_col, custom_data=["index"],
     hover_data={"x": False, "y": False, "index": True, "class": True, "path": True, "kept": True,
-                **{c: ":.3f" for c in ("ram", "apl", "score") if c in points.columns}},
+                **{c: ":.3f" for c in score_cols if c in points.columns}},
     render_mode="webgl" if len(points) > WEBGL_ABOVE else "svg",
     color_discrete_map={"kept": "#3b6fd8", "dropped": "#c9d1e0"} if colour_col == "kept" else None,
     # plotly's default palette has 10 colours: more classes would share them
@@ -103,27 +105,27 @@ label = st.selectbox("Class", classes, key="explore_gallery_class")
 rows = services.gallery_rows(result, label, k=12)
 
 
-def _grid(frame, key: str) -> None:
+score_column = get_selector(result.method).score_column
+
+
+def _grid(gallery, key: str) -> None:
+    frame = gallery.rows
+    st.caption(gallery.caption)
     idx = frame["index"].astype(int).tolist()
-    caps = []
-    for _, r in frame.iterrows():
-        bits = [f"{c} {r[c]:.2f}" for c in ("ram", "apl") if c in frame.columns]
-        caps.append(" · ".join(bits) or f"#{int(r['index'])}")
+    caps = [services.gallery_caption(r, score_column) for _, r in frame.iterrows()]
     thumb_grid([fs.paths[i] for i in idx], caps, columns=6, size=72, key=key)
 
 
-tabs = st.tabs(["Most representative", "Hardest", "Suspected mislabels", "Kept vs dropped"])
+tabs = st.tabs([rows["representative"].title, rows["hardest"].title, rows["mislabels"].title, "Kept vs dropped"])
 with tabs[0]:
-    st.caption("Lowest RAM: closest to the class mean in every model.")
     _grid(rows["representative"], "g_repr")
 with tabs[1]:
-    st.caption("Lowest APL, then highest score: far from the class, or nearer another class.")
     _grid(rows["hardest"], "g_hard")
 with tabs[2]:
-    if "apl" not in result.table.columns:
-        st.caption("Only RAM-APL computes APL; run ram_apl to see suspected mislabels.")
+    if "suspected_mislabel" not in result.table.columns and "apl" not in result.table.columns:
+        st.caption("Label issues are not computed for pools this large; use `coreset-studio select` (it writes "
+                   "them to scores.csv).")
     else:
-        st.caption("APL = 0: in every model the nearest class mean is another class.")
         _grid(rows["mislabels"], "g_mis")
 with tabs[3]:
     left, right = st.columns(2)

@@ -7,22 +7,26 @@ import plotly.express as px
 import streamlit as st
 
 from app import cached, services
-from app.components import need_features, user_errors
+from app.components import ProgressBar, need_features, review_queue, user_errors
 from app.state import RunSpec, get_state
 from core.selection import BUDGET_STRATEGIES, get_selector, list_selectors
+from core.selection.auto import below_random, describe_choice
 
 state = get_state()
 st.title("Select")
-st.caption("Score every training image and keep a fraction of each class. RAM-APL keeps the images "
-           "closest to their class (low RAM) whose nearest class is their own (high APL).")
+st.caption("Score every training image and keep a fraction of each class. **auto** (the default) tries "
+           "several methods inside your training images, against random subsets of the same size, and uses the "
+           "one that does best for this fraction; or pick a method yourself.")
 
 fs = need_features()
 if fs is None:
     st.stop()
 
-methods = list_selectors()
+methods = ["auto"] + [m for m in list_selectors() if m != "auto"]
 c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
-method = c1.selectbox("Method", methods, key="select_method", help=get_selector(methods[0]).summary)
+method = c1.selectbox("Method", methods, key="select_method",
+                      format_func=lambda m: f"{m} (recommended)" if m == "auto" else m,
+                      help="\n\n".join(f"**{m}**: {get_selector(m).summary}" for m in methods))
 pct = c2.slider("Fraction kept (%)", min_value=1, max_value=90, value=10, step=1, key="select_fraction")
 budget = c3.selectbox("Class budget", list(BUDGET_STRATEGIES), key="select_budget",
                       help="paper: round(p·N_c) per class; proportional/uniform/difficulty: round(p·N) in total; "
@@ -30,7 +34,13 @@ budget = c3.selectbox("Class budget", list(BUDGET_STRATEGIES), key="select_budge
 seed = int(c4.number_input("Seed", min_value=0, value=0, step=1, key="select_seed"))
 
 spec_cls = get_selector(method)
-st.caption(spec_cls.summary)
+if spec_cls.prefix_consistent and budget != "manual":
+    how = "its ranking is kept, so another fraction is re-sliced from it at once (no re-run)"
+elif spec_cls.uses_fraction:
+    how = "what it keeps depends on the fraction, so a new fraction runs it again"
+else:
+    how = "a new fraction runs it again"
+st.caption(f"**{method}**: {spec_cls.summary} ({how}.)")
 params: dict = {}
 infos = spec_cls.params_cls.describe()
 if infos:
@@ -73,8 +83,11 @@ if budget == "manual":
 if st.button("Run selection", key="select_run", type="primary"):
     spec = RunSpec(state.embedding_key, method, pct / 100, budget, seed, non_default, counts)
     with user_errors("Selection"):
+        slot = st.empty()
+        bar = ProgressBar(slot, f"Running {method}")
         with st.spinner(f"Running {method}…"):
-            cached.selection(spec)
+            cached.selection(spec, progress=bar.update)
+        slot.empty()
         state.runs[spec.run_id] = spec
         state.active_run = spec.run_id
         st.session_state["select_active"] = spec.run_id
@@ -94,13 +107,42 @@ spec = state.runs[active]
 result = services.apply_edits(cached.selection(spec), state.edits_for(active).added,
                               state.edits_for(active).dropped)
 
+if spec.method == "auto":
+    choice = describe_choice(result.details, result.fraction)
+    (st.warning if below_random(result.details, result.details.get("chosen", "")) else st.success)(
+        choice[0].upper() + choice[1:] + ".", icon=":material/auto_awesome:")
+    if below_random(result.details, result.details.get("chosen", "")):
+        st.warning("The pool estimate puts even the best candidate below random subsets: treat this subset "
+                   "with care.")
+    if result.details.get("estimates"):
+        with st.expander("What auto tried (pool estimate, k-fold inside the training images)"):
+            st.dataframe(services.auto_estimates_frame(result.details), key="select_auto_estimates",
+                         hide_index=True)
+            st.caption(services.AUTO_ESTIMATE_NOTE)
+else:
+    check = cached.pool_check(spec) if len(result.table) <= cached.LABEL_ISSUES_MAX else None
+    if check and below_random({"estimates": [check]}, check["candidate"]):
+        st.warning(f"The pool estimate puts **{spec.method}** below random subsets of the same size at "
+                   f"{spec.fraction:.0%}: {check['gain']:+.1f} pp [{check['gain_low']:+.1f}, {check['gain_high']:+.1f}] "
+                   "(k-fold inside your training images). Consider **auto**, or random.",
+                   icon=":material/warning:")
+    elif check:
+        st.caption(f"Pool estimate of {spec.method} against random subsets of the same size: "
+                   f"{check['gain']:+.1f} pp [{check['gain_low']:+.1f}, {check['gain_high']:+.1f}].")
+if result.details.get("resliced"):
+    st.caption(f"Re-sliced at {result.fraction:.0%} from {spec.method}'s stored ranking (not run again).")
+
 head = services.headline(result)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Kept", f"{head.kept} / {head.pool}")
 m2.metric("Classes kept", head.classes)
 m3.metric("Suspected mislabels", "–" if head.mislabels is None else head.mislabels,
-          help="APL = 0: in every model the nearest class mean is another class (RAM-APL only)")
+          help=services.mislabel_help(len(fs.models)) if head.mislabels is not None else
+          f"Not computed for pools above {cached.LABEL_ISSUES_MAX:,} images.")
 m4.metric("Time", f"{result.timing_s.get('total', 0):.2f} s")
+if head.mislabels is not None and len(fs.models) == 1 and head.mislabels:
+    st.caption(f"{head.mislabels} images look more like another class to the one model embedded; "
+               "a second model makes this sharper (an image is flagged only if every model agrees).")
 if state.edits_for(active):
     e = state.edits_for(active)
     st.caption(f"Edited by hand on the Explore page: +{len(e.added)} added, −{len(e.dropped)} dropped.")
@@ -127,6 +169,8 @@ st.dataframe(view, key="select_ranking", hide_index=True, width="stretch", heigh
                             "selected": st.column_config.CheckboxColumn("kept")})
 if len(view) == 500:
     st.caption("First 500 rows shown; filter by class to see the others.")
+
+review_queue(result, fs, active, state.edits_for(active), cached.selection(spec).selected)
 
 if len(run_ids) > 1:
     st.markdown("**Compare runs**")
