@@ -244,3 +244,25 @@ def test_thumbnail_data_uri_formats(tmp_path, fmt, kind):
     assert thumbnail_data_uri(str(src), 64, "auto").startswith("data:image/jpeg;")
     tiny = write_image(tmp_path / "tiny.png", size=(28, 28))
     assert thumbnail_data_uri(str(tiny), 64, "auto").startswith("data:image/png;")
+
+
+def test_thumbnails_follow_the_registry():
+    """A method's score column and direction come from its registry entry; a greedy method
+    (no score column) shows its first and last picks and the dropped images by label agreement."""
+    import pandas as pd
+
+    table = pd.DataFrame({"index": range(6), "label": ["a"] * 6, "score": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2],
+                          "herding_error": [0.2, float("nan"), 0.4, float("nan"), float("nan"), 0.1],
+                          "label_agreement": [0.9, 0.1, 0.5, 0.8, 0.3, 0.6],
+                          "selected": [True, False, True, False, False, True], "order": [1, -1, 2, -1, -1, 0]})
+    groups = pick_thumbnails(table, k=2, method="herding")
+    assert groups["picked first"]["index"].tolist() == [5, 0]
+    assert groups["picked last"]["index"].tolist() == [2, 0]
+    assert groups["dropped, label most agreed"]["index"].tolist() == [3, 4]
+    assert groups["dropped, label least agreed"]["index"].tolist() == [1, 4]
+    # ram_apl declares score (low = representative): the same as the legacy column order
+    g = pick_thumbnails(table, k=1, method="ram_apl")
+    assert g["most representative kept"]["index"].tolist() == [5] and g["hardest dropped"]["index"].tolist() == [4]
+    # min's registry entry is used even though herding_error would come first in the legacy list
+    assert pick_thumbnails(table.drop(columns="score").assign(score=table["score"]), k=1,
+                           method="min")["most representative kept"]["index"].tolist() == [5]

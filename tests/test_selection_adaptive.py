@@ -281,7 +281,8 @@ def test_auto_estimates_follow_the_documented_procedure():
     gains = {"random": [], "herding": []}
     for f in range(3):
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        b = [int(np.round(0.3 * np.sum(labels[train] == c))) for c in range(3)]
+        # the final subset's per-class counts, capped by the fold pool's class sizes
+        b = [min(int(np.round(0.3 * np.sum(labels == c))), int(np.sum(labels[train] == c))) for c in range(3)]
         herd = []
         for c in range(3):
             rows = train[labels[train] == c]

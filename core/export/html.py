@@ -219,9 +219,55 @@ def thumbnail_column(table: pd.DataFrame) -> tuple[str, int] | None:
     return None
 
 
-def pick_thumbnails(table: pd.DataFrame, k: int = THUMBS_PER_GROUP) -> dict[str, pd.DataFrame]:
-    """Rows for the four groups: representative/hard x kept/dropped (by :func:`thumbnail_column`)."""
-    chosen = thumbnail_column(table)
+def registry_order(table: pd.DataFrame, method: str | None) -> tuple[str, int] | None:
+    """``(column, sign)`` from the method's registry entry (its score column and which end is
+    representative), or None when the method declares no score column in ``table``."""
+    if not method:
+        return None
+    from ..selection import get_selector
+    from ..errors import SelectionInputError
+
+    try:
+        spec = get_selector(method)
+    except SelectionInputError:
+        return None
+    col = spec.score_column
+    if col and col in table.columns and pd.api.types.is_numeric_dtype(table[col]) and table[col].notna().all():
+        return col, (1 if spec.representative == "low" else -1)
+    return None
+
+
+def pick_thumbnails(table: pd.DataFrame, k: int = THUMBS_PER_GROUP, method: str | None = None
+                    ) -> dict[str, pd.DataFrame]:
+    """Rows for the thumbnail groups, each with a ``repr_value`` column for its caption.
+
+    With the method's registry entry: a score column gives representative/hard x kept/dropped
+    by that column and direction; a method with no score column (greedy ones) gives its first
+    and last picks, and the dropped images with the highest and lowest label agreement (label
+    consensus) when known. Without a method, the first of :data:`THUMBNAIL_COLUMNS` present."""
+    chosen = registry_order(table, method)
+    greedy = False
+    if chosen is None and method:
+        from ..errors import SelectionInputError
+        from ..selection import get_selector
+
+        try:
+            greedy = get_selector(method).score_column is None
+        except SelectionInputError:
+            greedy = False
+    if greedy:
+        kept = table[table["selected"]].sort_values("order").assign(repr_value=lambda f: f["order"].astype(float))
+        dropped = table[~table["selected"]]
+        out = {"picked first": kept.head(k), "picked last": kept.tail(k).iloc[::-1]}
+        if "label_agreement" in dropped.columns:
+            d = dropped.assign(repr_value=dropped["label_agreement"].astype(float))
+            out["dropped, label most agreed"] = d.sort_values(["repr_value", "index"], ascending=[False, True]).head(k)
+            out["dropped, label least agreed"] = d.sort_values(["repr_value", "index"]).head(k)
+        else:
+            out["dropped"] = dropped.head(k).assign(repr_value=math.nan)
+        return out
+    if chosen is None:
+        chosen = thumbnail_column(table)
     if chosen is None:
         return {}
     col, sign = chosen
@@ -365,16 +411,25 @@ def _thumbnails_section(cell, fs: FeatureSet | None) -> str:
     if not table_d or fs is None or fs.paths is None:
         return head + "<p class='note'>No thumbnails: the image paths or per-sample scores are not available.</p></div>"
     table = cell.selection_result().table
-    chosen = thumbnail_column(table)
-    groups = pick_thumbnails(table)
+    method = (cell.selection.get("details") or {}).get("chosen_method") or cell.method
+    chosen = registry_order(table, method) or thumbnail_column(table)
+    groups = pick_thumbnails(table, method=method)
     if not groups:
         return head + "<p class='note'>No thumbnails: the method computed no per-sample score.</p></div>"
-    col, sign = chosen
-    order = "high" if sign < 0 else "low"
-    parts = [head, f"<p class='note'>{esc(cell.label)} at fraction {cell.fraction:g}: ordered by the column "
-                   f"<code>{esc(col)}</code> ({order} = representative)"
-                   + (" — random keys carry no meaning" if col == "random_key" else "") + ".</p>"]
+    if "picked first" in groups:
+        col, sign = "order", 1
+        note = (f"{esc(cell.label)} at fraction {cell.fraction:g}: {esc(method)} has no per-image score, so the "
+                "kept images are shown in the order it picked them; dropped images by their label agreement "
+                "(share of the models' neighbours and class means voting for their label).")
+    else:
+        col, sign = chosen
+        order = "high" if sign < 0 else "low"
+        note = (f"{esc(cell.label)} at fraction {cell.fraction:g}: ordered by the column <code>{esc(col)}</code> "
+                f"({order} = representative)" + (" — random keys carry no meaning" if col == "random_key" else "")
+                + ".")
+    parts = [head, f"<p class='note'>{note}</p>"]
     for gname, rows in groups.items():
+        cap_col = "label agreement" if gname.startswith("dropped, label") else col
         figs = []
         for r in rows.itertuples(index=False):
             path = str(fs.paths[int(r.index)])
@@ -382,7 +437,8 @@ def _thumbnails_section(cell, fs: FeatureSet | None) -> str:
             if uri is None:
                 continue
             figs.append(f"<figure><img alt='{esc(Path(path).name)}' src=\"{uri}\"><figcaption>{esc(str(r.label))}"
-                        f"<br>{esc(col)} {float(r.repr_value) * sign:.3g}</figcaption></figure>")
+                        + (f"<br>{esc(cap_col)} {float(r.repr_value) * (1 if cap_col != col else sign):.3g}"
+                           if math.isfinite(float(r.repr_value)) else "") + "</figcaption></figure>")
         parts.append(f"<h3>{esc(gname)}</h3><div class='thumbs'>{''.join(figs) or '(none)'}</div>")
     parts.append("</div>")
     return "".join(parts)

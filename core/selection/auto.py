@@ -9,9 +9,12 @@ the selection pool:
    by at most one per class and overall). A pool with fewer than ``k`` rows, or a budget
    that keeps nothing or everything (every method then keeps the same rows), is not
    estimated: ``random`` is used and the details say why.
-2. **Per fold f.** The pool without fold ``f`` is a smaller pool: its budgets are planned
-   with the same strategy at the same fraction (``manual``: each count scaled by the share
-   of the class outside the fold, rounded half to even); every candidate selects from it
+2. **Per fold f.** The pool without fold ``f`` is a smaller pool; every candidate keeps the
+   same per-class counts ``b_c`` as the final subset will (capped by the fold pool's class
+   sizes), so that the probe is trained on as many images per class as the user's model
+   will be. (Planning the budgets at the same fraction of the smaller pool instead rounds
+   small budgets to zero: 1 image per class at 1 % of Flowers-17 becomes 0.) The fraction
+   the candidates see is still ``p`` (RAM-APL's weights use it); every candidate selects from it
    (seed ``cv_seed``); a ridge probe (:mod:`._probe`, ``lam = ridge``, on every selection
    model's L2-normalised rows, concatenated) is trained on the subset and scored on fold ``f``:
    ``acc[cand, f]``. ``repeats`` random subsets of the same per-class sizes as each
@@ -47,7 +50,6 @@ from ._linalg import l2_normalize_rows
 from ._ordering import concat_class_picks
 from ._probe import ridge_fit_predict
 from .baselines import class_features
-from .budgets import plan_budgets
 from .params import AutoParams, SelectorParams
 from .registry import SelectionData, SelectorOutput, SelectorSpec, get_selector, list_selectors, register_selector
 
@@ -99,11 +101,9 @@ def stratified_folds(data: SelectionData, k: int, seed: int) -> np.ndarray:
 
 
 def fold_budgets(data: SelectionData, sub: SelectionData, budgets: np.ndarray) -> np.ndarray:
-    """Budgets of the pool ``sub`` (a part of ``data``) under ``data``'s strategy and fraction."""
-    if data.budget == "manual":
-        share = np.divide(sub.sizes, np.maximum(data.sizes, 1))
-        return np.minimum(np.round(np.asarray(budgets) * share).astype(np.int64), sub.sizes)
-    return plan_budgets(data.budget, sub).budgets
+    """Budgets of the fold pool ``sub``: the final subset's per-class counts ``b_c``, capped by
+    the fold pool's class sizes (step 2 of the module docstring)."""
+    return np.minimum(np.asarray(budgets, dtype=np.int64), sub.sizes)
 
 
 def random_rows(sub: SelectionData, budgets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -277,7 +277,7 @@ def below_random(details: dict, candidate: str) -> bool:
     """True when the pool estimate puts ``candidate`` below random: its whole interval under 0,
     or (one fold, no interval) its gain under -0.5 pp."""
     e = estimate_for(details, candidate)
-    if e is None or e.get("gain") is None:
+    if candidate == "random" or e is None or e.get("gain") is None:  # random against random is noise
         return False
     if e.get("gain_high") is not None:
         return e["gain_high"] < 0
