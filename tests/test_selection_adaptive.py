@@ -281,8 +281,7 @@ def test_auto_estimates_follow_the_documented_procedure():
     gains = {"random": [], "herding": []}
     for f in range(3):
         train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        # the final subset's per-class counts, capped by the fold pool's class sizes
-        b = [min(int(np.round(0.3 * np.sum(labels == c))), int(np.sum(labels[train] == c))) for c in range(3)]
+        b = [int(np.round(0.3 * np.sum(labels[train] == c))) for c in range(3)]  # same fraction of the fold pool
         herd = []
         for c in range(3):
             rows = train[labels[train] == c]
@@ -328,6 +327,24 @@ def test_auto_cleans_under_heavy_noise_and_its_choice_ignores_the_run_seed():
     est = {e["candidate"]: e for e in a.details["estimates"]}
     assert est[a.details["chosen"]]["gain"] == max(e["gain"] for e in a.details["estimates"] if e["candidate"] != "random")
     assert est[a.details["chosen"]]["gain_low"] <= est[a.details["chosen"]]["gain"] <= est[a.details["chosen"]]["gain_high"]
+
+
+def test_auto_fold_budgets_keep_tiny_classes_and_never_the_whole_fold():
+    from core.selection.auto import fold_budgets, stratified_folds
+
+    feats, labels, _, _ = clusters(16, sizes=(40, 40, 40))
+    data = SelectionData.build(feats, labels, 0.02, 0)
+    folds = stratified_folds(data, 3, 0)
+    sub = data.subset(np.flatnonzero(folds != 0))
+    final = np.round(0.02 * data.sizes).astype(int)  # 1 per class; 2 % of ~27 rounds to 1 too, 1 % to 0
+    assert fold_budgets(data, sub, final).tolist() == [1, 1, 1]
+    data.fraction = 0.01
+    sub = data.subset(np.flatnonzero(folds != 0))
+    assert fold_budgets(data, sub, np.array([0, 1, 0])).tolist() == [0, 1, 0]
+    data.fraction = 0.9
+    sub = data.subset(np.flatnonzero(folds != 0))
+    inner = fold_budgets(data, sub, np.round(0.9 * data.sizes).astype(int))
+    assert (inner == np.round(0.9 * sub.sizes)).all() and (inner < sub.sizes).all()
 
 
 def test_auto_falls_back_to_random_when_no_candidate_beats_it():

@@ -9,12 +9,13 @@ the selection pool:
    by at most one per class and overall). A pool with fewer than ``k`` rows, or a budget
    that keeps nothing or everything (every method then keeps the same rows), is not
    estimated: ``random`` is used and the details say why.
-2. **Per fold f.** The pool without fold ``f`` is a smaller pool; every candidate keeps the
-   same per-class counts ``b_c`` as the final subset will (capped by the fold pool's class
-   sizes), so that the probe is trained on as many images per class as the user's model
-   will be. (Planning the budgets at the same fraction of the smaller pool instead rounds
-   small budgets to zero: 1 image per class at 1 % of Flowers-17 becomes 0.) The fraction
-   the candidates see is still ``p`` (RAM-APL's weights use it); every candidate selects from it
+2. **Per fold f.** The pool without fold ``f`` is a smaller pool: its budgets are planned
+   with the same strategy at the same fraction (``manual``: each count scaled by the share
+   of the class outside the fold, rounded half to even), and every class the final subset
+   keeps at least one row of keeps at least one here too (at the same fraction of the
+   smaller pool, 1 image per class at 1 % of Flowers-17 would round to 0 and tie every
+   candidate; keeping the final counts instead would keep the whole fold pool at 70 %);
+   every candidate selects from it
    (seed ``cv_seed``); a ridge probe (:mod:`._probe`, ``lam = ridge``, on every selection
    model's L2-normalised rows, concatenated) is trained on the subset and scored on fold ``f``:
    ``acc[cand, f]``. ``repeats`` random subsets of the same per-class sizes as each
@@ -101,9 +102,19 @@ def stratified_folds(data: SelectionData, k: int, seed: int) -> np.ndarray:
 
 
 def fold_budgets(data: SelectionData, sub: SelectionData, budgets: np.ndarray) -> np.ndarray:
-    """Budgets of the fold pool ``sub``: the final subset's per-class counts ``b_c``, capped by
-    the fold pool's class sizes (step 2 of the module docstring)."""
-    return np.minimum(np.asarray(budgets, dtype=np.int64), sub.sizes)
+    """Budgets of the fold pool ``sub`` (step 2 of the module docstring): the same strategy at
+    the same fraction (``manual``: each count scaled by the class's share in the fold pool),
+    and at least one row of every class the final subset keeps any of."""
+    from .budgets import plan_budgets
+
+    budgets = np.asarray(budgets, dtype=np.int64)
+    if data.budget == "manual":
+        share = np.divide(sub.sizes, np.maximum(data.sizes, 1))
+        inner = np.round(budgets * share).astype(np.int64)
+    else:
+        inner = plan_budgets(data.budget, sub).budgets
+    inner = np.maximum(inner, np.minimum(budgets, 1))
+    return np.minimum(inner, sub.sizes)
 
 
 def random_rows(sub: SelectionData, budgets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
