@@ -4,13 +4,16 @@ for embeddings and thumbnails, extreme aspect ratios, and the cache key's decodi
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
+import json
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from core.datasets import images as images_module
 from core.datasets import load_folder
 from core.datasets.images import MAX_ASPECT_RATIO, ExtremeAspectRatioError, open_rgb
 
@@ -213,3 +216,21 @@ def test_embedding_an_extreme_image_is_a_reported_problem_not_a_huge_resize(tmp_
     _, x, reason = _ImageFiles([str(tmp_path / "wide.png")], lambda img: calls.append(img.size))[0]
     assert x is None and calls == []  # the transform (the resize) never ran
     assert "ExtremeAspectRatioError" in reason and "4000 x 1" in reason
+
+
+# ---------------------------------------------------------------- the cache key
+
+def test_embedder_identity_carries_the_decoding_version(monkeypatch):
+    from core.embedders.base import IDENTITY_VERSION, _jsonable, make_identity
+
+    args = ("effnet-lite0", "sha256:abc", {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5)}, "pooled")
+    now = make_identity(*args)
+    # the identity before the decoding version was part of it (same payload without "decode")
+    old_payload = json.dumps({"v": IDENTITY_VERSION, "name": args[0], "weights": args[1],
+                              "preprocess": _jsonable(args[2]), "output": args[3]},
+                             sort_keys=True, separators=(",", ":"))
+    assert now != hashlib.sha256(old_payload.encode()).hexdigest()
+    monkeypatch.setattr(images_module, "DECODE_VERSION", images_module.DECODE_VERSION + 1)
+    assert make_identity(*args) != now
+    monkeypatch.undo()
+    assert make_identity(*args) == now
