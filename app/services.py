@@ -73,7 +73,12 @@ def check_server_path(text: str, roots: Sequence[Path]) -> Path:
 
 # --------------------------------------------------------------------------- loading
 def load_server_path(text: str, roots: Sequence[Path], workspace=None, progress=None) -> Dataset:
-    return load_dataset(check_server_path(text, roots), workspace=workspace, progress=progress)
+    """Load a folder, manifest or zip on the server. Every image path it leads to (folder
+    entries, manifest rows, links) must lie inside ``roots`` too: one outside is refused before
+    it is read (an ``outside_allowed_roots`` row that does not say whether the file exists);
+    a zip's contents are confined to its own extraction folder."""
+    return load_dataset(check_server_path(text, roots), workspace=workspace, progress=progress,
+                        allowed_roots=list(roots))
 
 
 def save_upload(data: bytes, name: str, workspace=None) -> Path:
@@ -87,15 +92,19 @@ def save_upload(data: bytes, name: str, workspace=None) -> Path:
 
 
 def load_uploaded_zip(data: bytes, name: str, workspace=None, progress=None) -> Dataset:
+    """An uploaded zip; only files inside its own extraction folder are read (a manifest in it
+    naming server paths gets an ``outside_allowed_roots`` row for each)."""
     if not data:
         raise DatasetError(f"The uploaded file {name} is empty; upload a zip with one folder per class.")
     path = save_upload(data, name if name.lower().endswith(".zip") else name + ".zip", workspace)
-    return load_dataset(path, workspace=workspace, progress=progress)
+    return load_dataset(path, workspace=workspace, progress=progress, allowed_roots=[path.parent])
 
 
 def load_uploaded_manifest(csv_data: bytes, csv_name: str, zip_data: bytes, zip_name: str, workspace=None,
                            progress=None) -> Dataset:
-    """A CSV manifest (``path,label[,split]``, paths relative to the zip's top) plus a zip of its images."""
+    """A CSV manifest (``path,label[,split]``, paths relative to the zip's top) plus a zip of its images.
+    Only paths inside the zip's extraction folder are read: a row naming any other server path
+    gets an ``outside_allowed_roots`` row that does not say whether the file exists."""
     if not csv_data:
         raise DatasetError(f"The manifest {csv_name} is empty; it needs the columns path,label[,split].")
     zip_path = save_upload(zip_data, zip_name, workspace)
@@ -108,7 +117,7 @@ def load_uploaded_manifest(csv_data: bytes, csv_name: str, zip_data: bytes, zip_
         manifest = base / f".manifest-{digest}.csv"
         atomic_write_bytes(manifest, csv_data)
         try:
-            ds = load_manifest(manifest, name=Path(csv_name).stem)
+            ds = load_manifest(manifest, name=Path(csv_name).stem, allowed_roots=[folder])
         except DatasetError as exc:
             last = exc
             continue

@@ -1,6 +1,7 @@
 """Extraction engine: images on disk -> raw embeddings, batched, cached, never fatal on bad images.
 
-:func:`embed_images` decodes images with PIL in DataLoader worker processes, applies the
+:func:`embed_images` decodes images with PIL (:func:`~core.datasets.images.open_rgb`: 8-bit RGB,
+upright) in DataLoader worker processes, applies the
 embedder's own transform, runs the model under ``torch.inference_mode`` in batches on the
 chosen device (``auto`` = CUDA > MPS > CPU) and returns float32 features ``[N, dim]``
 (raw, not normalised). On CUDA the batches come from pinned memory with non-blocking copies
@@ -27,6 +28,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .datasets.images import file_identity  # noqa: F401  (re-exported: the one content hash)
+from .datasets.images import open_rgb
 from .devices import resolve_device
 from .errors import CoresetError
 
@@ -80,7 +82,8 @@ class ExtractionResult:
 
 # ----------------------------------------------------------------------------- data loading
 class _ImageFiles(Dataset):
-    """Opens ``paths[i]`` with PIL (RGB) and applies ``transform``; failures become reasons."""
+    """Decodes ``paths[i]`` with :func:`~core.datasets.images.open_rgb` (8-bit RGB, upright) and
+    applies ``transform``; failures become reasons."""
 
     def __init__(self, paths: Sequence[str], transform: Callable) -> None:
         self.paths = list(paths)
@@ -90,14 +93,9 @@ class _ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        from PIL import Image
-
         path = self.paths[i]
         try:
-            with Image.open(path) as im:
-                im.load()
-                rgb = im.convert("RGB")
-            x = self.transform(rgb)
+            x = self.transform(open_rgb(path))
             if not isinstance(x, torch.Tensor) or x.ndim != 3:
                 raise TypeError(f"transform returned {type(x).__name__} {getattr(x, 'shape', '')}, expected [3, H, W]")
             return i, x, None

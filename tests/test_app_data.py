@@ -152,3 +152,25 @@ def test_roots_default_and_symlink_escape(tmp_path, monkeypatch):
         services.check_server_path(str(link), roots)
     with pytest.raises(CoresetError, match="Type the path"):
         services.check_server_path("  ", roots)
+
+
+def test_paths_in_a_server_manifest_are_confined_to_the_roots(roots, tmp_path_factory):
+    """A manifest inside the roots naming images outside them: refused rows, one reason for
+    an existing and a made-up path, and no thumbnail of the outside image."""
+    outside = tmp_path_factory.mktemp("elsewhere")
+    secret = write_image(outside / "secret.png", seed=5)
+    write_image(roots / "data" / "cat" / "a.png", seed=1)
+    write_image(roots / "data" / "cat" / "b.png", seed=2)
+    rows = [str(secret), "/etc/hostname", str(outside / "made-up.png"), "../../../../../../../../etc/hostname"]
+    (roots / "data" / "manifest.csv").write_text(
+        "path,label\ncat/a.png,cat\ncat/b.png,cat\n" + "".join(f"{r},cat\n" for r in rows))
+    at = start()
+    at.radio(key="data_source").set_value("Folder on the server").run()
+    at.text_input(key="data_folder").set_value(str(roots / "data"))
+    at.button(key="data_load_folder").click().run()
+    assert not errors(at) and not at.exception
+    assert metrics(at)["Images"] == "2" and metrics(at)["Skipped files"] == str(len(rows))
+    problems = at.dataframe[0].value
+    assert problems["kind"].tolist() == ["outside_allowed_roots"] * len(rows)
+    assert len({r.replace(repr(p), "") for r, p in zip(problems["reason"], rows)}) == 1
+    assert len(at.get("image")) == 2  # the two images inside the roots, not the secret one

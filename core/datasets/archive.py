@@ -24,6 +24,7 @@ from .folder import _visible, load_folder
 from .images import Progress
 from .manifest import find_manifest, load_manifest
 from .model import SKIPPED, Dataset, Problem, compute_fingerprint
+from .roots import Roots, make_guard, refuse_source
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
 _CHUNK = 1 << 20
@@ -127,16 +128,24 @@ def dataset_root(folder: Path) -> Path:
 
 
 def load_archive(archive: str | Path, *, workspace: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                 progress: Progress | None = None) -> Dataset:
-    """Load a zip of a folder-per-class tree or of a manifest and its images."""
+                 progress: Progress | None = None, allowed_roots: Roots = None) -> Dataset:
+    """Load a zip of a folder-per-class tree or of a manifest and its images.
+
+    ``allowed_roots``: when given, the archive must lie inside one of them, and what it holds
+    is confined to its own extraction folder: a manifest inside naming any path outside that
+    folder (even one inside ``allowed_roots``) gets an ``outside_allowed_roots`` row for it.
+    """
+    guard = make_guard(allowed_roots)
+    refuse_source(guard, Path(archive).expanduser(), "archive")
     archive = Path(archive).expanduser().resolve()
     folder, problems = extract_archive(archive, workspace=workspace, max_bytes=max_bytes)
+    inner = None if guard is None else make_guard([folder])
     root = dataset_root(folder)
-    manifest = find_manifest(root, any_name=True)
+    manifest = find_manifest(root, any_name=True, allowed_roots=inner)
     if manifest is not None:
-        ds = load_manifest(manifest, name=archive.name, source="zip", progress=progress)
+        ds = load_manifest(manifest, name=archive.name, source="zip", progress=progress, allowed_roots=inner)
     else:
-        ds = load_folder(root, name=archive.name, source="zip", progress=progress)
+        ds = load_folder(root, name=archive.name, source="zip", progress=progress, allowed_roots=inner)
     ds.problems = problems + ds.problems
     ds.fingerprint = compute_fingerprint(ds)
     return ds

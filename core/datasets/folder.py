@@ -2,20 +2,49 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from .assemble import Candidate, assemble
 from .images import IMAGE_EXTENSIONS, Progress
 from .model import SKIPPED, SPLIT_ALIASES, WARNING, Dataset, Problem
+from .roots import RootGuard, Roots, make_guard, refuse_source
 
 
 def _visible(path: Path) -> bool:
     return not path.name.startswith(".") and path.name not in {"__MACOSX", "Thumbs.db", "desktop.ini"}
 
 
-def _split_folders(root: Path) -> dict[str, Path] | None:
-    """``{split: folder}`` when ``root`` holds split folders (train/test/val), else None."""
-    subdirs = [d for d in root.iterdir() if d.is_dir() and _visible(d)]
+def _below(folder: Path) -> list[Path]:
+    """Every path under ``folder``, sorted, skipping hidden names at any depth; folder links are
+    listed but not followed, and no link target is looked at (``Path.rglob`` stats them)."""
+    out: list[Path] = []
+    stack = [folder]
+    while stack:
+        here = stack.pop()
+        try:
+            with os.scandir(here) as it:
+                entries = list(it)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            out.append(path)
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(path)
+    return sorted(out)
+
+
+def _allowed(path: Path, guard: RootGuard | None) -> bool:
+    return guard is None or guard.allows(path)
+
+
+def _split_folders(root: Path, guard: RootGuard | None = None) -> dict[str, Path] | None:
+    """``{split: folder}`` when ``root`` holds split folders (train/test/val), else None.
+    Entries outside the roots are never looked at (they are reported by the caller)."""
+    subdirs = [d for d in root.iterdir() if _visible(d) and _allowed(d, guard) and d.is_dir()]
     splits = {SPLIT_ALIASES.get(d.name.lower()): d for d in subdirs if d.name.lower() in SPLIT_ALIASES and d.name}
     splits.pop(None, None)
     if "train" in splits or "test" in splits:
@@ -23,11 +52,15 @@ def _split_folders(root: Path) -> dict[str, Path] | None:
     return None
 
 
-def _class_candidates(folder: Path, split: str, root: Path, problems: list[Problem]) -> tuple[list[Candidate], list[str]]:
+def _class_candidates(folder: Path, split: str, root: Path, problems: list[Problem],
+                      guard: RootGuard | None = None) -> tuple[list[Candidate], list[str]]:
     candidates: list[Candidate] = []
     classes: list[str] = []
     for entry in sorted(folder.iterdir()):
         if not _visible(entry):
+            continue
+        if not _allowed(entry, guard):  # before anything is asked about the entry's target
+            problems.append(guard.problem(str(entry), entry.name))
             continue
         if entry.is_symlink() and not entry.exists():
             problems.append(Problem(str(entry), "missing_file", "broken link; fix or remove it", SKIPPED))
@@ -39,8 +72,10 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
             continue
         label = entry.name
         classes.append(label)
-        for path in sorted(p for p in entry.rglob("*") if _visible(p) and not any(
-                part.startswith(".") for part in p.relative_to(entry).parts)):
+        for path in (p for p in _below(entry) if _visible(p)):
+            if not _allowed(path, guard):  # a file or folder link out of the roots
+                problems.append(guard.problem(str(path), path.name))
+                continue
             if path.is_dir():
                 continue
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -53,14 +88,21 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
 
 
 def load_folder(root: str | Path, *, name: str | None = None, source: str = "folder",
-                progress: Progress | None = None) -> Dataset:
+                progress: Progress | None = None, allowed_roots: Roots = None) -> Dataset:
     """Load a folder-per-class dataset.
 
     Layouts: ``root/<class>/...`` (every image is ``train``), or split folders
     ``root/train/<class>/...``, ``root/test/<class>/...`` and optionally ``root/val/...``
     (also ``valid``/``validation``). Images in sub-folders of a class folder belong to
     that class. Hidden files are ignored; other non-image files are reported.
+
+    ``allowed_roots``: when given, the folder and every entry in it (a link is judged by its
+    target) must lie inside one of these folders; an entry outside is one
+    ``outside_allowed_roots`` problem, decided before the entry is looked at (see
+    :mod:`core.datasets.roots`). None (the default) reads everything.
     """
+    guard = make_guard(allowed_roots)
+    refuse_source(guard, Path(root).expanduser(), "dataset folder")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         from ..errors import DatasetError
@@ -69,17 +111,20 @@ def load_folder(root: str | Path, *, name: str | None = None, source: str = "fol
     problems: list[Problem] = []
     candidates: list[Candidate] = []
     classes: list[str] = []
-    splits = _split_folders(root)
+    splits = _split_folders(root, guard)
     if splits:
         for split, folder in sorted(splits.items()):
-            found, names = _class_candidates(folder, split, root, problems)
+            found, names = _class_candidates(folder, split, root, problems, guard)
             candidates += found
             classes += names
         for other in sorted(d for d in root.iterdir() if _visible(d) and d not in splits.values()):
+            if not _allowed(other, guard):
+                problems.append(guard.problem(str(other), other.name))
+                continue
             problems.append(Problem(str(other), "unknown_split",
                                     f"{other.name!r} is not a split folder (train, val, test); it was ignored",
                                     WARNING if other.is_file() else SKIPPED))
     else:
-        candidates, classes = _class_candidates(root, "train", root, problems)
+        candidates, classes = _class_candidates(root, "train", root, problems, guard)
     return assemble(name or root.name, root, source, candidates, problems,
                     declared_classes=classes, progress=progress)

@@ -17,15 +17,19 @@ from ..errors import DatasetError
 from .assemble import Candidate, assemble
 from .images import Progress
 from .model import SKIPPED, SPLIT_ALIASES, Dataset, Problem
+from .roots import Roots, make_guard, refuse_source
 
 REQUIRED = ("path", "label")
 MANIFEST_SUFFIXES = (".csv", ".parquet", ".pq")
 
 
-def find_manifest(folder: Path, *, any_name: bool = False) -> Path | None:
+def find_manifest(folder: Path, *, any_name: bool = False, allowed_roots: Roots = None) -> Path | None:
     """The manifest at the top of ``folder``: ``manifest.csv``/``.parquet``/``.pq``, or with
-    ``any_name`` the only CSV/Parquet file there; None when there is none."""
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
+    ``any_name`` the only CSV/Parquet file there; None when there is none. With
+    ``allowed_roots``, a file (or link) outside them is never considered (nor looked at)."""
+    guard = make_guard(allowed_roots)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MANIFEST_SUFFIXES
+                   and (guard is None or guard.allows(p)) and p.is_file())
     named = [p for p in files if p.stem.lower() == "manifest"]
     if named:
         return named[0]
@@ -88,14 +92,22 @@ def _parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 
 
 def load_manifest(manifest: str | Path, *, name: str | None = None, source: str = "manifest",
-                  progress: Progress | None = None) -> Dataset:
+                  progress: Progress | None = None, allowed_roots: Roots = None) -> Dataset:
     """Load a dataset from a CSV or Parquet manifest (see the module docstring).
 
     Problems reported per row (the row is skipped): wrong number of cells, empty path or
     label, unknown split value, duplicate path, and every image problem of
     :func:`~core.datasets.images.inspect_image`. A manifest without the ``path`` and
     ``label`` columns raises :class:`DatasetError` naming the columns it has.
+
+    ``allowed_roots``: when given, the manifest and every path it lists (absolute, with
+    ``..``, or through a link) must lie inside one of these folders; a row naming a path
+    outside is one ``outside_allowed_roots`` problem, decided before the file is looked at,
+    with the same reason whether or not it exists (see :mod:`core.datasets.roots`). None (the
+    default) reads every path.
     """
+    guard = make_guard(allowed_roots)
+    refuse_source(guard, Path(manifest).expanduser(), "manifest")
     manifest = Path(manifest).expanduser().resolve()
     if not manifest.is_file():
         raise DatasetError(f"Manifest {manifest} does not exist.")
@@ -130,8 +142,15 @@ def load_manifest(manifest: str | Path, *, name: str | None = None, source: str 
                                     f"split {raw_split!r} is not one of train, val, test (or empty for train); "
                                     "fix the value", SKIPPED))
             continue
-        path = Path(rel).expanduser()
-        full = str((path if path.is_absolute() else base / path).resolve())
+        try:
+            path = Path(rel).expanduser()
+        except RuntimeError:  # "~user" with no such user: a plain relative path
+            path = None if guard is not None else Path(rel)
+        joined = None if path is None else path if path.is_absolute() else base / path
+        if guard is not None and (joined is None or not guard.allows(joined)):
+            problems.append(guard.problem(location, rel))
+            continue
+        full = str(joined.resolve())
         if full in seen:
             first, first_label = seen[full]
             extra = f" with a different label ({first_label!r} there, {label!r} here)" if first_label != label else ""

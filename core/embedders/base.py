@@ -16,7 +16,11 @@ from typing import Any, Callable
 
 import torch
 
+from ..datasets import images as _images
+
 #: Bump when the meaning of stored features changes for every embedder (invalidates caches).
+#: The image decoding has its own version (:data:`core.datasets.images.DECODE_VERSION`),
+#: also part of every identity.
 IDENTITY_VERSION = 1
 
 
@@ -55,10 +59,12 @@ def _jsonable(value: Any) -> Any:
 
 
 def make_identity(name: str, weights_id: str, preprocess: dict, output: str) -> str:
-    """Stable sha256 hex digest of (name, weights identity, preprocessing, output definition)."""
+    """Stable sha256 hex digest of (name, weights identity, preprocessing, output definition,
+    image decoding version :data:`~core.datasets.images.DECODE_VERSION`)."""
     payload = json.dumps(
         {
             "v": IDENTITY_VERSION,
+            "decode": _images.DECODE_VERSION,
             "name": name,
             "weights": weights_id,
             "preprocess": _jsonable(preprocess),
@@ -82,7 +88,8 @@ class Embedder:
         weights_id: where the weights came from: ``sha256:<hex>`` of a local file, or
             ``hf:<repo>@<revision>/<file>`` for hub weights, or ``random-init``.
         output: human description of the feature (e.g. "CLS token after final norm").
-        identity: sha256 hex digest of (name, weights_id, preprocess, output); the cache key.
+        identity: sha256 hex digest of (name, weights_id, preprocess, output, decoding
+            version); the cache key.
         channels_last: whether the engine should run the model in channels-last layout
             (set for convolutional nets where it was measured to help on CPU).
 

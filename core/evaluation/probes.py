@@ -230,8 +230,8 @@ class FinetuneTrainer(_Params):
     def fit_predict(self, x_train, y_train, x_test, n_classes: int, seed: int = 0) -> np.ndarray:
         import timm
         import torch
-        from PIL import Image
 
+        from ..datasets.images import open_rgb
         from ..devices import resolve_device
 
         y = np.asarray(y_train, dtype=np.int64)
@@ -252,9 +252,7 @@ class FinetuneTrainer(_Params):
                 return len(self.paths)
 
             def __getitem__(self, i):
-                with Image.open(self.paths[i]) as im:
-                    img = im.convert("RGB")
-                return self.tf(img), int(self.labels[i]) if self.labels is not None else -1
+                return self.tf(open_rgb(self.paths[i])), int(self.labels[i]) if self.labels is not None else -1
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))

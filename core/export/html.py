@@ -184,18 +184,21 @@ def thumbnail_data_uri(path: str, size: int = THUMB_SIZE, fmt: str = "png", squa
     bytes for photographs, for thumbnails sent in bulk) or ``auto`` (PNG when the image is
     already no larger than ``size``, e.g. 28 px Fashion-MNIST, whose JPEG artefacts would show
     when enlarged; JPEG when it is scaled down). JPEG sources are decoded at a reduced scale
-    first (``Image.draft``), which is faster and still at least ``size`` px.
+    first (``Image.draft``), which is faster and still at least ``size`` px. Decoding is
+    :func:`~core.datasets.images.open_rgb`'s, as for embeddings (16-bit and float images
+    scaled, alpha on white, EXIF orientation applied).
     """
     from PIL import Image, ImageOps
+
+    from ..datasets.images import open_rgb
 
     if fmt not in ("png", "jpeg", "auto"):
         raise ValueError(f"fmt must be 'png', 'jpeg' or 'auto', not {fmt!r}")
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as raw:
             if fmt == "auto":
-                fmt = "png" if max(im.size) <= size else "jpeg"
-            im.draft("RGB", (size, size))
-            im = im.convert("RGB")
+                fmt = "png" if max(raw.size) <= size else "jpeg"
+            im = open_rgb(raw, draft=(size, size))
             if square:  # never enlarged: a smaller image gives a smaller square
                 side = min(size, *im.size)
                 im = ImageOps.fit(im, (side, side), Image.Resampling.BICUBIC)
