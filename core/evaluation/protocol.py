@@ -14,8 +14,8 @@ label-noise rate eta), given a feature set:
    Selection and training both see the noisy labels; test labels stay clean. The flipped
    rows are recorded, and the report counts how many of them each subset kept.
 3. **Selection.** The method runs on the pool at fraction p with each seed of
-   ``seeds``; if seeds 0 and 1 give the same subset the method is deterministic and that
-   one subset is used for every seed (no re-runs).
+   ``seeds``; a method the registry declares not stochastic runs once, and for the others,
+   if seeds 0 and 1 give the same subset that one subset is used for every seed (no re-runs).
 4. **Random baseline** at exactly the method's per-class kept counts:
    ``run_selection("random", budget="manual", budget_counts=<kept per class>, seed=s)``
    for every seed ``s``.
@@ -488,10 +488,14 @@ class Evaluator:
             deterministic = True
             method, budget, fraction, params = given.method, given.budget, given.fraction, given.params
         else:
+            from ..selection import get_selector
+
             first = self.select(method, fraction, budget, seeds[0], params, budget_counts)
             subsets = [first.selected]
             deterministic = True
-            for s in seeds[1:]:
+            if not get_selector(method).stochastic:  # the registry says the seed changes nothing
+                subsets = [first.selected] * len(seeds)
+            for s in seeds[1:] if len(subsets) == 1 else []:
                 if deterministic and len(subsets) == 1:
                     res = self.select(method, fraction, budget, s, params, budget_counts)
                     if np.array_equal(res.selected, first.selected):
