@@ -460,9 +460,27 @@ def run_evaluation(fs: FeatureSet, result: SelectionResult, out: Path, *, seeds:
              if name in ("report.json", "report.html", "subset.csv", "scores.csv")}
     step(1.0, "done")
     if ev.eval_also_selects and not note:
-        note = (f"The evaluation features ({ev.eval_model}) were also used for selection; embed a second model "
-                "(e.g. effnet-lite1) on the Models page for an independent evaluation.")
+        note = (f"The evaluation features ({ev.eval_model}) were also used for selection; embed another model "
+                f"(e.g. {independent_model_hint(result.models)}) on the Models page and evaluate on it for an "
+                "independent evaluation.")
     return EvaluationOutcome(report=report, files=files, note=note)
+
+
+def independent_model_hint(selection_models: Sequence[str]) -> str:
+    """An offline embedder not used for selection, to suggest for an independent evaluation."""
+    from core.evaluation.protocol import EVAL_MODEL_PREFERENCE
+
+    used = set(selection_models)
+    return next((m for m in EVAL_MODEL_PREFERENCE if m not in used), "another model")
+
+
+def headline_difference(cell) -> str:
+    """``-5.0 pts vs random [-7.3, -2.7]``: the difference with its interval, rounded like the table."""
+    d = cell.difference
+    text = f"{100 * d.diff:+.1f} pts vs random"
+    if np.isfinite(d.low) and np.isfinite(d.high):
+        text += f" [{100 * d.low:+.1f}, {100 * d.high:+.1f}]"
+    return text
 
 
 def accuracy_frame(report) -> pd.DataFrame:
@@ -487,15 +505,16 @@ def comparison_frame(outcomes: Mapping[str, EvaluationOutcome]) -> pd.DataFrame:
         d = cell.difference
         cfg = report.config
         rows.append({
+            "dataset": str(report.dataset.get("name") or ""),
             "run": run_id,
             "kept": int(cell.method_result.n_train[0]) if cell.method_result.n_train else 0,
             "evaluation": f"{cfg.get('trainer', '?')} on {report.features.get('eval_model') or 'images'}",
             "seeds": len(cell.seeds),
-            "subset %": round(100 * cell.method_result.mean, 2),
-            "random %": round(100 * cell.random.mean, 2),
-            "subset − random (pts)": round(100 * d.diff, 2),
+            "subset %": round(100 * cell.method_result.mean, 1),
+            "random %": round(100 * cell.random.mean, 1),
+            "subset − random (pts)": round(100 * d.diff, 1),
             "interval (pts)": ("" if not (np.isfinite(d.low) and np.isfinite(d.high))
                                else f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({100 * d.confidence:g} %)"),
-            "full %": round(100 * cell.full.mean, 2),
+            "full %": round(100 * cell.full.mean, 1),
         })
     return pd.DataFrame(rows)

@@ -52,9 +52,23 @@ def test_run_evaluation_shows_chart_metrics_and_report_downloads():
     labels = {m.label for m in at.metric}
     assert {"Subset", "Random (same size per class)", "Full training pool"} <= labels
     downloads = [b.label for b in at.get("download_button")]
-    assert {"report.json", "report.html", "subset.csv (evaluated)", "scores.csv (evaluated)"} <= set(downloads)
-    # the same-features warning (one model selects and evaluates), once; the finished bar is gone
-    assert sum("also used for selection" in w.value for w in at.warning) == 1
+    assert {"report.json", "report.html"} <= set(downloads)
+    # the evaluated CSVs are the page's own subset.csv / scores.csv here: offered once, not twice
+    st0 = state(at)
+    outcome0 = cached.evaluation_store()[st0.evaluations[st0.active_run]]
+    page_scores, page_subset = services.subset_csv_bytes(cached.selection(st0.runs[st0.active_run]),
+                                                         cached.get_features(st0.embedding_key))
+    assert ("subset.csv (evaluated)" in downloads) == (outcome0.files["subset.csv"] != page_subset)
+    assert ("scores.csv (evaluated)" in downloads) == (outcome0.files["scores.csv"] != page_scores)
+    assert downloads.count("subset.csv") == 1
+    # the headline carries the interval, rounded like the comparison table
+    cell0 = outcome0.report.cells[0]
+    delta = next(m for m in at.metric if m.label == "Subset").proto.delta
+    d0 = cell0.difference
+    assert delta == f"{100 * d0.diff:+.1f} pts vs random [{100 * d0.low:+.1f}, {100 * d0.high:+.1f}]"
+    # the same-features warning (one model selects and evaluates), once, naming a model not in use
+    warn = [w.value for w in at.warning if "also used for selection" in w.value]
+    assert len(warn) == 1 and "effnet-lite2" in warn[0] and "fake-app)" not in warn[0].split("e.g.")[1]
     assert not at.get("progress")
     # downloading does not rerun the page
     assert all(b.proto.ignore_rerun for b in at.get("download_button"))
@@ -135,11 +149,12 @@ def test_evaluated_runs_are_compared_side_by_side():
     assert not errors(at) and not at.exception
     (table,) = [d.value for d in at.dataframe if "subset %" in d.value.columns]
     assert table["run"].tolist() == [first, second] and (table["kept"] == 100).all()
+    assert table["dataset"].tolist() == [cached.get_dataset(state(at).dataset_key).name] * 2
     for rid, row in table.set_index("run").iterrows():
         cell = cached.evaluation_store()[state(at).evaluations[rid]].report.cells[0]
-        assert row["subset %"] == round(100 * cell.method_result.mean, 2)
-        assert row["random %"] == round(100 * cell.random.mean, 2)
-        assert abs(row["subset − random (pts)"] - 100 * (cell.method_result.mean - cell.random.mean)) < 0.006
+        assert row["subset %"] == round(100 * cell.method_result.mean, 1)  # as the headline rounds
+        assert row["random %"] == round(100 * cell.random.mean, 1)
+        assert abs(row["subset − random (pts)"] - 100 * (cell.method_result.mean - cell.random.mean)) < 0.051
         assert row["seeds"] == 3 and row["evaluation"].startswith("linear on ")
 
 

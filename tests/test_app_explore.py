@@ -221,3 +221,49 @@ def test_more_than_ten_classes_get_distinct_colours(tmp_path, monkeypatch):
     assert not errors(at) and not at.exception
     colours = [t["marker"]["color"] for t in _figure(at)["data"]]
     assert len(colours) == 12 and len(set(colours)) == 12
+
+
+def test_a_long_choice_says_the_list_is_cut(monkeypatch):
+    lasso = _Lasso(monkeypatch)
+    at = _explore("PCA")
+    lasso.rows = list(range(93))
+    at.run()
+    assert any("93 chosen" in m.value for m in at.markdown)
+    assert any("first 48 of the 93 chosen" in c.value for c in at.caption)
+    lasso.rows = list(range(20))
+    at.run()
+    assert not any("chosen images; Add" in c.value for c in at.caption)
+
+
+def test_gallery_captions_read_the_registry_and_name_the_suggested_class():
+    at = _explore("PCA")  # a ram_apl run: score column "score", low = representative
+    st_ = state(at)
+    result = cached.selection(st_.runs[st_.active_run])
+    from app import services
+
+    label = sorted(result.budget_table["class"].astype(str))[0]
+    g = services.gallery_rows(result, label, k=5)
+    scores = g["representative"].rows["score"].tolist()
+    assert scores == sorted(scores) and g["hardest"].rows["score"].tolist() == sorted(
+        result.table.loc[result.table["label"] == label, "score"], reverse=True)[:5]
+    mis = g["mislabels"].rows
+    if len(mis):
+        cap = services.gallery_caption(mis.iloc[0], "score")
+        assert f"→ {mis.iloc[0]['suggested_class']}" in cap
+    # a greedy method has no score: its first picks, and the least agreed labels as hardest
+    h = run_like(result, "herding")
+    gh = services.gallery_rows(h, label, k=5)
+    assert gh["representative"].title == "Picked first"
+    assert gh["representative"].rows["order"].tolist() == sorted(gh["representative"].rows["order"])
+    agree = gh["hardest"].rows["label_agreement"].tolist()
+    assert agree == sorted(agree)
+
+
+def run_like(result, method):
+    from core.selection import run_selection
+
+    at_fs = cached.get_features(next(iter(cached.feature_store())))
+    from app.services import selection_pool
+
+    return run_selection(method, at_fs.features, at_fs.labels, result.fraction, pool=selection_pool(at_fs),
+                         label_issues=True)

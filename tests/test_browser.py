@@ -1,5 +1,5 @@
 """The app in a real browser: `streamlit run` on a free port, driven by Playwright in headless
-Debian Chromium: demo -> effnet-lite0 -> ram_apl 10 % -> explore (the plot is visible; hover
+Debian Chromium: demo -> effnet-lite0 -> auto 10 % -> explore (the plot is visible; hover
 shows the image; a real lasso and a real box list the dots inside; the box's dropped images are
 added to the subset) -> evaluate & export, checking that the downloaded subset.csv has the 100
 kept rows plus the added ones. Saves a screenshot of every page
@@ -194,12 +194,13 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     assert page.get_by_text("effnet-lite0").first.is_visible()
     taken.append(_shot(page, shots, "2-models.png"))
 
-    # 3. Select: ram_apl, 10 % (the defaults)
+    # 3. Select: auto, 10 % (the defaults): it says what it picked
     _go(page, "Select")
     page.get_by_role("button", name="Run selection").click()
     page.get_by_text("Kept vs total per class").wait_for(timeout=LONG)
     _settle(page)
     assert "100 / 1000" in page.locator("[data-testid='stMetricValue']").first.inner_text()
+    assert page.get_by_text("for 10 %:", exact=False).first.is_visible()
     taken.append(_shot(page, shots, "3-select.png"))
 
     # 4. Explore: the map is visible (UMAP replaces the PCA preview when ready)

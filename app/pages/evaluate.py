@@ -101,8 +101,7 @@ st.plotly_chart(fig, key="eval_chart", width="stretch")
 cell = outcome.report.cells[0]
 d = cell.difference
 m1, m2, m3 = st.columns(3)
-m1.metric("Subset", f"{100 * cell.method_result.mean:.1f} %", f"{100 * d.diff:+.1f} pts vs random"
-          if hasattr(d, "diff") else None)
+m1.metric("Subset", f"{100 * cell.method_result.mean:.1f} %", services.headline_difference(cell))
 m2.metric("Random (same size per class)", f"{100 * cell.random.mean:.1f} %")
 m3.metric("Full training pool", f"{100 * cell.full.mean:.1f} %")
 
@@ -113,10 +112,11 @@ r1.download_button("report.json", files["report.json"], file_name="report.json",
                    key="export_report_json", icon=":material/download:", on_click="ignore")
 r2.download_button("report.html", files["report.html"], file_name="report.html", mime="text/html",
                    key="export_report_html", icon=":material/download:", on_click="ignore")
-if "subset.csv" in files:
+# the evaluated CSVs are offered only when they differ from the page's own downloads above
+if "subset.csv" in files and files["subset.csv"] != subset_csv:
     r3.download_button("subset.csv (evaluated)", files["subset.csv"], file_name="subset.csv", mime="text/csv",
                        key="export_eval_subset_csv", icon=":material/download:", on_click="ignore")
-if "scores.csv" in files:
+if "scores.csv" in files and files["scores.csv"] != scores_csv:
     r4.download_button("scores.csv (evaluated)", files["scores.csv"], file_name="scores.csv", mime="text/csv",
                        key="export_eval_scores_csv", icon=":material/download:", on_click="ignore")
 

@@ -80,6 +80,9 @@ if chosen:
     n_kept = sum(i in kept_now for i in chosen)
     st.markdown(f"**{len(chosen)} chosen** ({n_kept} kept, {len(chosen) - n_kept} dropped)")
     shown = chosen[:MAX_LISTED]
+    if len(chosen) > len(shown):
+        st.caption(f"Showing the first {len(shown)} of the {len(chosen)} chosen images; Add / Drop act on all "
+                   f"{len(chosen)}.")
     thumb_grid([fs.paths[i] for i in shown],
                [f"{fs.labels[i]}{' ✓' if i in kept_now else ''}" for i in shown], columns=12, size=56)
     b1, b2, _ = st.columns([1, 1, 3])
