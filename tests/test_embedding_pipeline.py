@@ -110,7 +110,7 @@ def test_cli_check_writes_the_problem_report(image_tree, tmp_path, capsys):
 
 
 def test_demo_command_runs_the_whole_pipeline_on_real_weights(tmp_path, capsys):
-    """The headless job of `make run`: demo -> effnet-lite0 -> ram_apl 10 % (real model, ~15 s)."""
+    """The headless job of `make demo`: demo -> effnet-lite0 -> auto 10 % (real model, ~15 s)."""
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
     fs = load_features(out / "features.npz")
@@ -121,4 +121,7 @@ def test_demo_command_runs_the_whole_pipeline_on_real_weights(tmp_path, capsys):
     assert set(subset["path"]) <= train_paths
     provenance = json.loads((out / "selection.json").read_text())
     assert provenance["features"]["meta"]["dataset"]["fingerprint"] == load_demo().fingerprint
-    assert provenance["method"] == "ram_apl" and provenance["fraction"] == 0.1
+    assert provenance["method"] == "auto" and provenance["fraction"] == 0.1
+    chosen = provenance["details"]["chosen"]
+    assert f"picked {chosen} for 10 %" in capsys.readouterr().out
+    assert "suggested_class" in pd.read_csv(out / "scores.csv").columns
