@@ -56,6 +56,7 @@ def embed_dataset(
     progress: ModelProgress | None = None,
     cancel: Callable[[], bool] | None = None,
     make_embedder: Callable[[str, str | None], Any] | None = None,
+    cache: Any = None,
 ) -> EmbeddingRun:
     """Embed every image of ``dataset`` with every model in ``models``.
 
@@ -71,6 +72,13 @@ def embed_dataset(
         make_embedder: ``make_embedder(model, weights_path_or_None)`` returns the embedder
             (default: :func:`core.embedders.create_embedder` with ``workspace``); lets a caller
             keep loaded models between runs (the app holds them in ``st.cache_resource``).
+        cache: an :class:`~core.cache.EmbeddingCache` to use instead of the workspace's
+            (ignored when ``use_cache`` is False); lets a caller see ``cache.write_error``.
+
+    An interrupt (``KeyboardInterrupt``, or a signal the caller turns into an exception)
+    propagates after the rows finished so far are written to the cache. When the cache
+    cannot be written, a :class:`~core.cache.CacheWriteWarning` is issued once and the run
+    goes on without it.
 
     Returns:
         An :class:`EmbeddingRun` whose feature set has raw float32 features, one array per
@@ -86,7 +94,10 @@ def embed_dataset(
     unknown_weights = sorted(set(weights) - set(models))
     if unknown_weights:
         raise CoresetError(f"--weights given for {unknown_weights}, which are not among the models {models}.")
-    cache = EmbeddingCache.in_workspace(workspace) if use_cache else None
+    if not use_cache:
+        cache = None
+    elif cache is None:
+        cache = EmbeddingCache.in_workspace(workspace)
     n = len(dataset)
     ok = np.ones(n, dtype=bool)
     arrays: dict[str, np.ndarray] = {}

@@ -10,9 +10,14 @@ channels-last layout. Images that cannot be opened or decoded are skipped and re
 ``ExtractionResult.problems``; their rows are NaN and ``ok`` is False.
 
 With an :class:`~core.cache.EmbeddingCache`, rows are looked up by (embedder identity, file
-identity) first; only the missing images are embedded and then stored (in chunks, so an
-interrupted or cancelled run keeps what it computed). A second run on the same data costs
-only the look-up; adding images embeds only the new ones.
+identity, width) first; only the missing images are embedded and then stored: every
+:data:`CACHE_FLUSH_EVERY` images or :data:`CACHE_FLUSH_SECONDS` seconds, whichever comes
+first, and when the call ends in any way (finished, cancelled, an exception, Ctrl-C /
+``KeyboardInterrupt``, or a signal the caller turns into an exception), so an interrupted run
+keeps every row it finished and the next run embeds only the rest. A second run on the same
+data costs only the look-up; adding images embeds only the new ones. When the cache cannot
+be written (read-only folder, full disk) the call warns once
+(:class:`~core.cache.CacheWriteWarning`) and goes on without caching.
 """
 
 from __future__ import annotations
@@ -37,8 +42,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .embedders import Embedder
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-#: Computed rows are written to the cache at least every this many images.
+#: Computed rows are written to the cache at least every this many images ...
 CACHE_FLUSH_EVERY = 1024
+#: ... and at least every this many seconds of work (so an interrupt loses at most this much).
+CACHE_FLUSH_SECONDS = 5.0
+#: The clock of the time-based flush (monotonic seconds).
+_clock = time.monotonic
 
 
 class ExtractionCancelled(CoresetError):
@@ -223,7 +232,7 @@ def embed_images(
                     failed[i] = True
                     problems[i] = f"{type(exc).__name__}: {exc}"
         usable = [i for i in range(n) if not failed[i]]
-        found, cached = cache.lookup(key, [ids[i] for i in usable])
+        found, cached = cache.lookup(key, [ids[i] for i in usable], dim=dim)
         if cached.shape[1] == dim and found.any():
             rows = np.asarray(usable)[found]
             features[rows] = cached[found]
@@ -252,10 +261,17 @@ def embed_images(
     pending_ids: list[str] = []
     pending_feats: list[np.ndarray] = []
 
+    last_flush = [_clock()]
+
     def flush() -> None:
+        """Store the pending rows (a failed write warns once and is not retried: try_store)."""
+        last_flush[0] = _clock()
         if cache is not None and pending_ids:
-            cache.store(key, list(pending_ids), np.concatenate(pending_feats), meta=embedder.describe())
-        pending_ids.clear()
+            rows_ids, rows = list(pending_ids), np.concatenate(pending_feats)
+            pending_ids.clear()
+            pending_feats.clear()
+            cache.try_store(key, rows_ids, rows, meta=embedder.describe())
+        pending_ids.clear()  # without a cache nothing is kept: the pending lists stay empty
         pending_feats.clear()
 
     def result() -> ExtractionResult:
@@ -296,8 +312,9 @@ def embed_images(
                     flush()
                     raise ExtractionCancelled(
                         f"Extraction cancelled after {done} of {n} images; "
-                        + ("the rows embedded so far are cached and will not be recomputed." if cache is not None
-                           else "nothing was cached (no cache given)."),
+                        + ("the rows embedded so far are cached and will not be recomputed."
+                           if cache is not None and cache.write_error is None
+                           else "nothing was cached (no cache given, or it could not be written)."),
                         result(),
                     )
                 try:
@@ -334,10 +351,19 @@ def embed_images(
                             pending_ids.append(ids[first[j]])
                     if ids is not None and good_rows:
                         pending_feats.append(out_np[good_rows])
-                    if len(pending_ids) >= CACHE_FLUSH_EVERY:
+                    if len(pending_ids) >= CACHE_FLUSH_EVERY or (
+                            pending_ids and _clock() - last_flush[0] >= CACHE_FLUSH_SECONDS):
                         flush()
                 if progress is not None:
                     progress(done, n)
+        except BaseException:
+            # Interrupted (KeyboardInterrupt, a signal turned into an exception, an error in a
+            # callback): keep the finished rows, then let the exception go on.
+            try:
+                flush()
+            except Exception:  # never hide the original exception behind a failed flush
+                pass
+            raise
         finally:
             del it
         flush()

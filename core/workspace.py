@@ -6,19 +6,45 @@ Every file the project writes goes through :func:`atomic_write_bytes` (or a help
 it): the data is written to a temporary file in the same folder, flushed, fsynced and then
 moved over the target with :func:`os.replace`, so a reader sees the old file or the new
 one, never a half-written one.
+
+Temporary names carry the writer's process id (:func:`temp_prefix`: ``.<name>.p<pid>.<random>``,
+plus ``.tmp`` for files). A run that is killed leaves its temporary files (and an archive's
+half-extracted folder) behind; :func:`clean_stale_temps` removes those that are older than
+:data:`STALE_TEMP_SECONDS` and whose process is no longer running. :func:`resolve_workspace`
+runs it on the workspace, its ``archives/`` and ``weights/`` folders, and the embedding cache
+on each of its folders.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 ENV_VAR = "CORESET_STUDIO_HOME"
+
+#: A temporary file or folder older than this (newest modification inside it, for a folder)
+#: whose process is gone is stale and removed by :func:`clean_stale_temps`.
+STALE_TEMP_SECONDS = 3600.0
+#: Workspace sub-folders :func:`resolve_workspace` cleans of stale temporaries ("" = the workspace).
+WORKSPACE_TEMP_FOLDERS = ("", "archives", "weights")
+#: :func:`resolve_workspace` cleans one workspace at most this often per process.
+_CLEAN_EVERY_S = 600.0
+_last_clean: dict[Path, float] = {}
+
+# ``.<name>.p<pid>.<8 random>[.tmp]`` (temp_prefix), and the names written before pids were
+# added: ``.<name>.<8 random>.tmp`` (atomic writes) and ``.<stem>-<16 hex>.<8 random>`` folders
+# (an archive's extraction, core.datasets.archive).
+_TEMP_PID_RE = re.compile(r"^\..+\.p(?P<pid>\d+)\.[a-z0-9_]{8}(?:\.tmp)?$")
+_TEMP_FILE_RE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+_TEMP_DIR_RE = re.compile(r"^\..+-[0-9a-f]{16}\.[a-z0-9_]{8}$")
 
 
 def default_workspace() -> Path:
@@ -31,11 +57,132 @@ def default_workspace() -> Path:
     return Path(user_cache_dir("coreset-studio", appauthor=False)).resolve()
 
 
+def workspace_path(workspace: str | os.PathLike | None = None) -> Path:
+    """``workspace`` (or the default) as an absolute path, without creating or touching it."""
+    return Path(workspace).expanduser().resolve() if workspace is not None else default_workspace()
+
+
 def resolve_workspace(workspace: str | os.PathLike | None = None) -> Path:
-    """Return ``workspace`` (or the default) as an absolute path, creating it."""
-    path = Path(workspace).expanduser().resolve() if workspace is not None else default_workspace()
+    """Return ``workspace`` (or the default) as an absolute path, creating it.
+
+    Also removes the stale temporaries killed runs left in it (:data:`WORKSPACE_TEMP_FOLDERS`,
+    see :func:`clean_stale_temps`; at most every ten minutes per workspace and process).
+    """
+    path = workspace_path(workspace)
     path.mkdir(parents=True, exist_ok=True)
+    now = time.monotonic()
+    last = _last_clean.get(path)
+    if last is None or now - last >= _CLEAN_EVERY_S:
+        _last_clean[path] = now
+        for sub in WORKSPACE_TEMP_FOLDERS:
+            clean_stale_temps(path / sub if sub else path)
     return path
+
+
+# ----------------------------------------------------------------------------- temporaries
+def temp_prefix(name: str) -> str:
+    """Prefix of a temporary file or folder for ``name``: ``.<name>.p<pid>.`` (for mkstemp/mkdtemp).
+
+    The pid lets :func:`clean_stale_temps` tell a live writer's temporary from a dead one's.
+    """
+    return f".{name}.p{os.getpid()}."
+
+
+def pid_alive(pid: int) -> bool:
+    """True when process ``pid`` runs on this machine (also when it exists but belongs to another user).
+
+    On Windows, where ``os.kill(pid, 0)`` would end the process, only our own pid counts as
+    alive: there the age of a temporary decides alone.
+    """
+    if pid <= 0:
+        return False
+    if pid == os.getpid():
+        return True
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process there; rely on age alone
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, owned by someone else
+        return True
+    return True
+
+
+def _temp_kind(entry: os.DirEntry) -> tuple[bool, int | None]:
+    """(is a temporary, the pid in its name or None for an old-style name)."""
+    m = _TEMP_PID_RE.match(entry.name)
+    if m:
+        return True, int(m.group("pid"))
+    if entry.is_file(follow_symlinks=False) and _TEMP_FILE_RE.match(entry.name):
+        return True, None
+    if entry.is_dir(follow_symlinks=False) and _TEMP_DIR_RE.match(entry.name):
+        return True, None
+    return False, None
+
+
+def _newest_mtime(entry: os.DirEntry, cutoff: float) -> float:
+    """mtime of a file; for a folder the newest mtime inside it (stops at the first one after ``cutoff``)."""
+    newest = entry.stat(follow_symlinks=False).st_mtime
+    if newest > cutoff or not entry.is_dir(follow_symlinks=False):
+        return newest
+    for root, dirs, files in os.walk(entry.path):
+        for name in dirs + files:
+            try:
+                m = os.lstat(os.path.join(root, name)).st_mtime
+            except OSError:
+                continue
+            if m > newest:
+                newest = m
+                if newest > cutoff:
+                    return newest
+    return newest
+
+
+def clean_stale_temps(folder: str | os.PathLike, older_than_s: float = STALE_TEMP_SECONDS, *,
+                      name: str | None = None) -> list[Path]:
+    """Remove the stale temporary files and folders killed runs left directly in ``folder``.
+
+    A temporary is a hidden entry named as :func:`temp_prefix` makes them
+    (``.<name>.p<pid>.<random>``, ``.tmp`` for files) or as earlier versions did
+    (``.<name>.<random>.tmp`` files, ``.<stem>-<digest>.<random>`` archive folders). It is stale when it was
+    last modified (for a folder: anything inside it) more than ``older_than_s`` seconds ago
+    and the process named in it no longer runs (old-style names: age alone). ``name``
+    limits the clean-up to the temporaries of that one target (for folders that are not
+    ours, such as an output file's). Anything else, links included, is never touched;
+    errors (a folder that does not exist, a permission) are ignored.
+
+    Returns the paths removed.
+    """
+    removed: list[Path] = []
+    cutoff = time.time() - older_than_s
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        if name is not None and not entry.name.startswith(f".{name}."):
+            continue
+        try:
+            if entry.is_symlink() or not entry.name.startswith("."):
+                continue
+            is_temp, pid = _temp_kind(entry)
+            if not is_temp:
+                continue
+            if pid is not None and pid_alive(pid):
+                continue
+            if _newest_mtime(entry, cutoff) > cutoff:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+                if os.path.lexists(entry.path):
+                    continue
+            else:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+        removed.append(Path(entry.path))
+    return removed
 
 
 def _umask() -> int:
@@ -62,7 +209,7 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[io.BufferedWrit
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(target.name), suffix=".tmp", dir=target.parent)
     try:
         # mkstemp makes the file owner-only (0600); give it the mode a plain open() would.
         os.chmod(tmp_name, 0o666 & ~_umask())

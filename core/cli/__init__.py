@@ -3,7 +3,10 @@
 Each sub-command lives in its own module of this package and exposes
 ``add_parser(subparsers)``, which registers the command and sets ``func`` (called with
 the parsed namespace, returns the exit status). User errors (:class:`CoresetError`) are
-printed as one message without a traceback, exit status 2.
+printed as one message without a traceback, exit status 2. Ctrl-C (SIGINT) exits with
+status 130 and SIGTERM with 143, both after the command has kept what it finished (SIGTERM
+is turned into :class:`~core.cli._common.Terminated`, a ``KeyboardInterrupt``). Warnings of
+the library (:mod:`core` warning classes) are printed as ``warning: ...`` lines.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from .. import __version__
 from ..errors import CoresetError
+from ._common import Terminated, sigterm_raises
 
 # Sub-command modules, in the order `--help` lists them.
 COMMAND_MODULES = ("check", "models", "embed", "select", "evaluate", "run", "demo")
@@ -39,13 +44,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with sigterm_raises(), warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except CoresetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Our own warnings as one ``warning: ...`` line (above any progress bar); others as Python prints them."""
+    if category.__module__.split(".")[0] == "core":
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {message}", file=sys.stderr if file is None else file)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
+import threading
 from typing import Iterator
 
 from tqdm import tqdm
@@ -12,6 +14,37 @@ from tqdm import tqdm
 from ..datasets import DEFAULT_MAX_BYTES, Dataset, Problem, load_dataset
 
 MAX_PROBLEMS_SHOWN = 20
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived; raised in the main thread so the run unwinds (and keeps its work) as on Ctrl-C.
+
+    A subclass of ``KeyboardInterrupt``, so everything that cleans up on Ctrl-C (the
+    extraction engine writes its finished rows to the cache) does so here too; the command
+    line exits with status 143 (128 + SIGTERM).
+    """
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Terminated` (once; repeats are ignored while unwinding).
+
+    Only in the main thread (signal handlers cannot be set elsewhere); the previous handler
+    comes back on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # let the clean-up finish
+        raise Terminated(f"terminated by signal {signum} (SIGTERM)")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:

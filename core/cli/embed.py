@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..errors import CoresetError
 from ._common import add_dataset_arguments, load_dataset_verbose, print_problems, tqdm_model_progress
@@ -26,7 +27,10 @@ def add_parser(subparsers) -> None:
         help="compute embeddings of a dataset and write the features file",
         description="Load DATA (a folder per class, a CSV/Parquet manifest, a .zip or 'demo'), embed every image "
                     "with each model (cached by file content) and write a compressed .npz features file: "
-                    "paths, labels, split and one float32 array feat_<model> per model.",
+                    "paths, labels, split and one float32 array feat_<model> per model. Ctrl-C or SIGTERM stops it "
+                    "after writing the images embedded so far to the cache (exit status 130 / 143): the same "
+                    "command then embeds only the rest. A cache that cannot be written is a warning, not "
+                    "an error; an --out that cannot be written exits with status 2.",
     )
     p.add_argument("data", metavar="DATA", help="dataset folder, manifest (.csv/.parquet), .zip, or 'demo'")
     p.add_argument("--models", default="effnet-lite0",
@@ -45,24 +49,54 @@ def add_parser(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def _kept_message(cache, next_step: str) -> str:
+    """Where the finished embeddings of an interrupted or failed run are, and what to do next."""
+    if cache is None:
+        return ("nothing was kept (--no-cache); run without --no-cache to keep finished images "
+                "across interruptions")
+    if cache.write_error is not None:
+        return (f"the embedding cache {cache.root} could not be written "
+                f"({cache.write_error.strerror or cache.write_error}), so this run's embeddings are not all kept; "
+                "give a writable --workspace DIR or free some disk space")
+    return f"the images embedded so far are kept in the embedding cache {cache.root}; {next_step}"
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..cache import EmbeddingCache
     from ..embedding import embed_dataset
     from ..features import save_features
+    from ..workspace import clean_stale_temps
 
     if args.batch_size is not None and args.batch_size < 1:
         raise CoresetError("--batch-size must be at least 1.")
     weights = parse_weights(args.weights)
     dataset = load_dataset_verbose(args)
-    with tqdm_model_progress() as progress:
-        run_ = embed_dataset(
-            dataset, args.models, weights=weights, device=args.device, batch_size=args.batch_size,
-            num_workers=args.num_workers, precision=args.precision, workspace=args.workspace,
-            use_cache=not args.no_cache, progress=progress,
-        )
+    cache = None if args.no_cache else EmbeddingCache.in_workspace(args.workspace)
+    try:
+        with tqdm_model_progress() as progress:
+            run_ = embed_dataset(
+                dataset, args.models, weights=weights, device=args.device, batch_size=args.batch_size,
+                num_workers=args.num_workers, precision=args.precision, workspace=args.workspace,
+                use_cache=not args.no_cache, progress=progress, cache=cache,
+            )
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated): the engine has flushed its rows
+        print(f"stopped before the end: "
+              f"{_kept_message(cache, 'run the same command again to embed only the rest')}.", file=sys.stderr)
+        raise
     print_problems(run_.problems, "image(s) could not be embedded")
     for model, s in run_.stats.items():
         print(f"{model}: {s['dim']}-d, {s['computed']} computed, {s['cached']} from cache, "
               f"{s['seconds']:.1f} s on {s['device']}", file=sys.stderr)
-    path = save_features(args.out, run_.features)
+    out = Path(args.out).expanduser()
+    clean_stale_temps(out.parent, name=out.name)  # what a run killed while writing this file left
+    try:
+        path = save_features(out, run_.features)
+    except OSError as exc:
+        raise CoresetError(
+            f"Cannot write the features file {out}: {exc.strerror or exc}"
+            + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else "")
+            + ". Give --out a path in a folder you can write that has free space; "
+            + _kept_message(cache, "run again with another --out: it only reads them back") + "."
+        ) from exc
     print(f"wrote {path} ({len(run_.features)} images, models: {', '.join(run_.features.models)})")
     return 0
