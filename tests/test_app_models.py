@@ -168,3 +168,25 @@ def test_batch_size_and_workers_default_to_auto_and_pass_through(monkeypatch):
         at.multiselect(key="models_pick").set_value([FAKE]).run()
         at.button(key="models_compute").click().run()
         assert not errors(at) and seen[-1] == (batch, workers)
+
+
+def test_a_cache_that_cannot_be_written_is_shown_and_the_embeddings_still_arrive(monkeypatch):
+    import errno
+    import os
+
+    from ._app_helpers import FAKE, errors, start
+
+    def full_disk(path, *a, **k):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr("core.cache.atomic_save_npz", full_disk)
+    at = start()
+    at.switch_page("pages/models.py").run()
+    at.multiselect(key="models_pick").set_value([FAKE]).run()
+    at.button(key="models_compute").click().run()
+    assert not errors(at) and not at.exception
+    warns = [w.value for w in at.warning if "not cached on disk" in w.value]
+    assert len(warns) == 1 and "No space left on device" in warns[0] and "--workspace" in warns[0]
+    from app import cached
+
+    assert cached.get_features(at.session_state["app_state"].embedding_key) is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 
 import pandas as pd
 import streamlit as st
@@ -10,6 +11,7 @@ import streamlit as st
 from app import cached
 from app.components import need_dataset, user_errors
 from app.state import get_state
+from core.cache import CacheWriteWarning
 from core.embedders import list_embedders, weights_status
 
 state = get_state()
@@ -90,10 +92,13 @@ if compute:
             bar.progress(min(1.0, done / max(total, 1)),
                          text=f"{model}: {done}/{total} images · {rate:.0f} images/s")
 
-        with user_errors("Embedding"):
+        with user_errors("Embedding"), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", CacheWriteWarning)
             run = embed_dataset(ds, picked, weights=weights, device=device, batch_size=batch_size,
                                 num_workers=workers, progress=progress, make_embedder=cached.embedder,
                                 cancel=lambda: bool(st.session_state.get("models_cancelled")))
+            st.session_state["models_cache_warnings"] = [str(w.message) for w in caught
+                                                         if issubclass(w.category, CacheWriteWarning)]
             cached.put_features(key, run.features)
             state.embedding_key, state.embedding_models = key, list(picked)
             state.embedding_stats = run.stats
@@ -105,6 +110,9 @@ elif st.session_state.get("models_cancelled"):
                icon=":material/stop_circle:")
     st.session_state["models_cancelled"] = False
 
+for text in st.session_state.get("models_cache_warnings", []):
+    st.warning(f"The embeddings are ready but were not cached on disk, so they will be computed again next "
+               f"time: {text}", icon=":material/warning:")
 fs = cached.get_features(state.embedding_key)
 st.divider()
 if fs is None:
