@@ -41,7 +41,8 @@ def test_weights_status_is_shown_and_local_file_field_appears():
     table = at.dataframe[0].value.set_index("model")["weights"]
     assert table["effnet-lite0"] == "offline" and table[FAKE] == "offline"
     assert table["clip-vit-b32"] in ("needs download", "cached")
-    at.multiselect(key="models_pick").set_value(["effnet-lite0", "clip-vit-b32"]).run()
+    at.multiselect(key="models_pick").set_value(["effnet-lite0"]).run()
+    at.multiselect(key="models_pick_hub").set_value(["clip-vit-b32"]).run()
     assert [t.key for t in at.text_input] == ["models_weights_clip-vit-b32"]  # offline models need no file
     at.text_input(key="models_weights_clip-vit-b32").set_value("/some/file.safetensors").run()
     assert "clip-vit-b32**: local file" in at.caption[-1].value or any(
@@ -51,7 +52,8 @@ def test_weights_status_is_shown_and_local_file_field_appears():
 def test_model_without_weights_shows_error_and_keeps_earlier_embeddings():
     at = embedded()
     before = state(at).embedding_key
-    at.multiselect(key="models_pick").set_value(["clip-vit-b32"]).run()
+    at.multiselect(key="models_pick").set_value([]).run()
+    at.multiselect(key="models_pick_hub").set_value(["clip-vit-b32"]).run()
     at.button(key="models_compute").click().run()
     assert len(errors(at)) == 1, errors(at)
     msg = errors(at)[0]
@@ -65,7 +67,8 @@ def test_bad_local_weights_file_shows_error(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     at = start()
     at.switch_page("pages/models.py").run()
-    at.multiselect(key="models_pick").set_value(["dinov2-vits14"]).run()
+    at.multiselect(key="models_pick").set_value([]).run()
+    at.multiselect(key="models_pick_hub").set_value(["dinov2-vits14"]).run()
     at.text_input(key="models_weights_dinov2-vits14").set_value(str(bad)).run()
     at.button(key="models_compute").click().run()
     assert len(errors(at)) == 1 and "Embedding failed" in errors(at)[0]
@@ -190,3 +193,26 @@ def test_a_cache_that_cannot_be_written_is_shown_and_the_embeddings_still_arrive
     from app import cached
 
     assert cached.get_features(at.session_state["app_state"].embedding_key) is not None
+
+
+def test_every_models_weights_are_checked_before_any_embedding(monkeypatch):
+    """A hub model without weights picked beside an offline one fails at once: nothing is
+    embedded first, and neither the progress bar nor the Cancel button stays on screen."""
+    import core.embedding
+
+    calls = []
+    real = core.embedding.embed_dataset
+    monkeypatch.setattr(core.embedding, "embed_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
+    at = start()
+    at.switch_page("pages/models.py").run()
+    # models that cannot load here are not among the ones offered together ("select all" is safe)
+    offered = at.multiselect(key="models_pick").options
+    assert FAKE in offered and "effnet-lite0" in offered and "clip-vit-b32" not in offered
+    assert "clip-vit-b32 (needs weights)" in at.multiselect(key="models_pick_hub").options
+    at.multiselect(key="models_pick").set_value([FAKE]).run()
+    at.multiselect(key="models_pick_hub").set_value(["clip-vit-b32"]).run()
+    at.button(key="models_compute").click().run()
+    assert len(errors(at)) == 1 and "clip-vit-b32" in errors(at)[0]
+    assert calls == []  # failed before embedding anything
+    assert not at.get("progress") and not [b for b in at.button if b.key == "models_cancel"]
+    assert any("No embeddings yet" in i.value for i in at.info)

@@ -25,24 +25,32 @@ if ds is None:
 
 infos = list_embedders()
 names = [i.name for i in infos]
-default = [m for m in (state.embedding_models or ["effnet-lite0"]) if m in names]
-picked = st.multiselect("Models", names, default=default, key="models_pick",
-                        help="effnet-lite models work offline; hub models need their weights once "
-                             "(internet, or a local weights file below).")
+status_of = {n: weights_status(n) for n in names}
+# Models that load here (offline or already in the hub cache) are offered together, so "select
+# all" never picks one that cannot load; the others take a local weights file first.
+loadable = [n for n in names if status_of[n] in ("offline", "cached")]
+needs = [n for n in names if n not in loadable]
+default = [m for m in (state.embedding_models or ["effnet-lite0"]) if m in loadable]
+picked_ready = st.multiselect("Models", loadable, default=default, key="models_pick",
+                              help="These load here: the effnet-lite models work offline, others are already "
+                                   "in the hub cache.")
+picked_hub = st.multiselect("Models that need their weights (a local weights file, or internet once)", needs,
+                            default=[m for m in (state.embedding_models or []) if m in needs], key="models_pick_hub",
+                            format_func=lambda m: f"{m} (needs weights)")
 
 weights: dict[str, str] = {}
 rows = []
 for info in infos:
-    status = weights_status(info.name)
-    rows.append({"model": info.name, "weights": status, "dim": info.dim, "paper model": info.paper_model,
-                 "description": info.description})
-for name in picked:
-    if weights_status(name) == "offline":
+    rows.append({"model": info.name, "weights": status_of[info.name], "dim": info.dim,
+                 "paper model": info.paper_model, "description": info.description})
+for name in picked_ready + picked_hub:
+    if status_of[name] == "offline":
         continue
     path = st.text_input(f"Local weights file for {name} (optional: .safetensors, .bin or .pth state dict)",
                          key=f"models_weights_{name}")
     if path.strip():
         weights[name] = path.strip()
+picked = picked_ready + picked_hub
 table = pd.DataFrame(rows)
 table.loc[table["model"].isin(list(weights)), "weights"] = "local file"
 with st.expander("Available models", expanded=False):
@@ -81,29 +89,39 @@ if compute:
     else:
         from core.embedding import embed_dataset
 
-        st.button("Cancel", key="models_cancel", on_click=_request_cancel)
-        bar = st.progress(0.0, text="starting…")
+        cancel_slot, bar_slot = st.empty(), st.empty()
+        cancel_slot.button("Cancel", key="models_cancel", on_click=_request_cancel)
+        bar = bar_slot.progress(0.0, text=f"loading {', '.join(picked)} (checking every model's weights first)…")
         started: dict[str, tuple[float, int]] = {}
 
         def progress(model: str, done: int, total: int) -> None:
             t0, d0 = started.setdefault(model, (time.perf_counter(), done))
             dt = time.perf_counter() - t0
             rate = (done - d0) / dt if dt > 0 else 0.0
+            eta = f" · about {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
             bar.progress(min(1.0, done / max(total, 1)),
-                         text=f"{model}: {done}/{total} images · {rate:.0f} images/s")
+                         text=f"{model}: {done}/{total} images · {rate:.0f} images/s{eta}")
 
-        with user_errors("Embedding"), warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", CacheWriteWarning)
-            run = embed_dataset(ds, picked, weights=weights, device=device, batch_size=batch_size,
-                                num_workers=workers, progress=progress, make_embedder=cached.embedder,
-                                cancel=lambda: bool(st.session_state.get("models_cancelled")))
-            st.session_state["models_cache_warnings"] = [str(w.message) for w in caught
-                                                         if issubclass(w.category, CacheWriteWarning)]
-            cached.put_features(key, run.features)
-            state.embedding_key, state.embedding_models = key, list(picked)
-            state.embedding_stats = run.stats
-            state.embedding_problems = [(p.location, p.reason) for p in run.problems]
-            bar.progress(1.0, text="done")
+        try:
+            with user_errors("Embedding"), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", CacheWriteWarning)
+                # every model is loaded before any embedding starts: a model without weights fails
+                # at once, not after the others have been embedded
+                for name in picked:
+                    cached.embedder(name, weights.get(name))
+                run = embed_dataset(ds, picked, weights=weights, device=device, batch_size=batch_size,
+                                    num_workers=workers, progress=progress, make_embedder=cached.embedder,
+                                    cancel=lambda: bool(st.session_state.get("models_cancelled")))
+                st.session_state["models_cache_warnings"] = [str(w.message) for w in caught
+                                                             if issubclass(w.category, CacheWriteWarning)]
+                cached.put_features(key, run.features)
+                state.embedding_key, state.embedding_models = key, list(picked)
+                state.embedding_stats = run.stats
+                state.embedding_problems = [(p.location, p.reason) for p in run.problems]
+        finally:  # done, failed or cancelled: the bar and the Cancel button go
+            cancel_slot.empty()
+            bar_slot.empty()
+        if cached.get_features(key) is not None:
             st.rerun()
 elif st.session_state.get("models_cancelled"):
     st.warning("Embedding cancelled. The images embedded so far are cached; computing again resumes there.",
