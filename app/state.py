@@ -9,6 +9,7 @@ Widget values stay in ``st.session_state`` under each widget's explicit key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections import OrderedDict
@@ -39,8 +40,9 @@ class RunSpec:
         extra = ""
         if self.params:
             extra = " " + ",".join(f"{k}={v}" for k, v in self.params)
-        if self.budget_counts:
-            extra += " manual:" + str(abs(hash(self.budget_counts)) % 10_000)
+        if self.budget_counts:  # a content hash: stable across processes, distinct per count set
+            digest = hashlib.sha256(json.dumps(sorted(self.budget_counts)).encode()).hexdigest()[:8]
+            extra += f" manual:{digest}"
         return f"{self.method} {self.fraction * 100:g}% {self.budget} seed {self.seed}{extra}"
 
     def to_json(self) -> str:

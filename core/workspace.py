@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -185,10 +186,23 @@ def clean_stale_temps(folder: str | os.PathLike, older_than_s: float = STALE_TEM
     return removed
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process umask, read without changing it where the OS allows (``Umask:`` of
+    ``/proc/self/status``, Linux 4.7+); elsewhere by setting and restoring it under a lock (the
+    umask is process-wide, so a thread creating a file in between would get mode 0 bits)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)  # the strictest mask while it is briefly changed
+        os.umask(mask)
     return mask
 
 

@@ -50,3 +50,16 @@ def test_work_evicted_from_memory_says_how_to_get_it_back():
     at.switch_page("pages/select.py").run()
     assert any("dataset (demo) is no longer in the app's memory" in i.value for i in at.info)
     assert not at.exception and st_.runs  # the session's runs are still there
+
+
+def test_manual_run_ids_are_content_hashes():
+    from app.state import RunSpec
+
+    a = RunSpec("k", "ram_apl", 0.1, "manual", 0, (), (("a", 1), ("b", 2)))
+    b = RunSpec("k", "ram_apl", 0.1, "manual", 0, (), (("a", 2), ("b", 1)))
+    same = RunSpec("k", "ram_apl", 0.1, "manual", 0, (), (("a", 1), ("b", 2)))
+    assert a.run_id != b.run_id and a.run_id == same.run_id
+    import hashlib
+    import json
+
+    assert a.run_id.endswith(hashlib.sha256(json.dumps(sorted(a.budget_counts)).encode()).hexdigest()[:8])

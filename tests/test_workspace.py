@@ -42,3 +42,19 @@ def test_npz_round_trip(tmp_path):
 def test_workspace_follows_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("CORESET_STUDIO_HOME", str(tmp_path / "ws"))
     assert default_workspace() == (tmp_path / "ws").resolve()
+
+
+def test_umask_is_read_without_changing_it(monkeypatch):
+    import os
+
+    from core.workspace import _umask
+
+    old = os.umask(0o027)
+    try:
+        changes = []
+        real = os.umask
+        monkeypatch.setattr(os, "umask", lambda m: changes.append(m) or real(m))
+        assert _umask() == 0o027
+        assert changes == []  # read from /proc/self/status on Linux: the process umask never moved
+    finally:
+        os.umask(old)
