@@ -266,3 +266,22 @@ def test_thumbnails_follow_the_registry():
     # min's registry entry is used even though herding_error would come first in the legacy list
     assert pick_thumbnails(table.drop(columns="score").assign(score=table["score"]), k=1,
                            method="min")["most representative kept"]["index"].tolist() == [5]
+
+
+def test_a_single_evaluation_chart_has_the_random_series(tmp_path):
+    """report.html of one evaluated selection draws random beside the subset (not a lone dot)."""
+    import time as _time
+
+    from core.evaluation.plan import single_cell_report
+
+    fs = blobs((12, 12, 12), test_per_class=3, paths_root=tmp_path / "src")
+    ev = Evaluator(fs, EvalConfig(seeds=(0, 1, 2)))
+    cell = ev.evaluate("herding", 0.5)
+    text = render_html(single_cell_report(ev, cell, fs, started=_time.perf_counter()), fs)
+    chart = text[text.index("chart-accuracy-0"):]
+    chart = chart[:chart.index("</svg>")]
+    assert "herding" in chart and "random (same per-class sizes)" in chart
+    # a plan that evaluates random itself gets no second random line
+    plan = run_plan(fs, ["herding", "random"], [0.5], EvalConfig(seeds=(0, 1)))
+    text = render_html(plan, fs)
+    assert "random (same per-class sizes)" not in text

@@ -67,7 +67,7 @@ def _nice_max(v: float) -> float:
 def svg_line_chart(chart_id: str, title: str, x_labels: Sequence[str],
                    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
                    reference: float | None = None, reference_label: str = "full", y_label: str = "accuracy (%)",
-                   width: int = 760, height: int = 340) -> str:
+                   width: int = 960, height: int = 420) -> str:
     """Lines with ± error bars over categorical x positions; ``series = [(name, y, err)]``."""
     left, right, top, bottom = 56, 180, 34, 48
     pw, ph = width - left - right, height - top - bottom
@@ -129,7 +129,7 @@ def svg_line_chart(chart_id: str, title: str, x_labels: Sequence[str],
 
 def svg_grouped_bars(chart_id: str, title: str, categories: Sequence[str],
                      groups: Sequence[tuple[str, Sequence[float]]], y_label: str, y_max: float | None = None,
-                     width: int | None = None, height: int = 340) -> str:
+                     width: int | None = None, height: int = 400) -> str:
     """Grouped vertical bars: one group of bars per category, one bar per ``groups`` entry."""
     n_cat = max(1, len(categories))
     n_grp = max(1, len(groups))
@@ -369,6 +369,13 @@ def render_html(report: EvaluationReport, fs: FeatureSet | None = None, title: s
             ys = [float(m.loc[f, "acc"]) if f in m.index else math.nan for f in fractions]
             es = [float(m.loc[f, "acc_std"]) if f in m.index else math.nan for f in fractions]
             series.append((method, ys, es))
+        if "random" not in set(sub["method"]) and len(sub):
+            # every cell carries its own random baseline (same per-class sizes): draw it, so that a
+            # single evaluation is not a lone dot
+            first = sub[sub["method"] == sub["method"].iloc[0]].set_index("fraction")
+            series.append(("random (same per-class sizes)",
+                           [float(first.loc[f, "random"]) if f in first.index else math.nan for f in fractions],
+                           [float(first.loc[f, "random_std"]) if f in first.index else math.nan for f in fractions]))
         full = float(sub["full"].mean()) if len(sub) else math.nan
         parts.append(svg_line_chart(f"chart-accuracy-{i}", f"Top-1 accuracy vs fraction (label noise {level:g})",
                                     [f"{f:g}" for f in fractions], series, reference=full,
