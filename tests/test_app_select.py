@@ -154,7 +154,6 @@ def test_review_queue_keeps_or_drops_flagged_images():
     result = cached.selection(spec)
     flagged = result.table[result.table["suspected_mislabel"]]
     assert len(flagged) > 0
-    first = services_queue = None
     from app import services
 
     services_queue = services.review_queue(result)
