@@ -51,8 +51,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
-    """Write ``text`` to ``path`` atomically."""
-    return atomic_write_bytes(path, text.encode(encoding))
+    """Write ``text`` to ``path`` atomically. A lone surrogate (a name that was not valid UTF-8)
+    is written as ``\\xNN`` (:func:`core.text.display_text`) instead of failing."""
+    try:
+        data = text.encode(encoding)
+    except UnicodeEncodeError:
+        from .text import display_text
+
+        data = display_text(text).encode(encoding)
+    return atomic_write_bytes(path, data)
 
 
 def atomic_write_with(path: str | os.PathLike, writer: Callable[[io.BufferedWriter], object]) -> Path:
