@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -92,7 +93,8 @@ def _parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
 
 
 def load_manifest(manifest: str | Path, *, name: str | None = None, source: str = "manifest",
-                  progress: Progress | None = None, allowed_roots: Roots = None) -> Dataset:
+                  progress: Progress | None = None, allowed_roots: Roots = None,
+                  prior_problems: Sequence[Problem] = ()) -> Dataset:
     """Load a dataset from a CSV or Parquet manifest (see the module docstring).
 
     Problems reported per row (the row is skipped): wrong number of cells, empty path or
@@ -104,14 +106,15 @@ def load_manifest(manifest: str | Path, *, name: str | None = None, source: str 
     ``..``, or through a link) must lie inside one of these folders; a row naming a path
     outside is one ``outside_allowed_roots`` problem, decided before the file is looked at,
     with the same reason whether or not it exists (see :mod:`core.datasets.roots`). None (the
-    default) reads every path.
+    default) reads every path. ``prior_problems`` (e.g. an archive's refused entries) start
+    the report.
     """
     guard = make_guard(allowed_roots)
     refuse_source(guard, Path(manifest).expanduser(), "manifest")
     manifest = Path(manifest).expanduser().resolve()
     if not manifest.is_file():
         raise DatasetError(f"Manifest {manifest} does not exist.")
-    problems: list[Problem] = []
+    problems: list[Problem] = list(prior_problems)
     is_parquet = manifest.suffix.lower() in (".parquet", ".pq")
     header, rows = _parquet_rows(manifest) if is_parquet else _csv_rows(manifest, problems)
     where = "row" if is_parquet else "line"
