@@ -48,6 +48,25 @@ def display_text(text: Any) -> Any:
     return "".join(out)
 
 
+#: First characters that make a spreadsheet treat a cell as a formula (CSV injection).
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def escape_csv_cell(value: Any) -> Any:
+    """Prefix a text cell starting with ``= + - @``, tab or CR with ``'`` (numbers untouched)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def unescape_csv_cell(value: str) -> str:
+    """Undo :func:`escape_csv_cell`: ``'=x`` -> ``=x`` (any other text unchanged), so a CSV this
+    project wrote (e.g. ``subset.csv``, a ``subset.zip`` manifest) reads back as it was."""
+    if value.startswith("'") and value[1:2] and value[1:2] in FORMULA_PREFIXES:
+        return value[1:]
+    return value
+
+
 def display_array(values: np.ndarray) -> np.ndarray:
     """A str array with :func:`display_text` applied where needed (the same array when nothing is)."""
     arr = np.asarray(values)
@@ -59,4 +78,5 @@ def display_array(values: np.ndarray) -> np.ndarray:
     return np.array([display_text(v) for v in flat], dtype=str).reshape(arr.shape)
 
 
-__all__ = ["display_array", "display_text", "is_encodable"]
+__all__ = ["FORMULA_PREFIXES", "display_array", "display_text", "escape_csv_cell", "is_encodable",
+           "unescape_csv_cell"]
