@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import CoresetError
+from ..workspace import check_output_dir
 from ._common import add_selection_arguments
 from .run import add_evaluation_arguments, eval_config_from_args, load_or_embed, parse_assignments
 
@@ -91,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         given = _load_selection(args.selection)
     elif args.fraction is None:
         raise CoresetError("Give --fraction (with --method) or --selection selection.json.")
+    check_output_dir(args.out)
     t0 = time.perf_counter()
     fs, models, features_path, embed_s = load_or_embed(args)
     config = eval_config_from_args(args, args.label_noise)

@@ -169,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     fractions = parse_fractions(args.fractions)
     levels = parse_noise_levels(args.label_noise)
     config = eval_config_from_args(args, levels[0])  # validates before any embedding
+    from ..workspace import check_output_dir
+
+    check_output_dir(args.out)
     fs, models, features_path, embed_s = load_or_embed(args)
     config = eval_config_from_args(args, levels[0])
     out = Path(args.out)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import SelectionInputError
 from ..features import load_features
-from ..workspace import atomic_write_text
+from ..workspace import atomic_write_text, check_output_dir, make_output_dir
 from ..selection import get_selector, list_selectors, run_selection
 from ._common import add_selection_arguments, progress_bar
 from ..export.tables import write_selection_csvs
@@ -114,8 +114,7 @@ def write_selection_outputs(out: str | Path, result, fs, *, features_path: str |
     ``fs`` is the feature set the selection ran on (for paths and provenance); ``extra``
     is merged into ``selection.json``. Returns the paths written.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out)
     scores_path, subset_path = write_selection_csvs(out, result.table, result.selected, fs)
     provenance = {
         "features": {
@@ -136,6 +135,7 @@ def write_selection_outputs(out: str | Path, result, fs, *, features_path: str |
 
 def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param, args.method)
+    check_output_dir(args.out)
     fs = load_features(args.features)
     pool, pool_desc = selection_pool(fs, args.features)
     with progress_bar("auto: trying candidates" if args.method == "auto" else "selecting", "fit") as progress:

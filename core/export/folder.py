@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..errors import CoresetError
 from ..text import display_text
-from ..workspace import atomic_write_with
+from ..workspace import atomic_write_with, make_output_dir
 from .tables import csv_text
 
 
@@ -59,8 +59,7 @@ def export_subset_folder(paths: Sequence[str], labels: Sequence[str], dest: str 
     out: list[tuple[str, str]] = []
     for src, rel in zip(sources, subset_layout([str(p) for p in sources], labels)):
         target = dest / rel
-        folder = target.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = make_output_dir(target.parent)
         if link:
             tmp = folder / f".{target.name}.link.tmp"
             if tmp.exists() or tmp.is_symlink():
