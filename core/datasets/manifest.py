@@ -37,7 +37,11 @@ def find_manifest(folder: Path, *, any_name: bool = False, allowed_roots: Roots 
     ``any_name`` the only CSV/Parquet file there; None when there is none. With
     ``allowed_roots``, a file (or link) outside them is never considered (nor looked at)."""
     guard = make_guard(allowed_roots)
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in MANIFEST_SUFFIXES
+    try:
+        entries = list(folder.iterdir())
+    except OSError:  # an unreadable folder: the folder loader reports it
+        return None
+    files = sorted(p for p in entries if p.suffix.lower() in MANIFEST_SUFFIXES
                    and (guard is None or guard.allows(p)) and p.is_file())
     named = [p for p in files if p.stem.lower() == "manifest"]
     if named:
