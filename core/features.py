@@ -228,7 +228,7 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
             data = {k: _read_array(npz, k, path) for k in npz.files}
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
         raise CoresetError(f"Features file {path} is a damaged or truncated .npz archive ({type(exc).__name__}: "
-                           f"{exc}); write it again ({HOW_TO_WRITE}).") from exc
+                           f"{exc}); write it again (e.g. with `coreset-studio embed`).") from exc
     feats = {k[len(FEAT_PREFIX):]: v for k, v in data.items() if k.startswith(FEAT_PREFIX)}
     if not feats:
         raise CoresetError(

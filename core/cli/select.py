@@ -139,11 +139,16 @@ def run(args: argparse.Namespace) -> int:
     fs = load_features(args.features)
     pool, pool_desc = selection_pool(fs, args.features)
     with progress_bar("auto: trying candidates" if args.method == "auto" else "selecting", "fit") as progress:
-        result = run_selection(
-            args.method, fs.features, fs.labels, args.fraction, budget=args.budget, seed=args.seed,
-            models=args.models, budget_counts=args.budget_counts, pool=pool, device=args.device,
-            label_issues=True, progress=progress, **params,
-        )
+        try:
+            result = run_selection(
+                args.method, fs.features, fs.labels, args.fraction, budget=args.budget, seed=args.seed,
+                models=args.models, budget_counts=args.budget_counts, pool=pool, device=args.device,
+                label_issues=True, progress=progress, **params,
+            )
+        except SelectionInputError as exc:
+            if str(exc).startswith("Features of model"):  # NaN, overflow: name the file they came from
+                raise SelectionInputError(f"Features file {args.features}: {exc}") from exc
+            raise
     if args.method == "auto":
         from ..selection.auto import below_random, describe_choice
 
