@@ -18,5 +18,13 @@ class WeightsUnavailableError(CoresetError):
     """A model's weights are neither cached nor reachable (offline) nor given as a file."""
 
 
+class OutputError(CoresetError, OSError):
+    """A file or folder could not be written (permissions, a full disk, a file in the way).
+
+    Also an :class:`OSError` (``errno`` is the system's), so code that tolerates failed
+    writes (``except OSError``) keeps doing so.
+    """
+
+
 class SelectionInputError(CoresetError, ValueError):
     """Invalid input to a selector (fraction, features, labels, parameters)."""

@@ -293,7 +293,7 @@ def test_open_clip_tag_preprocessing_and_quickgelu_follow_the_tag(tmp_path, monk
 
     monkeypatch.setattr(open_clip, "create_model_and_transforms", fake_create)
     f = tmp_path / "w.bin"
-    f.write_bytes(b"x")
+    torch.save({}, f)  # looks like a state dict (a file of b"x" is refused before open_clip is reached)
     with pytest.raises(CoresetError, match="Could not load weights"):
         open_clip_models.build_open_clip_embedder("clip-vit-b32", "ViT-B-32", "openai", weights=f)
     assert seen["arch"] == "ViT-B-32" and seen["pretrained"] == str(f.resolve())

@@ -56,7 +56,7 @@ def test_bad_files_name_the_problem(tmp_path, arrays, message):
 def test_not_an_npz(tmp_path):
     path = tmp_path / "x.npz"
     path.write_text("hello")
-    with pytest.raises(CoresetError, match="not a readable .npz"):
+    with pytest.raises(CoresetError, match="not a .npz archive"):
         load_features(path)
     with pytest.raises(CoresetError, match="does not exist"):
         load_features(tmp_path / "missing.npz")

@@ -26,6 +26,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import CoresetError
+from ..workspace import check_output_dir
 from ._common import add_selection_arguments
 from .run import add_evaluation_arguments, eval_config_from_args, load_or_embed, parse_assignments
 
@@ -66,15 +67,44 @@ def _recompute_table(given, fs, device: str):
     return again if np.array_equal(again.selected, given.selected) else None
 
 
+#: Entries of selection.json that evaluate --selection needs.
+SELECTION_KEYS = ("method", "params", "fraction", "budget", "budget_table", "seed", "models", "selected")
+_REWRITE = "write it again with `coreset-studio select FEATURES ... --out DIR`"
+
+
 def _load_selection(path: str):
+    """The :class:`SelectionResult` of a ``selection.json``; a :class:`CoresetError` naming the file
+    and what is wrong (unreadable, not JSON, a missing or malformed entry) otherwise."""
     from ..selection import SelectionResult
 
     try:
-        d = json.loads(Path(path).read_text(encoding="utf-8"))
-        d = {k: v for k, v in d.items() if k != "table"}
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CoresetError(f"Cannot read the selection file {path} ({why}); give the selection.json that "
+                           "`coreset-studio select` wrote.") from exc
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CoresetError(f"The selection file {path} is not valid JSON ({exc}); {_REWRITE}.") from exc
+    if not isinstance(d, dict):
+        raise CoresetError(f"The selection file {path} holds a JSON {type(d).__name__}, not an object with "
+                           f"{', '.join(SELECTION_KEYS)}; {_REWRITE}.")
+    missing = [k for k in SELECTION_KEYS if k not in d]
+    if missing:
+        names = ", ".join(repr(k) for k in missing)
+        raise CoresetError(f"The selection file {path} has no {names} entr{'y' if len(missing) == 1 else 'ies'}: it "
+                           f"is not a complete selection.json from `coreset-studio select` (or it was edited); "
+                           f"{_REWRITE}.")
+    d = {k: v for k, v in d.items() if k != "table"}
+    try:
         return SelectionResult.from_dict(d)
-    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise CoresetError(f"Cannot read the selection file {path}: {exc}") from exc
+    except KeyError as exc:
+        raise CoresetError(f"The selection file {path} lacks the {exc.args[0]!r} part of an entry (e.g. "
+                           f"budget_table needs columns, dtypes and data); {_REWRITE}.") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise CoresetError(f"The selection file {path} has a malformed entry ({type(exc).__name__}: {exc}); "
+                           f"{_REWRITE}.") from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -91,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         given = _load_selection(args.selection)
     elif args.fraction is None:
         raise CoresetError("Give --fraction (with --method) or --selection selection.json.")
+    check_output_dir(args.out)
     t0 = time.perf_counter()
     fs, models, features_path, embed_s = load_or_embed(args)
     config = eval_config_from_args(args, args.label_noise)

@@ -169,6 +169,9 @@ def run(args: argparse.Namespace) -> int:
     fractions = parse_fractions(args.fractions)
     levels = parse_noise_levels(args.label_noise)
     config = eval_config_from_args(args, levels[0])  # validates before any embedding
+    from ..workspace import check_output_dir
+
+    check_output_dir(args.out)
     fs, models, features_path, embed_s = load_or_embed(args)
     config = eval_config_from_args(args, levels[0])
     out = Path(args.out)
@@ -185,6 +188,10 @@ def run(args: argparse.Namespace) -> int:
                           features_path=features_path, extra_timing={"embedding": embed_s})
     export_report(out, report, fs, html=not args.no_html, copy_subset=args.copy_subset, link=args.link)
     print(report.format_table())
+    for cell in report.cells:
+        if not any(cell.method_result.n_train):
+            print(f"note: {cell.label} keeps 0 images at fraction {cell.fraction:g}: its row is the accuracy of no "
+                  "training at all; raise the fraction.")
     st = report.stats
     print(f"\n{st['cells_computed']} cell(s) computed, {st['cells_cached']} from cache, {st['fits']} fit(s); "
           f"selection: {', '.join(report.features['selection_models'])}; evaluation: {args.eval} on "

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import SelectionInputError
 from ..features import load_features
-from ..workspace import atomic_write_text
+from ..workspace import atomic_write_text, check_output_dir, make_output_dir
 from ..selection import get_selector, list_selectors, run_selection
 from ._common import add_selection_arguments, progress_bar
 from ..export.tables import write_selection_csvs
@@ -43,8 +43,9 @@ def _methods_epilog() -> str:
         "budgets: paper = round-half-even(p*N_c) per class; proportional / uniform / difficulty (NUCS)",
         "keep round(p*N) in total; manual reads --budget-counts CSV (class,count).",
         "",
-        "pool: if FEATURES has a 'split' array with 'train' rows, only those rows are selected from;",
-        "otherwise all rows. Indices in the outputs are rows of FEATURES.",
+        "pool: if FEATURES has a 'split' array, only its 'train' rows are selected from (a split array",
+        "without 'train' rows is refused, exit status 2); otherwise all rows. Indices in the outputs are",
+        "rows of FEATURES.",
     ]
     return "\n".join(lines)
 
@@ -87,11 +88,23 @@ def provenance_json(d: dict) -> str:
     return "{\n" + ",\n".join(items) + "\n}\n"
 
 
-def selection_pool(fs) -> tuple[np.ndarray | None, str]:
-    """The rows to select from: those with split ``train`` when the file has them, else all."""
-    if fs.split is not None and np.any(fs.split == "train"):
-        return fs.split == "train", "rows with split == 'train'"
-    return None, "all rows"
+def selection_pool(fs, source: str | Path | None = None) -> tuple[np.ndarray | None, str]:
+    """The rows to select from: those with split ``train`` when the file has a split array,
+    else all rows. A split array without any ``train`` row raises
+    :class:`~core.errors.SelectionInputError` (``source`` names the file in the message):
+    selecting from the test rows instead would be silent and wrong."""
+    if fs.split is None:
+        return None, "all rows"
+    train = fs.split == "train"
+    if np.any(train):
+        return train, "rows with split == 'train'"
+    values, counts = np.unique(fs.split, return_counts=True)
+    found = ", ".join(f"{int(n)} {v!r}" for v, n in sorted(zip(values.tolist(), counts.tolist()), key=lambda t: -t[1]))
+    where = f"Features file {source}" if source else "The features"
+    raise SelectionInputError(
+        f"{where} has a split array but no 'train' rows (found: {found or 'no rows'}); select picks only from the "
+        "training rows: mark the rows to select from as 'train' in the dataset (an empty split cell of a manifest "
+        "means train), or remove the split array to select from every row.")
 
 
 def write_selection_outputs(out: str | Path, result, fs, *, features_path: str | Path | None, pool_desc: str,
@@ -101,8 +114,7 @@ def write_selection_outputs(out: str | Path, result, fs, *, features_path: str |
     ``fs`` is the feature set the selection ran on (for paths and provenance); ``extra``
     is merged into ``selection.json``. Returns the paths written.
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out)
     scores_path, subset_path = write_selection_csvs(out, result.table, result.selected, fs)
     provenance = {
         "features": {
@@ -123,14 +135,20 @@ def write_selection_outputs(out: str | Path, result, fs, *, features_path: str |
 
 def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param, args.method)
+    check_output_dir(args.out)
     fs = load_features(args.features)
-    pool, pool_desc = selection_pool(fs)
+    pool, pool_desc = selection_pool(fs, args.features)
     with progress_bar("auto: trying candidates" if args.method == "auto" else "selecting", "fit") as progress:
-        result = run_selection(
-            args.method, fs.features, fs.labels, args.fraction, budget=args.budget, seed=args.seed,
-            models=args.models, budget_counts=args.budget_counts, pool=pool, device=args.device,
-            label_issues=True, progress=progress, **params,
-        )
+        try:
+            result = run_selection(
+                args.method, fs.features, fs.labels, args.fraction, budget=args.budget, seed=args.seed,
+                models=args.models, budget_counts=args.budget_counts, pool=pool, device=args.device,
+                label_issues=True, progress=progress, **params,
+            )
+        except SelectionInputError as exc:
+            if str(exc).startswith("Features of model"):  # NaN, overflow: name the file they came from
+                raise SelectionInputError(f"Features file {args.features}: {exc}") from exc
+            raise
     if args.method == "auto":
         from ..selection.auto import below_random, describe_choice
 

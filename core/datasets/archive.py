@@ -2,7 +2,11 @@
 
 Safety rules (each rejected entry is one problem row, the others are extracted):
 absolute names (``/x``, ``C:\\x``), names with a ``..`` component, and symbolic links are
-refused. The total uncompressed size is capped (``max_bytes``, default 4 GiB); the cap is
+refused (``unsafe_archive_entry``). Entries that cannot be written as they are get a
+``bad_archive_entry`` row and are skipped, the rest of the archive is extracted: a name
+component above 255 bytes (the usual file-system limit), a file whose name is also a folder
+of other entries (``x`` and ``x/y.jpg``: the file is skipped, the folder kept), a name
+listed twice (the first entry is used), or any other name the file system refuses. The total uncompressed size is capped (``max_bytes``, default 4 GiB); the cap is
 checked on the sizes the archive declares and again on the bytes actually written, so a
 lying header cannot fill the disk. Extraction goes to a temporary folder that is renamed
 into place when complete, keyed by the archive's content hash, so a second load reuses it.
@@ -10,12 +14,15 @@ into place when complete, keyed by the archive's content hash, so a second load 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import re
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from ..errors import DatasetError
@@ -23,11 +30,18 @@ from ..workspace import resolve_workspace
 from .folder import _visible, load_folder
 from .images import Progress
 from .manifest import find_manifest, load_manifest
-from .model import SKIPPED, Dataset, Problem, compute_fingerprint
+from .model import SKIPPED, Dataset, Problem
 from .roots import Roots, make_guard, refuse_source
 
 DEFAULT_MAX_BYTES = 4 * 1024**3
 _CHUNK = 1 << 20
+
+#: Longest name component (bytes) and relative path (bytes) extracted; longer ones are skipped
+#: (``bad_archive_entry``). 255 is the limit of ext4, XFS, btrfs, APFS and NTFS; the path cap
+#: leaves room under Linux's PATH_MAX (4096) for the workspace folder in front.
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 3072
+BAD_ENTRY = "bad_archive_entry"
 
 
 def _sha256(path: Path) -> str:
@@ -51,6 +65,62 @@ def unsafe_reason(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def _parts(info: zipfile.ZipInfo) -> tuple[str, ...]:
+    return PurePosixPath(info.filename.replace("\\", "/")).parts
+
+
+def _name_too_long(parts: tuple[str, ...]) -> str | None:
+    for part in parts:
+        size = len(part.encode("utf-8", "surrogateescape"))
+        if size > MAX_NAME_BYTES:
+            return (f"a name in the path is {size} bytes long, above the file-system limit of {MAX_NAME_BYTES}; "
+                    "skipped (shorten the name and re-create the archive)")
+    size = len("/".join(parts).encode("utf-8", "surrogateescape"))
+    if size > MAX_PATH_BYTES:
+        return (f"the path is {size} bytes long, above the limit of {MAX_PATH_BYTES}; skipped "
+                "(shorten the folder names and re-create the archive)")
+    return None
+
+
+def plan_entries(archive: Path, infos: list[zipfile.ZipInfo]) -> tuple[list[zipfile.ZipInfo], list[Problem]]:
+    """The file entries to extract and a problem row for each entry left out (module docstring)."""
+    problems: list[Problem] = []
+    files: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
+    for info in infos:
+        location = f"{archive}:{info.filename}"
+        reason = unsafe_reason(info)
+        if reason:
+            problems.append(Problem(location, "unsafe_archive_entry", reason, SKIPPED))
+            continue
+        parts = _parts(info)
+        if not parts:
+            continue
+        too_long = _name_too_long(parts)
+        if too_long:
+            problems.append(Problem(location, BAD_ENTRY, too_long, SKIPPED))
+            continue
+        if not info.is_dir():
+            files.append((info, parts))
+    folders = {parts[:k] for _, parts in files for k in range(1, len(parts))}
+    seen: set[tuple[str, ...]] = set()
+    safe: list[zipfile.ZipInfo] = []
+    for info, parts in files:
+        location = f"{archive}:{info.filename}"
+        if parts in folders:
+            problems.append(Problem(location, BAD_ENTRY,
+                                    f"the archive holds both a file and a folder named {'/'.join(parts)!r}; the file "
+                                    "was skipped and the folder's entries kept (rename one and re-create the archive)",
+                                    SKIPPED))
+        elif parts in seen:
+            problems.append(Problem(location, BAD_ENTRY,
+                                    "the name is listed twice in the archive; the first entry was used (remove the "
+                                    "duplicate and re-create the archive)", SKIPPED))
+        else:
+            seen.add(parts)
+            safe.append(info)
+    return safe, problems
+
+
 def extract_archive(archive: str | Path, *, workspace: str | Path | None = None,
                     max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, list[Problem]]:
     """Extract ``archive`` safely (see the module docstring); return (folder, problems)."""
@@ -64,14 +134,7 @@ def extract_archive(archive: str | Path, *, workspace: str | Path | None = None,
     problems: list[Problem] = []
     try:
         with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            safe = []
-            for info in infos:
-                reason = unsafe_reason(info)
-                if reason:
-                    problems.append(Problem(f"{archive}:{info.filename}", "unsafe_archive_entry", reason, SKIPPED))
-                elif not info.is_dir():
-                    safe.append(info)
+            safe, problems = plan_entries(archive, zf.infolist())
             declared = sum(i.file_size for i in safe)
             if declared > max_bytes:
                 raise DatasetError(
@@ -85,9 +148,9 @@ def extract_archive(archive: str | Path, *, workspace: str | Path | None = None,
             try:
                 written = 0
                 for info in safe:
-                    out = tmp.joinpath(*PurePosixPath(info.filename.replace("\\", "/")).parts)
-                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out = tmp.joinpath(*_parts(info))
                     try:
+                        out.parent.mkdir(parents=True, exist_ok=True)
                         with zf.open(info) as src, open(out, "wb") as dst:
                             for block in iter(lambda: src.read(_CHUNK), b""):
                                 written += len(block)
@@ -96,10 +159,22 @@ def extract_archive(archive: str | Path, *, workspace: str | Path | None = None,
                                         f"Archive {archive} unpacks to more than the cap of {max_bytes / 1e9:.2f} GB "
                                         "(its declared sizes are wrong); refused.")
                                 dst.write(block)
-                    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as exc:
-                        out.unlink(missing_ok=True)
+                    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, RuntimeError,
+                            NotImplementedError) as exc:  # damaged data, encrypted, unknown compression
+                        with contextlib.suppress(OSError):
+                            out.unlink(missing_ok=True)
                         problems.append(Problem(f"{archive}:{info.filename}", "corrupt_archive_entry",
                                                 f"cannot be extracted ({exc}); re-create the archive", SKIPPED))
+                    except OSError as exc:
+                        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                            raise DatasetError(
+                                f"Cannot extract {archive}: the disk holding the workspace ({target.parent}) is full "
+                                f"({exc.strerror}); free some space, or give another --workspace.") from exc
+                        with contextlib.suppress(OSError):
+                            out.unlink(missing_ok=True)
+                        problems.append(Problem(f"{archive}:{info.filename}", BAD_ENTRY,
+                                                f"cannot be written here ({exc.strerror or exc}); skipped (rename the "
+                                                "entry and re-create the archive)", SKIPPED))
                 (tmp / ".complete").write_text(archive.name)
                 if target.exists():
                     shutil.rmtree(target)
@@ -142,10 +217,10 @@ def load_archive(archive: str | Path, *, workspace: str | Path | None = None, ma
     inner = None if guard is None else make_guard([folder])
     root = dataset_root(folder)
     manifest = find_manifest(root, any_name=True, allowed_roots=inner)
+    # the archive's own problem rows go in first, so that an archive with nothing usable
+    # names the entries it refused
     if manifest is not None:
-        ds = load_manifest(manifest, name=archive.name, source="zip", progress=progress, allowed_roots=inner)
-    else:
-        ds = load_folder(root, name=archive.name, source="zip", progress=progress, allowed_roots=inner)
-    ds.problems = problems + ds.problems
-    ds.fingerprint = compute_fingerprint(ds)
-    return ds
+        return load_manifest(manifest, name=archive.name, source="zip", progress=progress, allowed_roots=inner,
+                             prior_problems=problems)
+    return load_folder(root, name=archive.name, source="zip", progress=progress, allowed_roots=inner,
+                       prior_problems=problems)

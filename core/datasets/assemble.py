@@ -18,6 +18,10 @@ from .images import Progress, inspect_images
 from .model import SKIPPED, WARNING, Dataset, Problem
 
 
+#: Problem rows named in the message of a dataset with nothing usable.
+MAX_NAMED = 5
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A file a loader wants in the dataset; ``location`` names it in the report."""
@@ -74,6 +78,11 @@ def assemble(
     if not kept:
         found = Counter(p.kind for p in problems)
         detail = ", ".join(f"{n} {kind}" for kind, n in found.most_common()) or "no image files at all"
+        skipped = [p for p in problems if p.severity == SKIPPED and p.kind != "empty_class"]
+        if skipped:
+            shown = "; ".join(f"{p.location}: {p.reason}" for p in skipped[:MAX_NAMED])
+            more = f"; and {len(skipped) - MAX_NAMED} more" if len(skipped) > MAX_NAMED else ""
+            detail += f" (left out: {shown}{more})"
         raise DatasetError(
             f"No usable image in {name} ({root}): found {len(candidates)} candidate file(s); problems: {detail}. "
             "Expected a folder per class (root/<class>/*.jpg, optionally root/train/<class> and root/test/<class>), "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 from .assemble import Candidate, assemble
 from .images import IMAGE_EXTENSIONS, Progress
@@ -15,9 +16,26 @@ def _visible(path: Path) -> bool:
     return not path.name.startswith(".") and path.name not in {"__MACOSX", "Thumbs.db", "desktop.ini"}
 
 
-def _below(folder: Path) -> list[Path]:
+def _unlisted(folder: Path, exc: OSError) -> Problem:
+    """The problem row of a folder that cannot be listed (permissions, I/O error)."""
+    what = "check its permissions" if isinstance(exc, PermissionError) else "check the disk"
+    return Problem(str(folder), "unreadable_file",
+                   f"folder cannot be listed ({exc.strerror or exc}); its images were left out: {what}", SKIPPED)
+
+
+def _list(folder: Path, problems: list[Problem]) -> list[Path]:
+    """The entries of ``folder`` (sorted); one ``unreadable_file`` row and none when it cannot be listed."""
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        problems.append(_unlisted(folder, exc))
+        return []
+
+
+def _below(folder: Path, problems: list[Problem] | None = None) -> list[Path]:
     """Every path under ``folder``, sorted, skipping hidden names at any depth; folder links are
-    listed but not followed, and no link target is looked at (``Path.rglob`` stats them)."""
+    listed but not followed, and no link target is looked at (``Path.rglob`` stats them). A
+    folder that cannot be listed adds an ``unreadable_file`` row to ``problems``."""
     out: list[Path] = []
     stack = [folder]
     while stack:
@@ -25,7 +43,9 @@ def _below(folder: Path) -> list[Path]:
         try:
             with os.scandir(here) as it:
                 entries = list(it)
-        except OSError:
+        except OSError as exc:
+            if problems is not None:
+                problems.append(_unlisted(here, exc))
             continue
         for entry in entries:
             if entry.name.startswith("."):
@@ -41,10 +61,12 @@ def _allowed(path: Path, guard: RootGuard | None) -> bool:
     return guard is None or guard.allows(path)
 
 
-def _split_folders(root: Path, guard: RootGuard | None = None) -> dict[str, Path] | None:
+def _split_folders(root: Path, guard: RootGuard | None = None,
+                   entries: list[Path] | None = None) -> dict[str, Path] | None:
     """``{split: folder}`` when ``root`` holds split folders (train/test/val), else None.
     Entries outside the roots are never looked at (they are reported by the caller)."""
-    subdirs = [d for d in root.iterdir() if _visible(d) and _allowed(d, guard) and d.is_dir()]
+    entries = sorted(root.iterdir()) if entries is None else entries
+    subdirs = [d for d in entries if _visible(d) and _allowed(d, guard) and d.is_dir()]
     splits = {SPLIT_ALIASES.get(d.name.lower()): d for d in subdirs if d.name.lower() in SPLIT_ALIASES and d.name}
     splits.pop(None, None)
     if "train" in splits or "test" in splits:
@@ -56,7 +78,7 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
                       guard: RootGuard | None = None) -> tuple[list[Candidate], list[str]]:
     candidates: list[Candidate] = []
     classes: list[str] = []
-    for entry in sorted(folder.iterdir()):
+    for entry in _list(folder, problems):
         if not _visible(entry):
             continue
         if not _allowed(entry, guard):  # before anything is asked about the entry's target
@@ -72,7 +94,7 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
             continue
         label = entry.name
         classes.append(label)
-        for path in (p for p in _below(entry) if _visible(p)):
+        for path in (p for p in _below(entry, problems) if _visible(p)):
             if not _allowed(path, guard):  # a file or folder link out of the roots
                 problems.append(guard.problem(str(path), path.name))
                 continue
@@ -88,7 +110,8 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
 
 
 def load_folder(root: str | Path, *, name: str | None = None, source: str = "folder",
-                progress: Progress | None = None, allowed_roots: Roots = None) -> Dataset:
+                progress: Progress | None = None, allowed_roots: Roots = None,
+                prior_problems: Sequence[Problem] = ()) -> Dataset:
     """Load a folder-per-class dataset.
 
     Layouts: ``root/<class>/...`` (every image is ``train``), or split folders
@@ -100,6 +123,10 @@ def load_folder(root: str | Path, *, name: str | None = None, source: str = "fol
     target) must lie inside one of these folders; an entry outside is one
     ``outside_allowed_roots`` problem, decided before the entry is looked at (see
     :mod:`core.datasets.roots`). None (the default) reads everything.
+
+    A folder that cannot be listed (permissions) is one ``unreadable_file`` row with the
+    system's reason; the rest is read. ``prior_problems`` (e.g. an archive's refused entries)
+    start the report.
     """
     guard = make_guard(allowed_roots)
     refuse_source(guard, Path(root).expanduser(), "dataset folder")
@@ -108,16 +135,23 @@ def load_folder(root: str | Path, *, name: str | None = None, source: str = "fol
         from ..errors import DatasetError
 
         raise DatasetError(f"Dataset folder {root} does not exist or is not a folder.")
-    problems: list[Problem] = []
+    problems: list[Problem] = list(prior_problems)
     candidates: list[Candidate] = []
     classes: list[str] = []
-    splits = _split_folders(root, guard)
+    try:
+        top = sorted(root.iterdir())
+    except OSError as exc:
+        from ..errors import DatasetError
+
+        raise DatasetError(f"Dataset folder {root} cannot be listed ({exc.strerror or exc}); check its "
+                           "permissions.") from exc
+    splits = _split_folders(root, guard, top)
     if splits:
         for split, folder in sorted(splits.items()):
             found, names = _class_candidates(folder, split, root, problems, guard)
             candidates += found
             classes += names
-        for other in sorted(d for d in root.iterdir() if _visible(d) and d not in splits.values()):
+        for other in (d for d in top if _visible(d) and d not in splits.values()):
             if not _allowed(other, guard):
                 problems.append(guard.problem(str(other), other.name))
                 continue

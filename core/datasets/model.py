@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..text import display_text
+
 # Splits a dataset row may have. Manifests may also write "val", "valid" or "validation"
 # (all read as "val"); an empty split cell means "train".
 SPLITS = ("train", "val", "test")
@@ -36,6 +38,12 @@ class Problem:
     reason: str
     severity: str = SKIPPED
 
+    def __post_init__(self) -> None:
+        # A name that is not valid UTF-8 (a surrogate-escaped byte) is shown as \xNN, so the
+        # report can be printed and written to CSV (see core.text).
+        for attr in ("location", "reason"):
+            object.__setattr__(self, attr, display_text(getattr(self, attr)))
+
 
 @dataclass
 class Dataset:
@@ -48,7 +56,8 @@ class Dataset:
         source: ``folder``, ``manifest``, ``zip`` or ``demo``.
         paths: absolute paths of the usable images, in a stable order (sorted by split,
             class, then path for folders; manifest order for manifests).
-        labels: string class label of each image.
+        labels: string class label of each image (a folder name that is not valid UTF-8
+            shows its undecodable bytes as ``\\xNN``, see :func:`core.text.display_text`).
         splits: ``train``, ``val`` or ``test`` for each image.
         file_ids: content hash (BLAKE2b-160, hex) of each file; the embedding cache key.
         image_sizes: ``(width, height)`` in pixels of each image.
@@ -71,6 +80,8 @@ class Dataset:
 
     def __post_init__(self) -> None:
         n = len(self.paths)
+        self.name = display_text(self.name)
+        self.labels = [display_text(label) for label in self.labels]
         for attr in ("labels", "splits", "file_ids", "image_sizes"):
             if len(getattr(self, attr)) != n:
                 raise ValueError(f"Dataset.{attr} has {len(getattr(self, attr))} items, paths has {n}.")
@@ -109,7 +120,7 @@ class Dataset:
         """One row per usable image: path, label, code, split, file_id, width, height."""
         sizes = np.asarray(self.image_sizes, dtype=np.int64).reshape(-1, 2)
         return pd.DataFrame({
-            "path": self.paths,
+            "path": [display_text(p) for p in self.paths],
             "label": self.labels,
             "code": self.codes,
             "split": self.splits,
@@ -148,7 +159,7 @@ def compute_fingerprint(ds: Dataset) -> str:
     for row in rows:
         h.update("\t".join(row).encode("utf-8", "surrogateescape") + b"\n")
     h.update(b"--problems--\n")
-    root = str(ds.root)
+    root = display_text(str(ds.root))  # problem locations are display text
     for p in sorted(ds.problems, key=lambda p: (p.location, p.kind)):
         h.update(f"{p.location.replace(root, '')}\t{p.kind}\n".encode("utf-8", "surrogateescape"))
     return h.hexdigest()

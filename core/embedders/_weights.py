@@ -37,14 +37,60 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
+STATE_DICT_HELP = ("pass a .safetensors, .bin or .pth state dict saved from this model's architecture "
+                   "(e.g. torch.save(model.state_dict(), PATH)) with --weights")
+
+
+def _not_a_state_dict(p: Path) -> str | None:
+    """Why ``p`` cannot be a state dict, from its first bytes (None when it may be one).
+
+    A safetensors file starts with its 8-byte little-endian header length and a JSON header
+    (``{``); a torch.save file is a zip (``PK``) or, in the old format, a pickle (``\\x80``).
+    """
+    size = p.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes)"
+    with open(p, "rb") as fh:
+        head = fh.read(9)
+    if len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size:
+        return None  # safetensors
+    if p.suffix.lower() == ".safetensors":
+        return "it does not start with a safetensors header"
+    if head.startswith(b"PK") or head[:1] == b"\x80":
+        return None  # torch.save: zip or legacy pickle
+    return "it is neither a safetensors file nor a torch.save file (zip or pickle)"
+
+
+def load_error_text(exc: BaseException) -> str:
+    """A short reason for a state dict that failed to load, without torch's advice to load it
+    unsafely (``weights_only=False`` can run arbitrary code)."""
+    text = str(exc)
+    if "weights_only" in text or "Unpickl" in type(exc).__name__:
+        return ("it holds pickled Python objects besides tensors, which are never loaded (torch.load with "
+                "weights_only=True); save only the state dict")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
+
+
 def local_weights(path: str | os.PathLike, model_label: str) -> tuple[Path, str]:
-    """Check a user-given weights file; return (path, weights identity ``sha256:<hex>``)."""
+    """Check a user-given weights file; return (path, weights identity ``sha256:<hex>``).
+
+    A missing path, a folder and a file that cannot be a state dict (empty, text, not
+    safetensors / torch.save) are each a :class:`CoresetError` saying which."""
     p = Path(path).expanduser()
+    if not p.exists():
+        raise CoresetError(f"Weights file {str(p)!r} for model {model_label!r} does not exist; {STATE_DICT_HELP}.")
     if not p.is_file():
-        raise CoresetError(
-            f"Weights file {str(p)!r} for model {model_label!r} does not exist or is not a file; "
-            "pass the path of a .safetensors/.bin/.pth state dict with --weights."
-        )
+        raise CoresetError(f"Weights path {str(p)!r} for model {model_label!r} is a folder, not a file; "
+                           f"{STATE_DICT_HELP}.")
+    try:
+        why = _not_a_state_dict(p)
+    except OSError as exc:
+        raise CoresetError(f"Weights file {str(p)!r} for model {model_label!r} cannot be read "
+                           f"({exc.strerror or exc}); check its permissions.") from exc
+    if why:
+        raise CoresetError(f"Weights file {str(p)!r} for model {model_label!r} exists but is not a state dict "
+                           f"({why}); {STATE_DICT_HELP}.")
     return p.resolve(), "sha256:" + file_sha256(p)
 
 

@@ -37,7 +37,7 @@ import torch
 
 from ..errors import CoresetError, WeightsUnavailableError
 from ..workspace import atomic_write_with, resolve_workspace
-from ._weights import file_sha256, local_weights
+from ._weights import STATE_DICT_HELP, file_sha256, load_error_text, local_weights
 from .base import Embedder
 from .timm_models import _forward_pooled
 
@@ -226,11 +226,15 @@ def fuse_conv_act(model: torch.nn.Module) -> int:
 
 
 def _load_any(path: Path) -> dict:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
 
-        return load_file(str(path))
-    sd = torch.load(str(path), map_location="cpu", weights_only=True)
+            return load_file(str(path))
+        sd = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # safetensors, pickle and zip errors of every kind
+        raise CoresetError(f"Weights file {str(path)!r} exists but is not a readable state dict "
+                           f"({load_error_text(exc)}); {STATE_DICT_HELP}.") from exc
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):

@@ -19,7 +19,7 @@ import os
 import torch
 
 from ..errors import CoresetError
-from ._weights import fetch_hf_weights, hf_status, local_weights
+from ._weights import fetch_hf_weights, hf_status, load_error_text, local_weights
 from .base import Embedder
 
 OPEN_CLIP_OUTPUT = "open_clip projected image embedding: encode_image(x, normalize=False)"
@@ -138,7 +138,7 @@ def build_open_clip_embedder(
     except Exception as exc:
         raise CoresetError(
             f"Could not load weights {str(path)!r} into open_clip {arch!r} for {name!r}: "
-            f"{type(exc).__name__}: {str(exc)[:400]}. Pass a checkpoint saved from this exact architecture."
+            f"{load_error_text(exc)}. Pass a checkpoint saved from this exact architecture."
         ) from exc
     pp = dict(model.visual.preprocess_cfg)
     encoder = OpenClipImageEncoder(model.visual).eval()

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CoresetError
-from ._weights import fetch_hf_weights, hf_status, local_weights
+from ._weights import fetch_hf_weights, hf_status, load_error_text, local_weights
 from .base import Embedder
 
 TIMM_HF_FILES = ["model.safetensors", "pytorch_model.bin"]
@@ -117,7 +117,7 @@ def build_timm_embedder(
     except Exception as exc:
         raise CoresetError(
             f"Could not load weights {str(path)!r} into timm model {model_name!r} for {name!r}: "
-            f"{type(exc).__name__}: {str(exc)[:400]}. Pass a state dict saved from this exact architecture."
+            f"{load_error_text(exc)}. Pass a state dict saved from this exact architecture."
         ) from exc
     model.eval()
     overrides = {}

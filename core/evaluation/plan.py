@@ -187,7 +187,7 @@ def run_plan(
                 path = cache / f"{key}.json.gz" if cache is not None else None
                 cell = _read_cell(path) if path is not None and path.is_file() else None
                 if cell is None:
-                    cell = ev.evaluate(spec.method, p, spec.budget, spec.params)
+                    cell = ev.evaluate(spec.method, p, spec.budget, spec.params, allow_empty=True)
                     cell.key = key
                     t_select += cell.timing_s.get("select", 0.0)
                     t_train += cell.timing_s.get("train", 0.0)

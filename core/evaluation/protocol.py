@@ -188,6 +188,10 @@ class EvalSplit:
                 "test_rows": self.test.tolist() if self.source == "hold-out" else None}
 
 
+class EmptySubsetError(CoresetError):
+    """The subset to evaluate keeps no image (a fraction too small for every class)."""
+
+
 def make_split(fs: FeatureSet, holdout: float = 0.2, seed: int = 0) -> EvalSplit:
     """The dataset's test split, else a stratified hold-out of the training rows (step 1)."""
     n = len(fs)
@@ -463,9 +467,21 @@ class Evaluator:
                              models=self.selection_models, budget_counts=budget_counts, pool=self.split.pool,
                              device=self.device, **dict(params or {}))
 
+    def _refuse_empty(self, method: str, fraction: float, budget: str, given: bool) -> None:
+        """:class:`EmptySubsetError` for a subset of 0 images (its accuracy would be that of no training)."""
+        pool_labels = self.noisy_labels[self.split.pool]
+        largest = int(np.unique(pool_labels, return_counts=True)[1].max()) if pool_labels.size else 0
+        hint = f" (to at least {1.0 / largest:.3g} here)" if largest else ""
+        if given:
+            raise EmptySubsetError(f"The selection ({method}, fraction {fraction:g}) keeps 0 images: there is nothing to "
+                                   "train on; select again with a larger --fraction.")
+        raise EmptySubsetError(
+            f"{method} keeps 0 images at fraction {fraction:g} with the {budget} budget (training pool: "
+            f"{len(pool_labels)} images, largest class {largest}): there is nothing to train on; raise --fraction{hint}.")
+
     def evaluate(self, method: str, fraction: float, budget: str = "paper", params: Mapping[str, Any] | None = None,
                  budget_counts: Mapping | None = None, given=None, keep_table: bool = True,
-                 progress: Callable[[int, int, str], None] | None = None) -> CellResult:
+                 progress: Callable[[int, int, str], None] | None = None, allow_empty: bool = False) -> CellResult:
         """Evaluate one selection against random subsets and the full pool (protocol steps 3-7).
 
         ``given``: an existing :class:`~core.selection.SelectionResult` to evaluate as the
@@ -473,6 +489,9 @@ class Evaluator:
         ``progress(done, total, description)``: called once the subsets are chosen (done = 0)
         and after each of the ``total = 3 * len(seeds)`` trainings (subset, random and full
         pool, one per seed; a repeated subset is answered from memory and still counts).
+
+        A subset of 0 images (a fraction too small for every class) raises
+        :class:`EmptySubsetError` unless ``allow_empty`` (a plan's table keeps such a cell).
         """
         t0 = time.perf_counter()
         seeds = list(self.config.seeds)
@@ -505,6 +524,8 @@ class Evaluator:
                     subsets.append(res.selected)
                 else:
                     subsets.append(self.select(method, fraction, budget, s, params, budget_counts).selected)
+        if first.n_selected == 0 and not allow_empty:
+            self._refuse_empty(method, float(first.fraction), budget, given is not None)
         counts = first.class_counts("kept")
         random_subsets = [
             self.select("random", first.fraction, "manual", s, budget_counts=counts).selected for s in seeds
@@ -558,7 +579,7 @@ class Evaluator:
         return cell, note
 
 __all__ = [
-    "CellResult", "EVAL_MODEL_PREFERENCE", "EvalConfig", "EvalSplit", "Evaluator", "GroupResult",
+    "CellResult", "EVAL_MODEL_PREFERENCE", "EmptySubsetError", "EvalConfig", "EvalSplit", "Evaluator", "GroupResult",
     "default_eval_model", "features_digest", "make_split", "method_label", "stratified_holdout",
     "symmetric_label_noise",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..evaluation.report import EvaluationReport
 from ..features import FeatureSet
+from ..workspace import make_output_dir
 from .folder import export_subset_folder, safe_name, subset_layout, subset_zip_bytes
 from .html import render_html, write_html
 from .tables import scores_frame, subset_frame, write_csv, write_selection_csvs
@@ -46,8 +47,7 @@ def export_report(out: str | os.PathLike, report: EvaluationReport, fs: FeatureS
     """
     from .html import _primary_index
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_output_dir(out)
     written: dict[str, Path] = {}
     written["report.json"] = report.save(out / "report.json")
     frame = report.results_frame()

@@ -21,7 +21,9 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from ..errors import CoresetError
-from ..workspace import atomic_write_with
+from ..text import display_text
+from ..workspace import atomic_write_with, make_output_dir
+from .tables import csv_text
 
 
 def safe_name(label: str) -> str:
@@ -57,8 +59,7 @@ def export_subset_folder(paths: Sequence[str], labels: Sequence[str], dest: str 
     out: list[tuple[str, str]] = []
     for src, rel in zip(sources, subset_layout([str(p) for p in sources], labels)):
         target = dest / rel
-        folder = target.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = make_output_dir(target.parent)
         if link:
             tmp = folder / f".{target.name}.link.tmp"
             if tmp.exists() or tmp.is_symlink():
@@ -95,7 +96,8 @@ def subset_zip_bytes(paths: Sequence[str], labels: Sequence[str],
                      extra: Mapping[str, bytes] | None = None) -> bytes:
     """A zip of the kept images in a folder per class (:func:`subset_layout`), plus
     ``manifest.csv`` (``path,label`` relative to the zip's top folder, so the unpacked folder
-    loads as a dataset) and the ``extra`` files (name -> bytes, e.g. ``subset.csv``).
+    loads as a dataset; formula-like cells escaped as ``'=x``, which the manifest loader reads
+    back as ``=x``) and the ``extra`` files (name -> bytes, e.g. ``subset.csv``).
 
     Images are stored as they are (no recompression); a file that cannot be read is left out
     and listed in ``MISSING.txt`` with the reason. The sources are only read.
@@ -109,11 +111,13 @@ def subset_zip_bytes(paths: Sequence[str], labels: Sequence[str],
             except OSError as exc:
                 missing.append(f"{path}\t{type(exc).__name__}: {exc.strerror or exc}")
                 continue
+            rel = display_text(rel)  # a zip entry name must be valid UTF-8
             zf.writestr(zipfile.ZipInfo(rel, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_STORED)
-            rows.append({"path": rel, "label": str(label)})
+            rows.append({"path": rel, "label": display_text(str(label))})
         manifest = pd.DataFrame(rows, columns=["path", "label"])
-        # not formula-escaped (unlike the CSVs meant for people): a loader must read the names as they are
-        zf.writestr("manifest.csv", manifest.to_csv(index=False), zipfile.ZIP_DEFLATED)
+        # formula-like cells are escaped ('=x) like every CSV of the project; the manifest loader
+        # reads '=x back as =x (core.text.unescape_csv_cell), so the unpacked folder still loads
+        zf.writestr("manifest.csv", csv_text(manifest), zipfile.ZIP_DEFLATED)
         for name, data in (extra or {}).items():
             zf.writestr(name, data, zipfile.ZIP_DEFLATED)
         if missing:

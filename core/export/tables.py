@@ -6,6 +6,9 @@
   ``selected``, ``order`` (position in the selection, -1 if dropped).
 * ``subset.csv``: ``path,label`` then the same score columns, for the kept rows in
   selection order.
+
+A path or label that is not valid UTF-8 (a file name with undecodable bytes) is written
+with those bytes as ``\\xNN`` (:func:`core.text.display_text`).
 * ``results.csv``: the results table of a report (percent).
 
 Text cells starting with ``= + - @`` (or tab / CR) are prefixed with ``'``
@@ -22,6 +25,7 @@ import pandas as pd
 
 from ..features import FeatureSet
 from ..selection.result import escape_csv_frame
+from ..text import display_array
 from ..workspace import atomic_write_text
 
 #: Columns of a selection table that are bookkeeping, not scores.
@@ -32,7 +36,9 @@ def scores_frame(table: pd.DataFrame, fs: FeatureSet | None = None) -> pd.DataFr
     """The ``scores.csv`` frame of a selection table (see the module docstring)."""
     frame = table.copy()
     idx = frame["index"].to_numpy(dtype=np.int64)
-    paths = fs.paths[idx] if fs is not None and fs.paths is not None else np.full(len(frame), "", dtype=object)
+    # paths that are not valid UTF-8 are written with their undecodable bytes as \xNN (core.text)
+    paths = (display_array(fs.paths[idx]) if fs is not None and fs.paths is not None
+             else np.full(len(frame), "", dtype=object))
     frame.insert(1, "path", paths)
     if fs is not None:
         true = np.asarray(fs.labels)[idx].astype(str)

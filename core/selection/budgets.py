@@ -27,6 +27,7 @@ official code's ``round(len(class) * fraction)``).
 from __future__ import annotations
 
 import csv
+import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,7 +145,14 @@ def read_manual_counts(path: str | os.PathLike) -> dict[str, int]:
     path = Path(path)
     if not path.is_file():
         raise SelectionInputError(f"Manual budget file {path} does not exist.")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SelectionInputError(f"Manual budget file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                                  f"position {exc.start}); save it as a UTF-8 CSV with columns class,count.") from None
+    except OSError as exc:
+        raise SelectionInputError(f"Manual budget file {path} cannot be read ({exc.strerror or exc}).") from exc
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh)
         if reader.fieldnames is None or {"class", "count"} - {f.strip() for f in reader.fieldnames}:
             raise SelectionInputError(f"Manual budget file {path} needs a header with columns class,count.")
@@ -179,9 +187,14 @@ def manual_budgets(classes: np.ndarray, sizes: np.ndarray, counts: Mapping | str
                 f"Manual budget: class {name!r} is not in the data (classes: {', '.join(list(lookup)[:20])}"
                 f"{', ...' if len(lookup) > 20 else ''})."
             )
-        if isinstance(value, bool) or not float(value).is_integer():
-            raise SelectionInputError(f"Manual budget: count {value!r} of class {name!r} is not an integer.")
-        count = int(value)
+        try:
+            integral = not isinstance(value, bool) and float(value).is_integer()
+        except (TypeError, ValueError, OverflowError):  # "abc", None, a list, ...
+            integral = False
+        if not integral:
+            raise SelectionInputError(f"Manual budget: count {value!r} of class {name!r} is not an integer; "
+                                      "give a count of images from 0 to the class size.")
+        count = int(value) if isinstance(value, (int, np.integer)) else int(float(value))
         c = lookup[name]
         if count < 0:
             raise SelectionInputError(f"Manual budget: count {count} of class {name!r} is negative.")

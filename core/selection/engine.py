@@ -14,6 +14,8 @@ import torch
 from .. import __version__ as core_version
 from ..devices import resolve_device
 from ..errors import SelectionInputError
+from ..features import FLOAT32_MAX, beyond_float32, float32_range_message
+from ..text import display_array
 from ._linalg import check_finite
 from .budgets import BUDGET_STRATEGIES, budget_table, plan_budgets
 from .registry import SelectionData, get_selector
@@ -56,7 +58,44 @@ def normalize_labels(labels: Any) -> np.ndarray:
             return lab.astype(np.int64)
         if any(v is None for v in lab.tolist()):
             raise SelectionInputError("labels contain None; every sample needs a class label.")
-    return lab.astype(str)
+    if kind == "S":
+        try:
+            return np.array([v.decode("utf-8") for v in lab.tolist()], dtype=str)
+        except UnicodeDecodeError:
+            bad = next(i for i, v in enumerate(lab.tolist()) if not _utf8(v))
+            raise SelectionInputError(f"labels row {bad} is not UTF-8 text ({lab[bad]!r}); give labels as str.") from None
+    # a name that is not valid UTF-8 (surrogate-escaped bytes) is shown as \xNN (core.text)
+    return display_array(lab.astype(str))
+
+
+def _utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def check_magnitude(x: np.ndarray, name: str) -> None:
+    """Raise :class:`SelectionInputError` when squared distances between rows of the float32
+    ``x`` could overflow float32.
+
+    Every selector works on (squared) Euclidean distances or dot products in float32; with
+    ``D`` columns and ``|x| <= m`` they stay below ``4 D m^2``, so ``m`` must not exceed
+    ``sqrt(FLOAT32_MAX / (4 D))`` (about 2.6e17 for 1280-d features). Above that some score
+    becomes infinite and the ranking degenerates to row order.
+    """
+    if x.size == 0:
+        return
+    limit = float(np.sqrt(FLOAT32_MAX / (4.0 * x.shape[1])))
+    top = max(float(x.max()), -float(x.min()))
+    if top > limit:
+        row = int(np.argmax(np.abs(x).max(axis=1)))
+        raise SelectionInputError(
+            f"Features of model {name!r} have values up to {top:.3g} in absolute value (row {row}); squared "
+            f"distances between rows would overflow float32 (above about {limit:.2g} for {x.shape[1]}-d features) "
+            "and every score would be infinite: rescale the features (divide by their largest absolute value) or "
+            "L2-normalise them before saving.")
 
 
 def _resolve_models(features: Mapping[str, Any], models: str | Sequence[str] | None) -> list[str]:
@@ -143,8 +182,9 @@ def run_selection(
         a :class:`SelectionResult`.
 
     Raises:
-        SelectionInputError: fraction outside (0, 1]; NaN/inf features; arrays of
-            different lengths; unknown model, method, parameter or budget; no samples.
+        SelectionInputError: fraction outside (0, 1]; NaN/inf features, finite values
+            beyond the float32 range, or values so large that squared distances overflow
+            float32 (:func:`check_magnitude`); arrays of different lengths; unknown model, method, parameter or budget; no samples.
     """
     t0 = time.perf_counter()
     spec = get_selector(method)
@@ -172,6 +212,9 @@ def run_selection(
             raise SelectionInputError(f"Features of model {name!r} have no columns.")
         if x.dtype.kind not in "fiub":
             raise SelectionInputError(f"Features of model {name!r} must be numbers, got dtype {x.dtype}.")
+        where = beyond_float32(x)
+        if where is not None:
+            raise SelectionInputError(float32_range_message(name, where))
         feats[name] = np.ascontiguousarray(x, dtype=np.float32)
     pool_idx = _resolve_pool(pool, n)
     if pool_idx is not None:
@@ -179,6 +222,7 @@ def run_selection(
         lab = lab[pool_idx]
     for name, x in feats.items():
         check_finite(x, name)
+        check_magnitude(x, name)
     dev = resolve_device(device)
     data = SelectionData.build(feats, lab, p, int(seed), dev, budget, progress)
 

@@ -11,15 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-#: First characters that make a spreadsheet treat a cell as a formula (CSV injection).
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def escape_csv_cell(value: Any) -> Any:
-    """Prefix a text cell starting with ``= + - @``, tab or CR with ``'`` (numbers untouched)."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+from ..text import FORMULA_PREFIXES, escape_csv_cell
 
 
 def escape_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
