@@ -647,3 +647,18 @@ def test_check_help_documents_strict(capsys):
         main(["check", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert "--strict" in text and "exit with status 1 when any file or row was skipped" in text
+
+
+def test_an_extraction_folder_carries_the_pid_so_a_killed_unzip_is_cleaned(tmp_path, monkeypatch):
+    """The unzip's temporary folder is named with the writer's pid: one left by a dead process
+    is removed by the next run, whatever its age; this process's own is kept."""
+    import tempfile
+
+    from core.datasets.archive import extract_archive
+
+    seen = []
+    real = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: seen.append(k.get("prefix")) or real(*a, **k))
+    ws = tmp_path / "ws"
+    extract_archive(_zip_of_tree(tmp_path), workspace=ws)
+    assert seen and all(p and f".p{os.getpid()}." in p for p in seen)

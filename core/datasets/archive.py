@@ -26,7 +26,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from ..errors import DatasetError
-from ..workspace import resolve_workspace
+from ..workspace import resolve_workspace, temp_prefix
 from .folder import _visible, load_folder
 from .images import Progress
 from .manifest import find_manifest, load_manifest
@@ -144,7 +144,7 @@ def extract_archive(archive: str | Path, *, workspace: str | Path | None = None,
             if (target / ".complete").is_file():
                 return target, problems
             target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target.name), dir=target.parent))
             try:
                 written = 0
                 for info in safe:
