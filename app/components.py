@@ -12,6 +12,7 @@ import streamlit as st
 from core.errors import CoresetError, WeightsUnavailableError
 from core.extract import ExtractionCancelled
 from core.features import FeatureSet
+from core.text import display_text
 from core.selection import SelectionResult
 
 from . import cached, services
@@ -78,11 +79,11 @@ def review_queue(result: SelectionResult, fs: FeatureSet, run_id: str, edits, ba
         uri = cached.thumbnails([path], 224).get(path)
         if uri:
             left.image(uri, width=224)
-        right.markdown(f"**{pos + 1} of {len(queue)}** · `{path.rsplit('/', 1)[-1]}`")
+        right.markdown(f"**{pos + 1} of {len(queue)}** · `{display_text(path.rsplit('/', 1)[-1])}`")
         right.markdown(f"Label: **{row['label']}** → the models suggest **{row.get('suggested_class', '?')}** "
                        f"(confidence {float(row.get('label_confidence', float('nan'))):.0%}; support of its own "
                        f"label {float(row.get('label_agreement', float('nan'))):.0%})")
-        right.caption(f"{'In' if kept else 'Not in'} the subset. {path}")
+        right.caption(f"{'In' if kept else 'Not in'} the subset. {display_text(path)}")
         b1, b2, b3, b4 = right.columns(4)
         if b1.button("Previous", key=f"review_prev|{run_id}", disabled=pos == 0):
             st.session_state[key] = pos - 1
@@ -193,7 +194,7 @@ def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, colu
             if uri:
                 st.image(uri, caption=cap, width=size)
             else:
-                st.caption(f"unreadable: {cap or p}")
+                st.caption(f"unreadable: {cap or display_text(p)}")
 
 
 def sidebar_status() -> None:

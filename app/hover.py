@@ -25,6 +25,8 @@ from typing import Callable, Mapping, Sequence
 
 import streamlit as st
 
+from core.text import display_text
+
 EAGER_MAX_ENV = "CORESET_STUDIO_HOVER_EAGER_MAX"
 EAGER_MAX = 2000  # 64 px JPEG data URIs: ~1.4 kB (Fashion-MNIST) to ~2.7 kB (photos) each, once per session
 THUMB_PX = 64
@@ -187,7 +189,7 @@ def hover_thumbnails(plot_key: str, rows: Sequence[int], paths: Sequence[str], d
         with st.spinner("Making thumbnails for the hover cards…"):
             thumbs = thumbnails(paths)
         payload["thumbs"] = {str(r): thumbs.get(p) for r, p in zip(rows, paths)}
-        payload["paths"] = {str(r): p for r, p in zip(rows, paths)}
+        payload["paths"] = {str(r): display_text(p) for r, p in zip(rows, paths)}
     _component()(data=payload, key=key, default={"have": None}, on_have_change=lambda: None)
     return "sent" if send else "held"
 
@@ -205,7 +207,7 @@ def _lazy(plot_key: str, version: str, path_of: Mapping[int, str], key: str,
     if row is not None and row in path_of:
         path = path_of[row]
         payload["thumbs"] = {str(row): thumbnails([path]).get(path)}
-        payload["paths"] = {str(row): path}
+        payload["paths"] = {str(row): display_text(path)}
     _component()(data=payload, key=key, default={"want": None}, on_want_change=lambda: None)
 
 

@@ -22,6 +22,7 @@ from core.datasets import Dataset, load_dataset, load_demo, load_manifest
 from core.datasets.archive import dataset_root, extract_archive
 from core.errors import CoresetError, DatasetError
 from core.features import FeatureSet
+from core.text import display_text
 from core.selection import SelectionResult
 from core.workspace import atomic_write_bytes, resolve_workspace
 
@@ -244,7 +245,7 @@ def ranking_frame(result: SelectionResult, fs: FeatureSet, thumbs: Mapping[str, 
     paths = fs.paths[idx] if fs.paths is not None else np.full(len(t), "", dtype=object)
     front = pd.DataFrame({
         "thumbnail": [thumbs.get(p) if thumbs else None for p in paths],
-        "file": [Path(p).name for p in paths],
+        "file": [display_text(Path(p).name) for p in paths],
     }, index=t.index)
     cols = [c for c in t.columns if not c.startswith("distance[")]
     out = pd.concat([front, t[cols]], axis=1)
@@ -362,7 +363,7 @@ def point_frame(result: SelectionResult, fs: FeatureSet, coords: np.ndarray) -> 
     idx = t["index"].to_numpy(dtype=np.int64)
     frame = pd.DataFrame({
         "x": coords[idx, 0], "y": coords[idx, 1], "index": idx, "class": t["label"].astype(str).to_numpy(),
-        "path": fs.paths[idx] if fs.paths is not None else "",
+        "path": [display_text(str(p)) for p in fs.paths[idx]] if fs.paths is not None else "",
         "kept": np.where(t["selected"].to_numpy(), "kept", "dropped"),
     })
     for col in point_score_columns(result):

@@ -174,3 +174,37 @@ def test_paths_in_a_server_manifest_are_confined_to_the_roots(roots, tmp_path_fa
     assert problems["kind"].tolist() == ["outside_allowed_roots"] * len(rows)
     assert len({r.replace(repr(p), "") for r, p in zip(problems["reason"], rows)}) == 1
     assert len(at.get("image")) == 2  # the two images inside the roots, not the secret one
+
+
+@pytest.mark.usefixtures("fake_app_model")
+def test_names_that_are_not_utf8_go_through_every_page(roots):
+    """Class folders and files named with bytes that are not UTF-8 (Latin-1 'café', a stray 0xff):
+    every page draws without an exception, and the names are shown with \\xNN escapes."""
+    import os
+
+    from ._app_helpers import FAKE
+
+    root = roots / "latin1"
+    for cls, tag in ((b"caf\xe9", 0), (b"th\xe9", 1), (b"plain", 2)):
+        folder = Path(os.fsdecode(bytes(root).__add__(b"/") + cls))
+        for i in range(8):
+            write_image(folder / os.fsdecode(b"\xff" + f"{i:02d}.png".encode()), seed=10 * tag + i)
+    at = start()
+    at.radio(key="data_source").set_value("Folder on the server").run()
+    at.text_input(key="data_folder").set_value(str(root))
+    at.button(key="data_load_folder").click().run()
+    assert not errors(at) and not at.exception, (errors(at), at.exception)
+    assert metrics(at)["Images"] == "24"
+    assert "caf\\xe9" in at.selectbox(key="data_class").options
+    at.switch_page("pages/models.py").run()
+    at.multiselect(key="models_pick").set_value([FAKE]).run()
+    at.button(key="models_compute").click().run()
+    assert not errors(at) and not at.exception, (errors(at), at.exception)
+    at.switch_page("pages/select.py").run()
+    at.selectbox(key="select_method").set_value("herding")
+    at.slider(key="select_fraction").set_value(50)
+    at.button(key="select_run").click().run()
+    assert not errors(at) and not at.exception, (errors(at), at.exception)
+    for page in ("pages/explore.py", "pages/evaluate.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, at.exception)

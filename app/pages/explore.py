@@ -142,6 +142,7 @@ with tabs[3]:
 # Last, so the galleries show before the first visit makes the hover thumbnails (the card
 # finds the chart by its key wherever this sits).
 if fs.paths is not None:
-    hover.hover_thumbnails("explore_plot", points["index"].tolist(), points["path"].tolist(),
+    # the real paths (the frame's path column is for display: bytes that are not UTF-8 escaped)
+    hover.hover_thumbnails("explore_plot", points["index"].tolist(), [str(fs.paths[i]) for i in points["index"]],
                            data_key=f"{state.embedding_key}|{hover.THUMB_PX}", key="explore_hover",
                            thumbnails=lambda paths: cached.thumbnails(paths, hover.THUMB_PX))
