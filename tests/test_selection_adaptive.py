@@ -268,7 +268,8 @@ def test_auto_estimates_follow_the_documented_procedure():
     from core.selection.auto import AUTO_STREAM
 
     feats, labels, _, _ = clusters(8, sizes=(30, 30, 30), flip=0.2, spread=1.0)
-    r = run_selection("auto", feats, labels, 0.3, candidates="random,herding", folds=3, repeats=2, seed=4)
+    r = run_selection("auto", feats, labels, 0.3, candidates="random,herding", folds=3, repeats=2, seed=4,
+                      probe="ridge")
     xs = [np.asarray(x, np.float64) for x in feats.values()]
     x = np.concatenate([v / np.linalg.norm(v, axis=1, keepdims=True) for v in xs], axis=1)
     fold = np.empty(len(labels), dtype=np.int64)
@@ -314,6 +315,34 @@ def test_auto_estimates_follow_the_documented_procedure():
     assert r.details["chosen"] == expect
     ref = run_selection(expect, feats, labels, 0.3, seed=4)
     assert r.selected.tolist() == ref.selected.tolist()
+
+
+def test_auto_default_probe_is_the_evaluation_probe():
+    """probe=logistic trains core.evaluation.probes.LinearProbe on each fold's subset."""
+    from core.evaluation.probes import LinearProbe
+    from core.selection.auto import AUTO_STREAM, stratified_folds
+
+    feats, labels, _, _ = clusters(17, sizes=(20, 20, 20), flip=0.2, spread=1.5)
+    r = run_selection("auto", feats, labels, 0.5, candidates="random", folds=2, repeats=1)
+    assert r.details["probe"].startswith("logistic")
+    data = SelectionData.build(feats, labels, 0.5, 0)
+    fold = stratified_folds(data, 2, 0)
+    xs = [np.asarray(v, np.float32) for v in feats.values()]
+    x = np.concatenate([v / np.linalg.norm(v, axis=1, keepdims=True) for v in xs], axis=1)
+    accs = []
+    for f in range(2):
+        train, test = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        keys = np.random.default_rng(0).random(len(train))
+        rows = []
+        for c in range(3):
+            local = np.flatnonzero(labels[train] == c)
+            rows += train[local[np.argsort(keys[local], kind="stable")][: int(np.round(0.5 * len(local)))]].tolist()
+        rows = np.sort(np.array(rows))
+        pred = LinearProbe().fit_predict(x[rows], labels[rows], x[test], 3)
+        accs.append(100 * float(np.mean(pred == labels[test])))
+    est = r.details["estimates"][0]
+    assert est["candidate"] == "random"
+    np.testing.assert_allclose(est["accuracy"], np.mean(accs), atol=1e-6)
 
 
 def test_auto_cleans_under_heavy_noise_and_its_choice_ignores_the_run_seed():

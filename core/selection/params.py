@@ -237,7 +237,11 @@ class AutoParams(SelectorParams):
     folds: int = param(3, "Stratified folds k of the pool (select on k-1 folds, score on the held-out one).",
                        minimum=2)
     repeats: int = param(3, "Random subsets per fold that every candidate is compared with.", minimum=1)
-    ridge: float = param(1.0, "L2 penalty lambda of the ridge probe trained on each fold's subset.", minimum=0.0,
+    probe: Literal["logistic", "ridge"] = param(
+        "logistic", "Probe trained on each fold's subset: logistic = the evaluation's linear probe "
+                    "(standardised, logistic regression, C = 1); ridge = a closed-form ridge classifier (faster, "
+                    "but blind to label noise).")
+    ridge: float = param(1.0, "L2 penalty lambda of the ridge probe (probe = ridge).", minimum=0.0,
                          exclusive_minimum=True)
     cv_seed: int = param(0, "Seed of the folds and of the candidates' random choices inside them.", minimum=0)
     margin: float = param(0.0, "Estimated gain over random (percentage points) a candidate needs to be chosen "
