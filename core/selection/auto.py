@@ -55,7 +55,6 @@ from collections import OrderedDict
 import numpy as np
 
 from ..errors import SelectionInputError
-from ._linalg import l2_normalize_rows
 from ._ordering import concat_class_picks
 from ._probe import ridge_fit_predict
 from .baselines import class_features
@@ -163,9 +162,7 @@ def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> di
     t0 = time.perf_counter()
     candidates = parse_candidates(params.candidates)
     folds = stratified_folds(data, params.folds, params.cv_seed)
-    x = class_features(data, np.arange(data.n), "")
-    if len(data.models) == 1:
-        x = l2_normalize_rows(x)
+    x = class_features(data, np.arange(data.n), "", "l2")
     fit_predict = make_probe(params, x)
     subs = []
     for f in range(params.folds):

@@ -64,11 +64,7 @@ def bws(data: SelectionData, budgets: np.ndarray, params: BWSParams) -> Selector
     for c in range(data.n_classes):
         rows = data.class_rows(c)
         orders.append(rows[np.lexsort((rows, -h[rows]))])
-    x = class_features(data, np.arange(data.n), params.model)
-    if params.model or len(data.models) == 1:  # ridge on unit rows, like the concatenation
-        from ._linalg import l2_normalize_rows
-
-        x = l2_normalize_rows(x)
+    x = class_features(data, np.arange(data.n), params.model, "l2")  # unit rows, like the concatenation
     scores: dict[str, float] = {}
     best, best_rows = -1.0, None
     for s in window_starts(params.step, data.sizes, budgets):
