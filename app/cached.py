@@ -177,10 +177,14 @@ def selection(spec: RunSpec, progress=None) -> SelectionResult | None:
     if fs is None:
         return None
     store = _selection_store()
-    key = f"{spec.embedding_key}|{spec.to_json()}"
+    key = spec.key
     if key in store:
         store.move_to_end(key)
         return store[key]
+    saved = _saved_result(spec)
+    if saved is not None:
+        store.put(key, saved)
+        return saved
     sel = get_selector(spec.method)
     params = dict(spec.params)
     if sel.prefix_consistent and spec.budget != "manual" and _pool_size(fs) <= RANK_ALL_MAX:
@@ -198,6 +202,153 @@ def selection(spec: RunSpec, progress=None) -> SelectionResult | None:
     return result
 
 
+# --------------------------------------------------------------------------- saved runs
+def run_store():
+    """The workspace's saved runs (:class:`core.runs.RunStore`), so that a restart keeps them."""
+    from core.runs import RunStore
+
+    return RunStore()
+
+
+def _saved_result(spec: RunSpec) -> SelectionResult | None:
+    if not spec.dataset_key:
+        return None
+    try:
+        return run_store().load_result(spec.dataset_key, spec.key)
+    except (OSError, ValueError):
+        return None
+
+
+def save_run(spec: RunSpec, models: Sequence[str], result: SelectionResult) -> str | None:
+    """Save a run made by the person in the workspace; returns a problem to show, or None."""
+    from core.errors import CoresetError
+
+    if not spec.dataset_key:
+        return None
+    try:
+        run_store().save_run(spec.dataset_key, spec.run_id, spec.key,
+                             {**spec.to_config(), "models": list(models)}, result)
+    except (OSError, ValueError, CoresetError) as exc:
+        return f"The run could not be saved in the workspace ({exc}); it stays in this session only."
+    return None
+
+
+def restore_runs(state) -> list[str]:
+    """Put the saved runs of the session's dataset and embedding into ``state`` (once per
+    embedding and session): their specs, hand edits and latest evaluations. Returns the
+    problems met (unreadable run folders), to show."""
+    from .state import Edits
+
+    ekey, fingerprint = state.embedding_key, state.dataset_key
+    if not ekey or not fingerprint or ekey in state.restored:
+        return []
+    state.restored.add(ekey)
+    store = run_store()
+    try:
+        records = store.list_runs(fingerprint)
+    except (OSError, ValueError) as exc:
+        return [f"Saved runs could not be read: {exc}"]
+    for rec in records:
+        if rec.config.get("embedding_key") != ekey or rec.run_id in state.runs:
+            continue
+        try:
+            spec = RunSpec.from_config(rec.config, dataset_key=fingerprint)
+        except (KeyError, TypeError, ValueError):
+            continue
+        state.runs[spec.run_id] = spec
+        added, dropped = store.load_edits(fingerprint, spec.key)
+        state.edits[spec.run_id] = Edits(added, dropped)
+        state.saved_edits[spec.run_id] = (tuple(sorted(added)), tuple(sorted(dropped)))
+        if rec.evaluations:
+            state.evaluations.setdefault(spec.run_id, rec.evaluations[-1])
+        if state.active_run is None:
+            state.active_run = spec.run_id
+    return store.problems()
+
+
+def persist_edits(state) -> None:
+    """Save the hand edits of the session's runs that changed since last saved."""
+    for rid, spec in state.runs.items():
+        edits = state.edits.get(rid)
+        if edits is None:
+            continue
+        sig = (tuple(sorted(edits.added)), tuple(sorted(edits.dropped)))
+        if state.saved_edits.get(rid, ((), ())) == sig:
+            continue
+        if spec.dataset_key:
+            try:
+                run_store().save_edits(spec.dataset_key, spec.key, edits.added, edits.dropped)
+            except (OSError, ValueError):
+                continue  # tried again after the next action
+        state.saved_edits[rid] = sig
+
+
+def delete_run(state, run_id: str) -> None:
+    """Forget a run in this session and delete it from the workspace (its edits and evaluations too)."""
+    spec = state.runs.pop(run_id, None)
+    state.edits.pop(run_id, None)
+    state.saved_edits.pop(run_id, None)
+    state.evaluations.pop(run_id, None)
+    if state.active_run == run_id:
+        remaining = state.runs_for_embedding()
+        state.active_run = remaining[-1] if remaining else None
+    if spec is not None:
+        _selection_store().pop(spec.key, None)
+        if spec.dataset_key:
+            run_store().delete_run(spec.dataset_key, spec.key)
+
+
+def saved_runs(state) -> list:
+    """The saved runs of the session's dataset (:class:`core.runs.RunRecord`, oldest first)."""
+    if not state.dataset_key:
+        return []
+    try:
+        return run_store().list_runs(state.dataset_key)
+    except (OSError, ValueError):
+        return []
+
+
+def delete_saved_run(state, record) -> None:
+    """Delete a saved run (listed by :func:`saved_runs`) from the workspace and the session."""
+    if record.run_id in state.runs and state.runs[record.run_id].key == record.key:
+        delete_run(state, record.run_id)
+    else:  # a run of other models, not open in this session
+        run_store().delete_run(state.dataset_key, record.key)
+
+
+def save_evaluation(spec: RunSpec, eval_key: str, outcome) -> None:
+    """Keep an evaluation of a saved run in the workspace too (best effort)."""
+    if spec.dataset_key:
+        try:
+            run_store().save_evaluation(spec.dataset_key, spec.key, eval_key, outcome.files, outcome.note)
+        except (OSError, ValueError):
+            pass
+
+
+def evaluation(spec: RunSpec | None, eval_key: str):
+    """The evaluation ``eval_key`` from memory, else from the saved run (None when neither has it)."""
+    store = evaluation_store()
+    if eval_key in store:
+        return store[eval_key]
+    if spec is None or not spec.dataset_key:
+        return None
+    saved = run_store().load_evaluation(spec.dataset_key, spec.key, eval_key)
+    if saved is None:
+        return None
+    from core.errors import CoresetError
+    from core.evaluation.report import EvaluationReport
+
+    from .services import EvaluationOutcome
+
+    try:
+        report = EvaluationReport.from_json(saved.files["report.json"].decode("utf-8"))
+    except (ValueError, KeyError, TypeError, CoresetError):
+        return None
+    outcome = EvaluationOutcome(report=report, files=saved.files, note=saved.note)
+    store.put(eval_key, outcome)
+    return outcome
+
+
 def pool_check(spec: RunSpec) -> dict | None:
     """``auto``'s pool estimate of ``spec``'s method against random (k-fold inside the pool), for
     a method the person picked; None for ``auto`` itself, a manual budget, or an unusual parameter."""
@@ -211,7 +362,7 @@ def pool_check(spec: RunSpec) -> dict | None:
     if fs is None:
         return None
     store = _selection_store()
-    key = f"{spec.embedding_key}|check|{spec.to_json()}"
+    key = f"check|{spec.key}"
     if key not in store:
         defaults = {i.name: i.default for i in get_selector(spec.method).parameters}
         try:
@@ -240,6 +391,19 @@ def thumbnails(paths: Sequence[str], size: int = 64, fmt: str = "auto", square: 
             store[key] = thumbnail_data_uri(p, size, fmt, square)
         out[p] = store[key]
     return out
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _unit_features(embedding_key: str, model: str) -> np.ndarray:
+    x = np.asarray(get_features(embedding_key).features[model], dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def unit_features(embedding_key: str, model: str) -> np.ndarray:
+    """``model``'s features with rows scaled to unit length (for cosine neighbours), made once
+    per embedding; read-only."""
+    return _unit_features(embedding_key, model)
 
 
 # --------------------------------------------------------------------------- projections

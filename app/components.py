@@ -124,7 +124,7 @@ def need_dataset():
                     "**Data** page; its embeddings come back from the disk cache.", icon=":material/arrow_back:")
         else:
             st.info("No dataset yet: load one on the **Data** page.", icon=":material/arrow_back:")
-        st.page_link("pages/data.py", label="Go to Data", icon=":material/folder_open:")
+        st.page_link("views/data.py", label="Go to Data", icon=":material/folder_open:")
     return ds
 
 
@@ -141,7 +141,10 @@ def need_features():
                     "cache, not a recomputation).", icon=":material/arrow_back:")
         else:
             st.info("No embeddings yet: compute them on the **Models** page.", icon=":material/arrow_back:")
-        st.page_link("pages/models.py", label="Go to Models", icon=":material/memory:")
+        st.page_link("views/models.py", label="Go to Models", icon=":material/memory:")
+        return None
+    for problem in cached.restore_runs(state):  # the runs saved in the workspace (a restart keeps them)
+        st.warning(problem, icon=":material/warning:")
     return fs
 
 
@@ -170,7 +173,7 @@ def need_run() -> ActiveRun | None:
     spec = state.runs.get(rid) if rid else None
     if spec is None or spec.embedding_key != state.embedding_key:
         st.info("No selection yet: run one on the **Select** page.", icon=":material/arrow_back:")
-        st.page_link("pages/select.py", label="Go to Select", icon=":material/content_cut:")
+        st.page_link("views/select.py", label="Go to Select", icon=":material/content_cut:")
         return None
     base = cached.selection(spec)
     if base is None:
@@ -197,10 +200,11 @@ def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, colu
                 st.caption(f"unreadable: {cap or display_text(p)}")
 
 
-def sidebar_status() -> None:
+def sidebar_status(slot=None) -> None:
+    """The session's summary in the sidebar (in ``slot``, a placeholder made before the page ran)."""
     state = get_state()
     ds = cached.get_dataset(state.dataset_key)
-    with st.sidebar:
+    with (slot.container() if slot is not None else st.sidebar):
         st.markdown("**Session**")
         st.caption(f"Dataset: {ds.name} ({len(ds)} images)" if ds else "Dataset: none")
         st.caption("Models: " + (", ".join(state.embedding_models) if cached.get_features(state.embedding_key)

@@ -277,6 +277,54 @@ def overlap_frame(results: Mapping[str, SelectionResult]) -> pd.DataFrame:
     return pd.DataFrame(data, index=names)
 
 
+def count_text(value) -> str:
+    """A count for display: the number, or "–" when it was not computed (one rule for every page)."""
+    return "–" if value is None else f"{int(value):,}"
+
+
+def compare_summary_frame(results: Mapping[str, SelectionResult]) -> pd.DataFrame:
+    """Runs side by side: images kept and suspected mislabels ("–" when not computed)."""
+    return pd.DataFrame([{"run": rid, "kept": r.n_selected, "mislabels": count_text(headline(r).mislabels)}
+                         for rid, r in results.items()])
+
+
+def shared_counts_frame(results: Mapping[str, SelectionResult]) -> pd.DataFrame:
+    """Pairwise number of images kept by both runs (the diagonal: each run's size)."""
+    names = list(results)
+    sets = {n: set(np.asarray(r.selected).tolist()) for n, r in results.items()}
+    return pd.DataFrame({b: [len(sets[a] & sets[b]) for a in names] for b in names}, index=names)
+
+
+def overlap_by_class(a: SelectionResult, b: SelectionResult) -> pd.DataFrame:
+    """Per class: images kept by run ``a``, by run ``b``, by both, and both / the smaller count."""
+    def kept(r: SelectionResult) -> pd.Series:
+        t = r.table
+        return t.loc[t["selected"].to_numpy(dtype=bool)].groupby(t["label"].astype(str))["index"].apply(set)
+
+    ka, kb = kept(a), kept(b)
+    rows = []
+    for c in sorted(set(a.table["label"].astype(str)) | set(b.table["label"].astype(str))):
+        sa, sb = ka.get(c, set()), kb.get(c, set())
+        shared = len(sa & sb)
+        rows.append({"class": c, "first run": len(sa), "second run": len(sb), "both": shared,
+                     "overlap": round(shared / max(1, min(len(sa), len(sb))), 3)})
+    return pd.DataFrame(rows)
+
+
+def saved_runs_frame(records, embedding_key: str | None) -> pd.DataFrame:
+    """The saved runs of a dataset for display: run, models, when, edits, evaluations, open here."""
+    import datetime as _dt
+
+    return pd.DataFrame([{
+        "run": r.run_id,
+        "models": ", ".join(r.config.get("models", [])),
+        "saved": _dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
+        "hand edits": r.n_edits,
+        "evaluations": len(r.evaluations),
+        "open here": r.config.get("embedding_key") == embedding_key,
+    } for r in records])
+
+
 @dataclass(frozen=True)
 class Gallery:
     """One gallery of a class: its rows and a caption saying how they were chosen."""
@@ -332,7 +380,7 @@ def gallery_caption(row: pd.Series, score_column: str | None) -> str:
 
 
 AUTO_ESTIMATE_NOTE = ("Each candidate selected from 2 of 3 folds of your training images at this fraction; a "
-                      "ridge probe trained on its subset was scored on the third fold and compared with random "
+                      "linear probe (the evaluation's logistic regression) trained on its subset was scored on the third fold and compared with random "
                       "subsets of the same per-class sizes. Gain in percentage points with a 95 % interval over "
                       "the folds. Test images are never used.")
 

@@ -33,6 +33,8 @@ class RunSpec:
     seed: int
     params: tuple[tuple[str, Any], ...] = ()
     budget_counts: tuple[tuple[str, int], ...] = ()
+    #: the dataset's fingerprint: where the run is saved (not part of the run's key or id)
+    dataset_key: str = field(default="", compare=False)
 
     @property
     def run_id(self) -> str:
@@ -49,6 +51,24 @@ class RunSpec:
         return json.dumps({"method": self.method, "fraction": self.fraction, "budget": self.budget,
                            "seed": self.seed, "params": dict(self.params),
                            "budget_counts": dict(self.budget_counts)}, sort_keys=True)
+
+    @property
+    def key(self) -> str:
+        """What determines the result: the embedding and the config (the key of the caches and
+        of the saved run)."""
+        return f"{self.embedding_key}|{self.to_json()}"
+
+    def to_config(self) -> dict:
+        """The run's config as saved with it (:class:`core.runs.RunStore`)."""
+        return {"embedding_key": self.embedding_key, **json.loads(self.to_json())}
+
+    @classmethod
+    def from_config(cls, config: dict, dataset_key: str = "") -> "RunSpec":
+        """The spec back from :meth:`to_config` (raises KeyError/TypeError/ValueError on a bad one)."""
+        return cls(str(config["embedding_key"]), str(config["method"]), float(config["fraction"]),
+                   str(config["budget"]), int(config["seed"]), tuple(sorted(dict(config.get("params", {})).items())),
+                   tuple(sorted((str(k), int(v)) for k, v in dict(config.get("budget_counts", {})).items())),
+                   dataset_key=dataset_key)
 
 
 @dataclass
@@ -80,6 +100,10 @@ class AppState:
     edits: dict[str, Edits] = field(default_factory=dict)     # run_id -> edits
     # Evaluate page
     evaluations: dict[str, str] = field(default_factory=dict)  # run_id (+ edits) -> evaluation key
+    # saved runs (core.runs.RunStore): embedding keys whose saved runs were restored, and the
+    # edits as last saved per run id (to save only what changed)
+    restored: set[str] = field(default_factory=set)
+    saved_edits: dict[str, tuple] = field(default_factory=dict)
     # bookkeeping
     preloaded: bool = False
 

@@ -51,7 +51,7 @@ def start() -> AppTest:
 def embedded(at: AppTest | None = None) -> AppTest:
     """Demo embedded with the fake model (Models page)."""
     at = at or start()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     at.multiselect(key="models_pick").set_value([FAKE]).run()
     at.button(key="models_compute").click().run()
     assert not errors(at) and not at.exception, (errors(at), at.exception)
@@ -61,7 +61,7 @@ def embedded(at: AppTest | None = None) -> AppTest:
 def selected(at: AppTest | None = None, method: str = "ram_apl", pct: int = 10) -> AppTest:
     """Demo embedded and one selection run (Select page)."""
     at = embedded(at)
-    at.switch_page("pages/select.py").run()
+    at.switch_page("views/select.py").run()
     at.selectbox(key="select_method").set_value(method)
     at.slider(key="select_fraction").set_value(pct)
     at.button(key="select_run").click().run()

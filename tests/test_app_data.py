@@ -196,15 +196,15 @@ def test_names_that_are_not_utf8_go_through_every_page(roots):
     assert not errors(at) and not at.exception, (errors(at), at.exception)
     assert metrics(at)["Images"] == "24"
     assert "caf\\xe9" in at.selectbox(key="data_class").options
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     at.multiselect(key="models_pick").set_value([FAKE]).run()
     at.button(key="models_compute").click().run()
     assert not errors(at) and not at.exception, (errors(at), at.exception)
-    at.switch_page("pages/select.py").run()
+    at.switch_page("views/select.py").run()
     at.selectbox(key="select_method").set_value("herding")
     at.slider(key="select_fraction").set_value(50)
     at.button(key="select_run").click().run()
     assert not errors(at) and not at.exception, (errors(at), at.exception)
-    for page in ("pages/explore.py", "pages/evaluate.py"):
+    for page in ("views/explore.py", "views/evaluate.py"):
         at.switch_page(page).run()
         assert not at.exception, (page, at.exception)

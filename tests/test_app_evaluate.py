@@ -18,14 +18,14 @@ pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 def _evaluate_page():
     at = selected()
-    at.switch_page("pages/evaluate.py").run()
+    at.switch_page("views/evaluate.py").run()
     assert not errors(at) and not at.exception
     return at
 
 
 def test_without_a_selection_points_to_select():
     at = start()
-    at.switch_page("pages/evaluate.py").run()
+    at.switch_page("views/evaluate.py").run()
     assert any("No embeddings yet" in i.value for i in at.info) and not at.exception
 
 
@@ -136,12 +136,12 @@ def test_evaluated_runs_are_compared_side_by_side():
     at.number_input(key="eval_seeds").set_value(3)
     at.button(key="eval_run").click().run()
     first = state(at).active_run
-    at.switch_page("pages/select.py").run()
+    at.switch_page("views/select.py").run()
     at.selectbox(key="select_method").set_value("herding")
     at.button(key="select_run").click().run()
     second = state(at).active_run
     assert second != first
-    at.switch_page("pages/evaluate.py").run()
+    at.switch_page("views/evaluate.py").run()
     # before the second run is evaluated there is one evaluation: no comparison yet
     assert not [d for d in at.dataframe if "run" in d.value.columns and "subset %" in d.value.columns]
     at.number_input(key="eval_seeds").set_value(3)

@@ -24,7 +24,7 @@ def fast_umap(monkeypatch):
 def _explore(projection: str = "PCA"):
     at = selected()
     at.session_state["explore_projection"] = projection
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("views/explore.py").run()
     assert not errors(at) and not at.exception, (errors(at), at.exception)
     return at
 
@@ -103,9 +103,9 @@ def test_box_selection_lists_images_and_edits_the_subset(monkeypatch):
     # only real changes are recorded: the 3 kept rows are dropped, the 2 dropped ones stay so
     assert state(at).edits_for(st_.active_run).dropped == set(kept)
     assert not state(at).edits_for(st_.active_run).added
-    at.switch_page("pages/select.py").run()
+    at.switch_page("views/select.py").run()
     assert metrics(at)["Kept"] == "97 / 1000"
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("views/explore.py").run()
     lasso.rows = dropped
     at.run()
     at.button(key="explore_add").click().run()
@@ -217,7 +217,7 @@ def test_more_than_ten_classes_get_distinct_colours(tmp_path, monkeypatch):
     at.button(key="data_load_folder").click().run()
     at = selected(at)
     at.session_state["explore_projection"] = "PCA"
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("views/explore.py").run()
     assert not errors(at) and not at.exception
     colours = [t["marker"]["color"] for t in _figure(at)["data"]]
     assert len(colours) == 12 and len(set(colours)) == 12

@@ -26,8 +26,8 @@ def test_compute_embeddings_stores_features_and_stats():
 def test_returning_costs_nothing():
     at = embedded()
     key = state(at).embedding_key
-    at.switch_page("pages/select.py").run()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/select.py").run()
+    at.switch_page("views/models.py").run()
     # the same models: the button offers the cached result and state is unchanged
     assert at.button(key="models_compute").label == "Use these embeddings (cached)"
     assert at.multiselect(key="models_pick").value == [FAKE]
@@ -37,7 +37,7 @@ def test_returning_costs_nothing():
 
 def test_weights_status_is_shown_and_local_file_field_appears():
     at = start()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     table = at.dataframe[0].value.set_index("model")["weights"]
     assert table["effnet-lite0"] == "offline" and table[FAKE] == "offline"
     assert table["clip-vit-b32"] in ("needs download", "cached")
@@ -66,7 +66,7 @@ def test_bad_local_weights_file_shows_error(tmp_path):
     bad = tmp_path / "weights.pth"
     bad.write_bytes(b"not a checkpoint")
     at = start()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     at.multiselect(key="models_pick").set_value([]).run()
     at.multiselect(key="models_pick_hub").set_value(["dinov2-vits14"]).run()
     at.text_input(key="models_weights_dinov2-vits14").set_value(str(bad)).run()
@@ -139,11 +139,11 @@ def test_models_are_loaded_once_and_kept_for_the_next_dataset(image_tree, monkey
     assert len(made) == 1 and len(cached.get_features(state(at).embedding_key)) == 1200
     # another dataset, the same model: computed with the loaded model, not a new one
     monkeypatch.setenv(services.ROOTS_ENV, str(image_tree))
-    at.switch_page("pages/data.py").run()
+    at.switch_page("views/data.py").run()
     at.radio(key="data_source").set_value("Folder on the server").run()
     at.text_input(key="data_folder").set_value(str(image_tree))
     at.button(key="data_load_folder").click().run()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     at.multiselect(key="models_pick").set_value([FAKE]).run()
     at.button(key="models_compute").click().run()
     assert not errors(at) and len(cached.get_features(state(at).embedding_key)) == 9
@@ -162,7 +162,7 @@ def test_batch_size_and_workers_default_to_auto_and_pass_through(monkeypatch):
     monkeypatch.setattr(core.embedding, "embed_dataset", spy)
     for batch, workers in ((None, None), (16, 0)):
         at = start()
-        at.switch_page("pages/models.py").run()
+        at.switch_page("views/models.py").run()
         assert at.number_input(key="models_batch_size").value is None  # auto
         assert at.number_input(key="models_workers").value is None
         if batch is not None:
@@ -184,7 +184,7 @@ def test_a_cache_that_cannot_be_written_is_shown_and_the_embeddings_still_arrive
 
     monkeypatch.setattr("core.cache.atomic_save_npz", full_disk)
     at = start()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     at.multiselect(key="models_pick").set_value([FAKE]).run()
     at.button(key="models_compute").click().run()
     assert not errors(at) and not at.exception
@@ -204,7 +204,7 @@ def test_every_models_weights_are_checked_before_any_embedding(monkeypatch):
     real = core.embedding.embed_dataset
     monkeypatch.setattr(core.embedding, "embed_dataset", lambda *a, **k: calls.append(a) or real(*a, **k))
     at = start()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("views/models.py").run()
     # models that cannot load here are not among the ones offered together ("select all" is safe)
     offered = at.multiselect(key="models_pick").options
     assert FAKE in offered and "effnet-lite0" in offered and "clip-vit-b32" not in offered

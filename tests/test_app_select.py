@@ -14,7 +14,7 @@ pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 def test_without_embeddings_points_to_models():
     at = start()
-    at.switch_page("pages/select.py").run()
+    at.switch_page("views/select.py").run()
     assert any("No embeddings yet" in i.value for i in at.info) and not at.exception
 
 
@@ -93,7 +93,7 @@ def test_selection_error_is_shown_and_earlier_runs_kept(monkeypatch):
 
 def test_select_defaults_to_auto_and_shows_its_choice():
     at = embedded()
-    at.switch_page("pages/select.py").run()
+    at.switch_page("views/select.py").run()
     assert at.selectbox(key="select_method").value == "auto"
     assert at.selectbox(key="select_method").options[0] == "auto (recommended)"
     at.slider(key="select_fraction").set_value(30)

@@ -26,7 +26,7 @@ def test_a_reload_keeps_runs_and_hand_edits_and_a_new_visit_starts_anew():
     again = AppTest.from_file(APP, default_timeout=TIMEOUT)  # the same URL, loaded anew
     again.query_params[SESSION_PARAM] = sid
     again.run()
-    again.switch_page("pages/evaluate.py").run()
+    again.switch_page("views/evaluate.py").run()
     assert not errors(again) and not again.exception
     assert state(again).active_run == run_id and state(again).edits_for(run_id).dropped == {first}
     assert any("99 images kept (hand edits: +0 / −1)" in c.value for c in again.caption)
@@ -44,10 +44,10 @@ def test_work_evicted_from_memory_says_how_to_get_it_back():
     at = selected()
     st_ = state(at)
     cached.feature_store().clear()  # as when many other embeddings pushed it out
-    at.switch_page("pages/explore.py").run()
+    at.switch_page("views/explore.py").run()
     assert any("are no longer in the app's memory" in i.value and FAKE in i.value for i in at.info)
     cached.dataset_store().clear()
-    at.switch_page("pages/select.py").run()
+    at.switch_page("views/select.py").run()
     assert any("dataset (demo) is no longer in the app's memory" in i.value for i in at.info)
     assert not at.exception and st_.runs  # the session's runs are still there
 
@@ -63,3 +63,13 @@ def test_manual_run_ids_are_content_hashes():
     import json
 
     assert a.run_id.endswith(hashlib.sha256(json.dumps(sorted(a.budget_counts)).encode()).hexdigest()[:8])
+
+
+def test_the_sidebar_summary_is_there_on_every_page_right_after_a_switch():
+    at = selected()
+    run_id = state(at).active_run
+    for page in ("views/explore.py", "views/evaluate.py", "views/data.py", "views/select.py"):
+        at.switch_page(page).run()
+        captions = [c.value for c in at.sidebar.caption]
+        assert any(c.startswith("Dataset: ") and "(1200 images)" in c for c in captions), (page, captions)
+        assert f"Selection: {run_id}" in captions, (page, captions)

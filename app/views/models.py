@@ -144,4 +144,4 @@ if state.embedding_problems:
     st.warning(f"{len(state.embedding_problems)} image(s) could not be embedded and were left out.")
     st.dataframe(pd.DataFrame(state.embedding_problems, columns=["file", "reason"]), key="models_problems",
                  hide_index=True)
-st.page_link("pages/select.py", label="Next: select a subset", icon=":material/content_cut:")
+st.page_link("views/select.py", label="Next: select a subset", icon=":material/content_cut:")

@@ -13,6 +13,28 @@ from core.selection import BUDGET_STRATEGIES, get_selector, list_selectors
 from core.selection.auto import below_random, describe_choice
 
 state = get_state()
+
+
+def _saved_runs() -> None:
+    """The runs of this dataset saved in the workspace (they survive a restart), with Delete."""
+    records = cached.saved_runs(state)
+    if not records:
+        return
+    with st.expander(f"Saved runs of this dataset ({len(records)})", expanded=False):
+        st.caption("Every run is saved in the workspace with its config, hand edits and evaluations, and comes "
+                   "back after a restart of the app. Runs made on other models open once those models are "
+                   "embedded on the Models page.")
+        st.dataframe(services.saved_runs_frame(records, state.embedding_key), key="select_saved_runs",
+                     hide_index=True, width="stretch")
+        here = [r.run_id for r in records]
+        c1, c2 = st.columns([3, 1])
+        victim = c1.selectbox("Run to delete", here, key="select_delete_pick")
+        if c2.button("Delete run", key="select_delete", icon=":material/delete:"):
+            cached.delete_saved_run(state, next(r for r in records if r.run_id == victim))
+            st.session_state.pop("select_active", None)
+            st.rerun()
+
+
 st.title("Select")
 st.caption("Score every training image and keep a fraction of each class. **auto** (the default) tries "
            "several methods inside your training images, against random subsets of the same size, and uses the "
@@ -69,11 +91,12 @@ if infos:
                         max_value=float(info.maximum) if info.maximum is not None else None))
                 else:
                     params[info.name] = st.text_input(info.name, value=str(info.default), key=wkey, help=info.help)
-non_default = tuple((i.name, params[i.name]) for i in infos if params.get(i.name) != i.default)
+non_default = tuple(sorted((i.name, params[i.name]) for i in infos if params.get(i.name) != i.default))
 
 counts: tuple = ()
 if budget == "manual":
-    base = cached.selection(RunSpec(state.embedding_key, method, pct / 100, "paper", seed, non_default))
+    base = cached.selection(RunSpec(state.embedding_key, method, pct / 100, "paper", seed, non_default,
+                                    dataset_key=state.dataset_key or ""))
     frame = services.budget_frame(base)[["class", "size", "budget"]].rename(columns={"budget": "count"})
     st.markdown("**Manual class budgets** (edit the counts; start: the paper budget)")
     edited = st.data_editor(frame, key="select_manual_counts", hide_index=True, disabled=["class", "size"],
@@ -81,13 +104,17 @@ if budget == "manual":
     counts = tuple((str(c), int(n)) for c, n in zip(edited["class"], edited["count"].fillna(0)))
 
 if st.button("Run selection", key="select_run", type="primary"):
-    spec = RunSpec(state.embedding_key, method, pct / 100, budget, seed, non_default, counts)
+    spec = RunSpec(state.embedding_key, method, pct / 100, budget, seed, non_default, counts,
+                   dataset_key=state.dataset_key or "")
     with user_errors("Selection"):
         slot = st.empty()
         bar = ProgressBar(slot, f"Running {method}")
         with st.spinner(f"Running {method}…"):
-            cached.selection(spec, progress=bar.update)
+            made = cached.selection(spec, progress=bar.update)
         slot.empty()
+        problem = cached.save_run(spec, state.embedding_models, made) if made is not None else None
+        if problem:
+            st.warning(problem, icon=":material/warning:")
         state.runs[spec.run_id] = spec
         state.active_run = spec.run_id
         st.session_state["select_active"] = spec.run_id
@@ -95,6 +122,7 @@ if st.button("Run selection", key="select_run", type="primary"):
 run_ids = state.runs_for_embedding()
 if not run_ids:
     st.info("Press **Run selection** to score the images.")
+    _saved_runs()
     st.stop()
 if state.active_run not in run_ids:
     state.active_run = run_ids[-1]
@@ -136,7 +164,7 @@ head = services.headline(result)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("Kept", f"{head.kept} / {head.pool}")
 m2.metric("Classes kept", head.classes)
-m3.metric("Suspected mislabels", "–" if head.mislabels is None else head.mislabels,
+m3.metric("Suspected mislabels", services.count_text(head.mislabels),
           help=services.mislabel_help(len(fs.models)) if head.mislabels is not None else
           f"Not computed for pools above {cached.LABEL_ISSUES_MAX:,} images.")
 m4.metric("Time", f"{result.timing_s.get('total', 0):.2f} s")
@@ -172,14 +200,21 @@ if len(view) == 500:
 
 review_queue(result, fs, active, state.edits_for(active), cached.selection(spec).selected)
 
+_saved_runs()
+
 if len(run_ids) > 1:
     st.markdown("**Compare runs**")
     chosen = st.multiselect("Runs side by side", run_ids, default=run_ids[-2:], key="select_compare")
     if chosen:
         results = {rid: services.apply_edits(cached.selection(state.runs[rid]), state.edits_for(rid).added,
                                              state.edits_for(rid).dropped) for rid in chosen}
-        summary = pd.DataFrame([{"run": rid, "kept": r.n_selected,
-                                 "mislabels": services.headline(r).mislabels} for rid, r in results.items()])
-        st.dataframe(summary, key="select_compare_summary", hide_index=True)
+        st.dataframe(services.compare_summary_frame(results), key="select_compare_summary", hide_index=True)
+        if len(chosen) == 2:
+            a, b = chosen
+            st.caption(f"Per class: images kept by each run and by both ({a} · {b})")
+            st.dataframe(services.overlap_by_class(results[a], results[b]), key="select_overlap_classes",
+                         hide_index=True)
+        st.caption("Shared images (images kept by both runs)")
+        st.dataframe(services.shared_counts_frame(results), key="select_shared")
         st.caption("Overlap: shared images / size of the smaller subset")
         st.dataframe(services.overlap_frame(results), key="select_overlap")

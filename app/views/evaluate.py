@@ -41,15 +41,28 @@ d3.download_button("subset.zip", lambda: services.subset_zip(result, fs, subset_
                                          "(made when clicked)"))
 
 st.subheader("Evaluate")
+# On a visit (the widgets are new), a run evaluated before (in this session, or saved before a
+# restart) opens with the settings of its latest evaluation, so that evaluation shows again.
+last = cached.evaluation(state.runs.get(run_id), state.evaluations.get(run_id, "")) \
+    if state.evaluations.get(run_id) else None
+if last is not None and "eval_seeds" not in st.session_state:
+    cfg = last.report.config
+    st.session_state["eval_seeds"] = max(1, min(20, len(cfg.get("seeds", [])) or 5))
+    st.session_state["eval_trainer"] = cfg.get("trainer", "linear")
+    if cfg.get("eval_model") in fs.models:
+        st.session_state["eval_model"] = cfg["eval_model"]
 c1, c2, c3 = st.columns(3)
-seeds = int(c1.number_input("Seeds", min_value=1, max_value=20, value=5, step=1, key="eval_seeds",
+st.session_state.setdefault("eval_seeds", 5)
+seeds = int(c1.number_input("Seeds", min_value=1, max_value=20, step=1, key="eval_seeds",
                             help="random baselines and stochastic trainers; 3 or more give error bars"))
 trainer = c2.selectbox("Evaluation model", ["linear", "mlp"], key="eval_trainer",
                        help="linear probe or a small MLP on the embeddings")
 from core.evaluation import default_eval_model  # noqa: E402
 
 default = default_eval_model(fs.models, result.models)
-eval_model = c3.selectbox("Evaluation features", fs.models, index=fs.models.index(default), key="eval_model")
+if st.session_state.get("eval_model") not in fs.models:
+    st.session_state["eval_model"] = default
+eval_model = c3.selectbox("Evaluation features", fs.models, key="eval_model")
 
 ekey = services.evaluation_key(state.embedding_key, result, seeds, trainer, eval_model)
 run_now = st.button("Run evaluation", key="eval_run", type="primary")
@@ -61,6 +74,7 @@ if run_now:
         outcome = services.run_evaluation(fs, result, out, seeds=seeds, trainer=trainer, eval_model=eval_model,
                                           edited=bool(edits), step=lambda f, m: bar.progress(f, text=m))
         cached.evaluation_store().put(ekey, outcome)
+        cached.save_evaluation(state.runs[run_id], ekey, outcome)
         state.evaluations[run_id] = ekey
         progress_slot.empty()
 
@@ -68,8 +82,8 @@ if run_now:
 
 def _compare_runs() -> None:
     """The session's evaluated runs side by side (when there are two or more)."""
-    store = cached.evaluation_store()
-    done = {rid: store[k] for rid, k in state.evaluations.items() if k in store and rid in state.runs}
+    done = {rid: o for rid, k in state.evaluations.items() if rid in state.runs
+            and (o := cached.evaluation(state.runs[rid], k)) is not None}
     if len(done) < 2:
         return
     st.subheader("Evaluated runs side by side")
@@ -78,7 +92,7 @@ def _compare_runs() -> None:
     st.dataframe(services.comparison_frame(done), key="eval_compare", hide_index=True, width="stretch")
 
 
-outcome = cached.evaluation_store().get(ekey)
+outcome = cached.evaluation(state.runs.get(run_id), ekey)
 if outcome is None:
     st.info("Press **Run evaluation** (a few seconds on the demo) for the accuracy chart and report.json / "
             "report.html.")
