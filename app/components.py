@@ -183,13 +183,18 @@ def need_run() -> ActiveRun | None:
 
 
 def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, columns: int = 8, size: int = 64,
-               key: str = "") -> None:
-    """Images in a grid of ``columns`` (cached square thumbnails, centre-cropped)."""
+               key: str = "", rows: Sequence[int] | None = None, active: "ActiveRun | None" = None,
+               page: str = "explore") -> None:
+    """Images in a grid of ``columns`` (cached square thumbnails, centre-cropped).
+
+    With ``rows`` (the feature rows of ``paths``), ``active`` and a ``key``, each image gets a
+    button with its file name under it that opens the image large in the sample view."""
     if not paths:
         st.caption("(none)")
         return
     thumbs = cached.thumbnails(list(paths), size, square=True)
     captions = list(captions) if captions is not None else [None] * len(paths)
+    openable = rows is not None and active is not None and bool(key)
     cols = st.columns(columns)
     for k, (p, cap) in enumerate(zip(paths, captions)):
         uri = thumbs.get(p)
@@ -198,6 +203,11 @@ def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, colu
                 st.image(uri, caption=cap, width=size)
             else:
                 st.caption(f"unreadable: {cap or display_text(p)}")
+            if openable and st.button(services.short_name(p), key=f"{key}_open_{int(rows[k])}", type="tertiary",
+                                      help=f"{display_text(str(p))}: open it large"):
+                from . import sample_view
+
+                sample_view.request(int(rows[k]), active.run_id, page)
 
 
 def sidebar_status(slot=None) -> None:

@@ -3,7 +3,8 @@
 Plotly's own hover label holds text only, so this small ``st.components.v2`` component (no
 build step, no iframe) finds the chart in the page by its widget key, listens to its
 ``plotly_hover`` / ``plotly_unhover`` events and shows a card with the hovered image and its
-path beside the cursor. The chart's points must carry the row index as ``customdata[0]``.
+path beside the cursor, placed so that it never covers plotly's own hover label (which
+carries the scores). The chart's points must carry the row index as ``customdata[0]``.
 
 Two ways to get the thumbnails to the browser:
 
@@ -67,6 +68,28 @@ export default function (component) {
   const caption = card.querySelector(".cs-hover-path");
   const hide = () => { card.style.display = "none"; g.current = null; };
 
+  // Beside plotly's own hover label, never on it: left of the point first (plotly puts its
+  // label to the right), else above, below or right of the label; the first that fits.
+  const place = (cur) => {
+    const w = card.offsetWidth, h = card.offsetHeight, W = window.innerWidth, H = window.innerHeight;
+    const label = attached && attached.querySelector(".hoverlayer .hovertext");
+    const r = label ? label.getBoundingClientRect()
+                    : { left: cur.x, right: cur.x, top: cur.y, bottom: cur.y };
+    const gap = 14;
+    const spots = [
+      [cur.x - w - gap, cur.y - h / 2],
+      [Math.min(r.left, cur.x), r.top - h - gap],
+      [Math.min(r.left, cur.x), r.bottom + gap],
+      [r.right + gap, cur.y - h / 2],
+    ];
+    const fits = ([x, y]) => x >= 4 && y >= 4 && x + w <= W - 4 && y + h <= H - 4
+      && (x + w <= r.left || x >= r.right || y + h <= r.top || y >= r.bottom);
+    const [x, y] = spots.find(fits) || spots[0];
+    card.style.left = Math.max(4, Math.min(x, W - w - 4)) + "px";
+    card.style.top = Math.max(4, Math.min(y, H - h - 4)) + "px";
+    card.dataset.spot = String(Math.max(0, spots.findIndex(fits)));
+  };
+
   const fill = () => {
     const cur = g.current;
     if (!cur) return;
@@ -80,9 +103,7 @@ export default function (component) {
     caption.textContent = has ? path.split(/[\\/]/).slice(-2).join("/") : "loading…";
     card.title = path;
     card.style.display = "block";
-    const w = card.offsetWidth, h = card.offsetHeight;
-    card.style.left = Math.max(4, Math.min(cur.x + 18, window.innerWidth - w - 4)) + "px";
-    card.style.top = Math.max(4, Math.min(cur.y + 18, window.innerHeight - h - 4)) + "px";
+    place(cur);
     if (!has && data.lazy) {
       clearTimeout(g.timer);  // ask for the row the pointer rests on, not every row it crosses
       g.timer = setTimeout(() => {
@@ -98,6 +119,7 @@ export default function (component) {
     const e = ev.event || {};
     g.current = { row, x: e.clientX ?? 0, y: e.clientY ?? 0 };
     fill();
+    requestAnimationFrame(() => { if (g.current && g.current.row === row) place(g.current); });
   };
 
   let attached = null;

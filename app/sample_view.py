@@ -2,12 +2,11 @@
 in a chosen model and buttons to add it to / drop it from the subset.
 
 Opened from anywhere an image is shown (the ranking table, the galleries, a click on a dot in
-Explore) with :func:`open_sample`; it is an ``st.dialog``, so it floats over the page and
-closes with its ✕ or Esc. A page shows at most one per run (Streamlit allows one dialog open
-at a time): :func:`open_sample` opens it the first time it is asked in a run and ignores the
-rest. Sources that stay selected across reruns (a table row, a clicked dot) go through
-:func:`open_once`, which opens the view only when that selection changes, so closing the view
-does not bring it back at the next click elsewhere.
+Explore) with :func:`request`; a page calls :func:`show` once, last, which draws the view while
+one is open on that page and run. It is an ``st.dialog``: it floats over the page and closes with
+its ✕ or Esc (which forgets it, so it does not come back by itself). Sources that stay selected
+across reruns (a table row, a clicked dot) go through :func:`request_once`, which asks only when
+that selection changes.
 """
 
 from __future__ import annotations
@@ -20,41 +19,41 @@ from core.text import display_text
 
 from . import cached, services
 
-_OPENED_KEY = "_sample_view_opened_run"   # the script run in which a view was opened
-_SEEN_KEY = "_sample_view_seen"           # source -> the selection that last opened the view
+OPEN_KEY = "_sample_view_open"    # {"row", "run", "page"} while a view is open
+_SEEN_KEY = "_sample_view_seen"   # source -> the selection that last asked for the view
 NEIGHBOURS = 8
 VIEW_PX = 320
 
 
-RUN_COUNTER_KEY = "_script_run"  # counted up by app/main.py at the start of every run
+def request(i: int, run_id: str, page: str) -> None:
+    """Open the view of feature row ``i`` of run ``run_id`` on ``page`` (drawn by :func:`show`)."""
+    st.session_state[OPEN_KEY] = {"row": int(i), "run": run_id, "page": page}
 
 
-def _run_marker() -> int:
-    """A number that changes with every script run of this session."""
-    return int(st.session_state.get(RUN_COUNTER_KEY, 0))
-
-
-def open_once(source: str, selection, i: int | None, active) -> None:
-    """Open the view of row ``i`` when ``selection`` (anything comparable: the selected rows of
-    ``source``) differs from what last opened the view from that source."""
+def request_once(source: str, selection, i: int | None, run_id: str, page: str) -> None:
+    """:func:`request` row ``i`` when ``selection`` (the selected rows of ``source``, anything
+    comparable) differs from what last asked from that source; ``i`` None asks nothing."""
     seen = st.session_state.setdefault(_SEEN_KEY, {})
-    if i is None or seen.get(source) == selection:
-        seen[source] = selection
-        return
+    changed = seen.get(source) != selection
     seen[source] = selection
-    open_sample(i, active)
+    if i is not None and changed:
+        request(i, run_id, page)
 
 
-def open_sample(i: int, active) -> bool:
-    """Open the view of feature row ``i`` of the active run (``components.ActiveRun``-like:
-    ``fs``, ``result``, ``base``, ``edits``, ``run_id``). False when a view is already open
-    in this run."""
-    marker = _run_marker()
-    if st.session_state.get(_OPENED_KEY) == marker:
-        return False
-    st.session_state[_OPENED_KEY] = marker
-    _dialog(int(i), active)
-    return True
+def close() -> None:
+    st.session_state.pop(OPEN_KEY, None)
+
+
+def show(active, page: str) -> None:
+    """Draw the open view if it belongs to this ``page`` and the ``active`` run (call once, last)."""
+    want = st.session_state.get(OPEN_KEY)
+    if not want or want.get("page") != page or want.get("run") != active.run_id:
+        return
+    i = int(want["row"])
+    if not 0 <= i < len(active.fs):
+        close()
+        return
+    _dialog(i, active)
 
 
 def score_items(result, i: int) -> list[tuple[str, str]]:
@@ -101,7 +100,7 @@ def neighbours(embedding_key: str, fs, model: str, i: int, k: int = NEIGHBOURS,
                          "similarity": sims[top].astype(float)})
 
 
-@st.dialog("Image", width="large")
+@st.dialog("Image", width="large", on_dismiss=close)
 def _dialog(i: int, active) -> None:
     fs, result = active.fs, active.result
     path = str(fs.paths[i]) if fs.paths is not None else ""
@@ -150,4 +149,4 @@ def get_embedding_key() -> str:
     return get_state().embedding_key or ""
 
 
-__all__ = ["NEIGHBOURS", "neighbours", "open_once", "open_sample", "score_items"]
+__all__ = ["NEIGHBOURS", "OPEN_KEY", "close", "neighbours", "request", "request_once", "score_items", "show"]

@@ -235,12 +235,20 @@ def mislabel_help(n_models: int) -> str:
     return base + f" {n_models} models vote; an image must look like another class in all of them."
 
 
-def ranking_frame(result: SelectionResult, fs: FeatureSet, thumbs: Mapping[str, str] | None = None,
-                  classes: Sequence[str] | None = None) -> pd.DataFrame:
-    """The per-sample table for display: thumbnail, file, then the method's columns."""
+def ranking_order(result: SelectionResult, classes: Sequence[str] | None = None,
+                  only_kept: bool = False) -> pd.DataFrame:
+    """The per-sample table in ranking order: kept first in selection order, then the dropped
+    (pool order); filtered to ``classes`` and to the kept rows when asked."""
     t = result.table
     if classes:
         t = t[t["label"].astype(str).isin([str(c) for c in classes])]
+    sel = t["selected"].to_numpy(dtype=bool)
+    sort_col = "order" if "order" in t.columns else "index"
+    kept = t[sel].sort_values(sort_col, kind="stable")
+    return kept if only_kept else pd.concat([kept, t[~sel]])
+
+
+def _ranking_display(t: pd.DataFrame, fs: FeatureSet, thumbs: Mapping[str, str] | None) -> pd.DataFrame:
     idx = t["index"].to_numpy(dtype=np.int64)
     paths = fs.paths[idx] if fs.paths is not None else np.full(len(t), "", dtype=object)
     front = pd.DataFrame({
@@ -248,10 +256,23 @@ def ranking_frame(result: SelectionResult, fs: FeatureSet, thumbs: Mapping[str, 
         "file": [display_text(Path(p).name) for p in paths],
     }, index=t.index)
     cols = [c for c in t.columns if not c.startswith("distance[")]
-    out = pd.concat([front, t[cols]], axis=1)
-    sort_col = "order" if "order" in out.columns else "index"
-    kept = out[out["selected"]].sort_values(sort_col)
-    return pd.concat([kept, out[~out["selected"]]]).reset_index(drop=True)
+    return pd.concat([front, t[cols]], axis=1).reset_index(drop=True)
+
+
+def ranking_frame(result: SelectionResult, fs: FeatureSet, thumbs: Mapping[str, str] | None = None,
+                  classes: Sequence[str] | None = None) -> pd.DataFrame:
+    """The per-sample table for display: thumbnail, file, then the method's columns (all rows)."""
+    return _ranking_display(ranking_order(result, classes), fs, thumbs)
+
+
+def ranking_page(result: SelectionResult, fs: FeatureSet, page: int, page_size: int,
+                 classes: Sequence[str] | None = None, only_kept: bool = False) -> tuple[pd.DataFrame, int]:
+    """One page of :func:`ranking_frame` (``page`` from 0; the display columns are made for that
+    page only, so a page of a 100,000-image pool costs as little as one of the demo's) and the
+    number of rows of the whole ranking."""
+    order = ranking_order(result, classes, only_kept)
+    start = max(0, int(page)) * int(page_size)
+    return _ranking_display(order.iloc[start:start + int(page_size)], fs, None), len(order)
 
 
 def budget_frame(result: SelectionResult) -> pd.DataFrame:
@@ -334,9 +355,10 @@ class Gallery:
     caption: str
 
 
-def gallery_rows(result: SelectionResult, label: str, k: int = 12) -> dict[str, Gallery]:
+def gallery_rows(result: SelectionResult, label: str, k: int = 12, offset: int = 0) -> dict[str, Gallery]:
     """The galleries of one class, read from the method's registry entry (its score column and
-    which end is representative): ``representative``, ``hardest``, ``mislabels``, ``kept``, ``dropped``.
+    which end is representative): ``representative``, ``hardest``, ``mislabels``, ``kept``, ``dropped``;
+    ``k`` images each from position ``offset`` (paging).
 
     A method without a score column (greedy ones) shows its first picks as representative and,
     as hardest, the rows whose label the models agree with least (label consensus)."""
@@ -348,35 +370,42 @@ def gallery_rows(result: SelectionResult, label: str, k: int = 12) -> dict[str, 
     out: dict[str, Gallery] = {}
     if col:
         low_first = spec.representative == "low"
-        out["representative"] = Gallery("Most representative", t.sort_values([col, "index"], ascending=[low_first, True]).head(k),
+        out["representative"] = Gallery("Most representative", t.sort_values([col, "index"], ascending=[low_first, True]).iloc[offset:offset + k],
                                         f"{'Lowest' if low_first else 'Highest'} {col}: the typical end of {spec.name}'s ranking.")
-        out["hardest"] = Gallery("Hardest", t.sort_values([col, "index"], ascending=[not low_first, True]).head(k),
+        out["hardest"] = Gallery("Hardest", t.sort_values([col, "index"], ascending=[not low_first, True]).iloc[offset:offset + k],
                                  f"{'Highest' if low_first else 'Lowest'} {col}: the other end of {spec.name}'s ranking.")
     else:
-        out["representative"] = Gallery("Picked first", t[t["selected"]].sort_values("order").head(k),
+        out["representative"] = Gallery("Picked first", t[t["selected"]].sort_values("order").iloc[offset:offset + k],
                                         f"{spec.name} has no per-image score; these are the images it picked first.")
         if "label_agreement" in t.columns:
-            out["hardest"] = Gallery("Hardest", t.sort_values(["label_agreement", "index"]).head(k),
+            out["hardest"] = Gallery("Hardest", t.sort_values(["label_agreement", "index"]).iloc[offset:offset + k],
                                      "Least label agreement: the models' neighbours and class means vote least for "
                                      "this class.")
         else:
-            out["hardest"] = Gallery("Hardest", t[~t["selected"]].head(k), "Dropped images (no score to rank by).")
+            out["hardest"] = Gallery("Hardest", t[~t["selected"]].iloc[offset:offset + k], "Dropped images (no score to rank by).")
     mis = suspected_mislabels(result)
-    out["mislabels"] = Gallery("Suspected mislabels", mis[mis["label"].astype(str) == str(label)].head(k),
+    out["mislabels"] = Gallery("Suspected mislabels", mis[mis["label"].astype(str) == str(label)].iloc[offset:offset + k],
                                "Flagged by the label consensus; the caption names the class the models suggest.")
-    out["kept"] = Gallery("Kept", t[t["selected"]].sort_values("order").head(k), "Kept, in selection order.")
-    out["dropped"] = Gallery("Dropped", t[~t["selected"]].head(k), f"{int((~t['selected']).sum())} dropped.")
+    out["kept"] = Gallery("Kept", t[t["selected"]].sort_values("order").iloc[offset:offset + k], "Kept, in selection order.")
+    out["dropped"] = Gallery("Dropped", t[~t["selected"]].iloc[offset:offset + k], f"{int((~t['selected']).sum())} dropped.")
     return out
 
 
 def gallery_caption(row: pd.Series, score_column: str | None) -> str:
-    """A short caption of one gallery image: file-independent scores and the suggested class."""
+    """A short caption of one gallery image (one line under a 96 px image): the method's score
+    and, for a suspected mislabel, the class the models suggest with their confidence."""
     bits = []
     if score_column and score_column in row.index and pd.notna(row[score_column]):
         bits.append(f"{score_column} {float(row[score_column]):.2f}")
     if "suspected_mislabel" in row.index and bool(row["suspected_mislabel"]):
-        bits.append(f"→ {row['suggested_class']} ({float(row['label_confidence']):.0%})")
+        bits.append(f"→ {row['suggested_class']} {float(row['label_confidence']):.0%}")
     return " · ".join(bits) or f"#{int(row['index'])}"
+
+
+def short_name(path: str, width: int = 14) -> str:
+    """A file name cut to ``width`` characters (middle elided) for a button under a thumbnail."""
+    name = display_text(os.path.basename(str(path)))
+    return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width - width // 2):]
 
 
 AUTO_ESTIMATE_NOTE = ("Each candidate selected from 2 of 3 folds of your training images at this fraction; a "
@@ -405,14 +434,21 @@ def review_queue(result: SelectionResult) -> pd.DataFrame:
     return mis.sort_values("index").reset_index(drop=True)
 
 
-def point_frame(result: SelectionResult, fs: FeatureSet, coords: np.ndarray) -> pd.DataFrame:
-    """One row per pool sample for the Explore plot: x, y, index, class, path, kept and the scores."""
+def point_frame(result: SelectionResult, fs: FeatureSet, coords: np.ndarray,
+                rows: np.ndarray | None = None) -> pd.DataFrame:
+    """One row per drawn pool sample for the Explore plot (``rows``: the feature rows to draw,
+    default the whole pool, in pool order): x, y, index, class, file (the file name, for the
+    tooltip), kept and the scores."""
     t = result.table
+    if rows is not None:
+        pos = pd.Index(t["index"].to_numpy(dtype=np.int64)).get_indexer(np.asarray(rows, dtype=np.int64))
+        t = t.iloc[pos[pos >= 0]]
     idx = t["index"].to_numpy(dtype=np.int64)
+    names = [display_text(os.path.basename(str(p))) for p in fs.paths[idx]] if fs.paths is not None \
+        else [f"#{i}" for i in idx]
     frame = pd.DataFrame({
         "x": coords[idx, 0], "y": coords[idx, 1], "index": idx, "class": t["label"].astype(str).to_numpy(),
-        "path": [display_text(str(p)) for p in fs.paths[idx]] if fs.paths is not None else "",
-        "kept": np.where(t["selected"].to_numpy(), "kept", "dropped"),
+        "file": names, "kept": np.where(t["selected"].to_numpy(), "kept", "dropped"),
     })
     for col in point_score_columns(result):
         frame[col] = t[col].to_numpy()

@@ -40,7 +40,16 @@ def test_pca_map_coloured_by_class_and_kept():
     assert fig["layout"]["title"]["text"].startswith(f"PCA of {FAKE} (1000 images)")
     assert len(fig["data"]) == 10 and sum(len(t["customdata"]) for t in fig["data"]) == 1000
     assert all(t["type"] == "scatter" for t in fig["data"])  # svg below 5,000 points
-    assert "path" in fig["data"][0]["hovertemplate"]
+    # the tooltip names the file, not its absolute path; the legend lists classes in the bar charts' order
+    fs = cached.get_features(state(at).embedding_key)
+    first = fig["data"][0]["customdata"][0]
+    assert first[1] == fs.paths[int(first[0])].rsplit("/", 1)[-1] and "%{customdata[1]}" in fig["data"][0]["hovertemplate"]
+    assert not any(str(fs.paths[int(cd[0])]) in json.dumps(cd) for cd in fig["data"][0]["customdata"][:20])
+    names = [t["name"] for t in fig["data"]]
+    assert names == sorted(names)
+    from app.explore_plot import CLASS_COLOURS
+
+    assert [t["marker"]["color"] for t in fig["data"]] == list(CLASS_COLOURS)  # D3: no pale yellows
     at.selectbox(key="explore_colour").set_value("kept/dropped").run()
     fig = _figure(at)
     sizes = {t["name"]: len(t["customdata"]) for t in fig["data"]}

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import plotly.express as px
 import streamlit as st
 
 from core.selection import get_selector
-from app import cached, services
+from app import cached, explore_plot, hover, sample_view, services
 from app.components import need_run, thumb_grid
-from app import hover
 from app.state import get_state
 
-WEBGL_ABOVE = 5000
 MAX_LISTED = 48
 
 state = get_state()
@@ -56,25 +53,23 @@ if pending:
 
     _wait_for_umap()
 
-points = services.point_frame(result, fs, coords)
+pool_rows = result.table["index"].to_numpy()
+drawn = explore_plot.drawn_rows(pool_rows)
+points = services.point_frame(result, fs, coords, drawn)
 colour_col = {"class": "class", "kept/dropped": "kept", **{colour_names.get(c, c): c for c in score_cols}}[colour]
-fig = px.scatter(
-    points, x="x", y="y", color=colour_col, custom_data=["index"],
-    hover_data={"x": False, "y": False, "index": True, "class": True, "path": True, "kept": True,
-                **{c: ":.3f" for c in score_cols if c in points.columns}},
-    render_mode="webgl" if len(points) > WEBGL_ABOVE else "svg",
-    color_discrete_map={"kept": "#3b6fd8", "dropped": "#c9d1e0"} if colour_col == "kept" else None,
-    # plotly's default palette has 10 colours: more classes would share them
-    color_discrete_sequence=px.colors.qualitative.Alphabet if points["class"].nunique() > 10 else None,
-    color_continuous_scale="Viridis", height=560, title=f"{used} of {model} ({len(points)} images)",
-)
-fig.update_traces(marker=dict(size=6, opacity=0.85))
-fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso", xaxis_title="", yaxis_title="",
-                  legend_title_text="")
+title = f"{used} of {model} ({len(pool_rows)} images)"
+if len(drawn) < len(pool_rows):
+    title += f", {len(drawn):,} drawn"
+    st.caption(f"The map draws a random sample of {len(drawn):,} of the {len(pool_rows):,} images (seed 0) so that it "
+               "stays quick; a lasso or box chooses among the drawn ones. The galleries, the ranking and the "
+               "subset use every image.")
+fig = explore_plot.point_figure(points, colour_col, [c for c in score_cols if c in points.columns], title)
 event = st.plotly_chart(fig, key="explore_plot", on_select="rerun", selection_mode=("points", "box", "lasso"),
                         width="stretch")
 chosen = services.chosen_rows(event)
 
+# a click on one dot opens its sample view (once per click: the selection stays on the chart)
+sample_view.request_once("explore", tuple(chosen), chosen[0] if len(chosen) == 1 else None, run_id, "explore")
 if chosen:
     kept_now = set(result.selected.tolist())
     n_kept = sum(i in kept_now for i in chosen)
@@ -84,7 +79,8 @@ if chosen:
         st.caption(f"Showing the first {len(shown)} of the {len(chosen)} chosen images; Add / Drop act on all "
                    f"{len(chosen)}.")
     thumb_grid([fs.paths[i] for i in shown],
-               [f"{fs.labels[i]}{' ✓' if i in kept_now else ''}" for i in shown], columns=12, size=56)
+               [f"{fs.labels[i]}{' ✓' if i in kept_now else ''}" for i in shown], columns=12, size=56,
+               key="explore_chosen", rows=shown, active=active)
     b1, b2, _ = st.columns([1, 1, 3])
     if b1.button("Add to subset", key="explore_add", type="primary"):
         services.edit_subset(edits.added, edits.dropped, active.base.selected, chosen, keep=True)
@@ -93,7 +89,8 @@ if chosen:
         services.edit_subset(edits.added, edits.dropped, active.base.selected, chosen, keep=False)
         st.rerun()
 else:
-    st.caption("Tip: click a dot to see its image, or use the lasso or box tool of the plot to choose several.")
+    st.caption("Tip: hover a dot to see its image, click it to open it large with its scores and neighbours, or "
+               "use the lasso or box tool of the plot to choose several.")
 if edits:
     st.caption(f"Hand edits of this run: +{len(edits.added)} added, −{len(edits.dropped)} dropped.")
     if st.button("Undo all edits", key="explore_undo"):
@@ -104,8 +101,14 @@ if edits:
 st.divider()
 st.subheader("Galleries")
 classes = sorted(result.budget_table["class"].astype(str))
-label = st.selectbox("Class", classes, key="explore_gallery_class")
-rows = services.gallery_rows(result, label, k=12)
+g1, g2 = st.columns([3, 1])
+label = g1.selectbox("Class", classes, key="explore_gallery_class")
+class_size = int((result.table["label"].astype(str) == label).sum())
+GALLERY_K = 12
+n_pages = max(1, -(-class_size // GALLERY_K))
+gpage = int(g2.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, step=1,
+                            key=f"explore_gallery_page|{label}")) - 1
+rows = services.gallery_rows(result, label, k=GALLERY_K, offset=gpage * GALLERY_K)
 
 
 score_column = get_selector(result.method).score_column
@@ -116,7 +119,7 @@ def _grid(gallery, key: str) -> None:
     st.caption(gallery.caption)
     idx = frame["index"].astype(int).tolist()
     caps = [services.gallery_caption(r, score_column) for _, r in frame.iterrows()]
-    thumb_grid([fs.paths[i] for i in idx], caps, columns=6, size=72, key=key)
+    thumb_grid([fs.paths[i] for i in idx], caps, columns=6, size=96, key=key, rows=idx, active=active)
 
 
 tabs = st.tabs([rows["representative"].title, rows["hardest"].title, rows["mislabels"].title, "Kept vs dropped"])
@@ -146,3 +149,5 @@ if fs.paths is not None:
     hover.hover_thumbnails("explore_plot", points["index"].tolist(), [str(fs.paths[i]) for i in points["index"]],
                            data_key=f"{state.embedding_key}|{hover.THUMB_PX}", key="explore_hover",
                            thumbnails=lambda paths: cached.thumbnails(paths, hover.THUMB_PX))
+
+sample_view.show(active, "explore")  # last: the image opened from the map or a gallery, if any

@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app import cached, services
-from app.components import ProgressBar, need_features, review_queue, user_errors
+from app import cached, sample_view, services
+from app.components import ActiveRun, ProgressBar, need_features, review_queue, user_errors
 from app.state import RunSpec, get_state
 from core.selection import BUDGET_STRATEGIES, get_selector, list_selectors
 from core.selection.auto import below_random, describe_choice
@@ -182,23 +182,35 @@ fig = px.bar(bf.melt(id_vars="class", value_vars=["kept", "dropped"], var_name="
 fig.update_layout(margin=dict(l=10, r=10, t=40, b=10), legend_title_text="")
 st.plotly_chart(fig, key="select_budget_chart", width="stretch")
 
-st.markdown("**Ranking** (kept first, in selection order; click a column header to sort)")
-fc1, fc2 = st.columns([3, 1])
+st.markdown("**Ranking** (kept first, in selection order; click a row to open the image, a column header to sort "
+            "the page)")
+fc1, fc2, fc3 = st.columns([3, 1, 1])
 classes = fc1.multiselect("Filter by class", sorted(bf["class"]), key="select_filter_class")
 only_kept = fc2.checkbox("Kept only", key="select_only_kept")
-view = services.ranking_frame(result, fs, None, classes)
-if only_kept:
-    view = view[view["selected"]]
-view = view.head(500).copy()
-thumbs = cached.thumbnails([p for p in fs.paths[view["index"].to_numpy()]], 48)
-view["thumbnail"] = [thumbs.get(p) for p in fs.paths[view["index"].to_numpy()]]
-st.dataframe(view, key="select_ranking", hide_index=True, width="stretch", height=420,
-             column_config={"thumbnail": st.column_config.ImageColumn("", width="small"),
-                            "selected": st.column_config.CheckboxColumn("kept")})
-if len(view) == 500:
-    st.caption("First 500 rows shown; filter by class to see the others.")
+RANKING_PAGE = 500
+n_rows = len(services.ranking_order(result, classes, only_kept))
+n_pages = max(1, -(-n_rows // RANKING_PAGE))
+page = int(fc3.number_input(f"Page (of {n_pages})", min_value=1, max_value=n_pages, value=1, step=1,
+                            key="select_ranking_page")) - 1
+page = min(page, n_pages - 1)
+view, _ = services.ranking_page(result, fs, page, RANKING_PAGE, classes, only_kept)
+page_paths = [str(p) for p in fs.paths[view["index"].to_numpy()]] if fs.paths is not None else []
+thumbs = cached.thumbnails(page_paths, 48)
+view["thumbnail"] = [thumbs.get(p) for p in page_paths]
+picked = st.dataframe(view, key="select_ranking", hide_index=True, width="stretch", height=420,
+                      on_select="rerun", selection_mode="single-row",
+                      column_config={"thumbnail": st.column_config.ImageColumn("", width="small"),
+                                     "selected": st.column_config.CheckboxColumn("kept")})
+st.caption(f"Rows {page * RANKING_PAGE + 1:,}–{page * RANKING_PAGE + len(view):,} of {n_rows:,}"
+           + (f"; {n_pages} pages of {RANKING_PAGE}" if n_pages > 1 else ""))
+sel_rows = list(getattr(getattr(picked, "selection", None), "rows", []) or [])
+base_result = cached.selection(spec)
+active_run = ActiveRun(active, fs, state.edits_for(active), result, base_result)
+sample_view.request_once("ranking", (active, page, tuple(sel_rows)),
+                         int(view["index"].iloc[sel_rows[0]]) if sel_rows and sel_rows[0] < len(view) else None,
+                         active, "select")
 
-review_queue(result, fs, active, state.edits_for(active), cached.selection(spec).selected)
+review_queue(result, fs, active, state.edits_for(active), base_result.selected)
 
 _saved_runs()
 
@@ -218,3 +230,5 @@ if len(run_ids) > 1:
         st.dataframe(services.shared_counts_frame(results), key="select_shared")
         st.caption("Overlap: shared images / size of the smaller subset")
         st.dataframe(services.overlap_frame(results), key="select_overlap")
+
+sample_view.show(active_run, "select")  # last: the image opened from the ranking, if any
