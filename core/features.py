@@ -159,7 +159,7 @@ class FeatureSet:
     def models(self) -> list[str]:
         return list(self.features)
 
-    def subset(self, mask_or_index: np.ndarray) -> "FeatureSet":
+    def subset(self, mask_or_index: np.ndarray) -> FeatureSet:
         """Return the rows selected by a boolean mask or an index array."""
         idx = np.asarray(mask_or_index)
         return FeatureSet(

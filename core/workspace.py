@@ -26,10 +26,14 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # for the annotation only; output_error imports it when called
+    from .errors import OutputError
 
 ENV_VAR = "CORESET_STUDIO_HOME"
 
@@ -215,7 +219,7 @@ def _first_existing(path: Path) -> Path | None:
     return None
 
 
-def output_error(path: str | os.PathLike, exc: OSError, *, folder: bool = False) -> "OutputError":
+def output_error(path: str | os.PathLike, exc: OSError, *, folder: bool = False) -> OutputError:
     """An :class:`~core.errors.OutputError` for writing ``path`` (a file, or with ``folder`` a
     folder to create) that failed with ``exc``: the message names the path, the cause and what
     to do."""

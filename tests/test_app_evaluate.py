@@ -12,7 +12,6 @@ from app import cached, services
 
 from ._app_helpers import errors, selected, start, state
 
-
 pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 

@@ -11,7 +11,6 @@ from app import cached
 
 from ._app_helpers import FAKE, errors, metrics, selected, state
 
-
 pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 
@@ -178,9 +177,8 @@ def test_hover_cards_get_each_points_thumbnail_once_per_session():
 
 
 def test_above_the_eager_limit_each_hovered_row_is_answered_alone(monkeypatch):
-    from core.export.html import thumbnail_data_uri
-
     from app.hover import EAGER_MAX_ENV
+    from core.export.html import thumbnail_data_uri
 
     monkeypatch.setenv(EAGER_MAX_ENV, "500")  # the demo's 1,000 points are then "many"
     at = _explore("PCA")

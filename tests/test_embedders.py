@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests._embed_helpers import make_images, register_tiny_clip_config, save_tiny_clip, save_tiny_timm
 from core.embedders import (
     EmbedderInfo,
+    _weights,
     create_embedder,
     get_embedder_info,
     list_embedders,
@@ -19,8 +19,8 @@ from core.embedders import (
     unregister_embedder,
     weights_status,
 )
-from core.embedders import _weights
 from core.errors import CoresetError, WeightsUnavailableError
+from tests._embed_helpers import make_images, register_tiny_clip_config, save_tiny_clip, save_tiny_timm
 
 HUB_ENTRIES = {
     "clip-vit-l14": "timm/vit_large_patch14_clip_224.openai",

@@ -11,8 +11,18 @@ from scipy import stats
 
 from core.errors import CoresetError
 from core.evaluation import (
-    EvalConfig, EvaluationReport, Evaluator, LinearProbe, MLPProbe, difference_interval, make_trainer,
-    mean_ranks, mean_std, run_plan, stratified_holdout, symmetric_label_noise,
+    EvalConfig,
+    EvaluationReport,
+    Evaluator,
+    LinearProbe,
+    MLPProbe,
+    difference_interval,
+    make_trainer,
+    mean_ranks,
+    mean_std,
+    run_plan,
+    stratified_holdout,
+    symmetric_label_noise,
 )
 from core.evaluation import probes as probes_mod
 

@@ -12,7 +12,12 @@ import pytest
 from core.errors import CoresetError, SelectionInputError
 from core.features import FeatureSet, save_features
 from core.selection import (
-    BUDGET_STRATEGIES, SelectionResult, escape_csv_cell, get_selector, list_selectors, run_selection,
+    BUDGET_STRATEGIES,
+    SelectionResult,
+    escape_csv_cell,
+    get_selector,
+    list_selectors,
+    run_selection,
 )
 from core.selection.budgets import paper_budgets
 

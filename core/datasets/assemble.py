@@ -17,7 +17,6 @@ from ..errors import DatasetError
 from .images import Progress, inspect_images
 from .model import SKIPPED, WARNING, Dataset, Problem
 
-
 #: Problem rows named in the message of a dataset with nothing usable.
 MAX_NAMED = 5
 

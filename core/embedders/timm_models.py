@@ -42,7 +42,7 @@ def timm_pretrained_cfg(model_name: str):
 
     try:
         cfg = timm.models.get_pretrained_cfg(model_name, allow_unregistered=False)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unknown name (timm raises various types): no config
         cfg = None
     return cfg
 

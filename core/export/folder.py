@@ -15,8 +15,8 @@ import os
 import re
 import shutil
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
-from typing import Mapping, Sequence
 
 import pandas as pd
 

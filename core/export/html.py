@@ -29,8 +29,8 @@ import html
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -227,8 +227,8 @@ def registry_order(table: pd.DataFrame, method: str | None) -> tuple[str, int] |
     representative), or None when the method declares no score column in ``table``."""
     if not method:
         return None
-    from ..selection import get_selector
     from ..errors import SelectionInputError
+    from ..selection import get_selector
 
     try:
         spec = get_selector(method)

@@ -216,7 +216,7 @@ def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> di
 #: Recent estimates by content (features, labels, budgets, parameters, fraction, strategy):
 #: the estimate does not depend on the run's seed, so the evaluator's runs of ``auto`` with
 #: several seeds compute it once.
-_ESTIMATES: "OrderedDict[str, dict]" = OrderedDict()
+_ESTIMATES: OrderedDict[str, dict] = OrderedDict()
 _ESTIMATES_MAX = 16
 
 

@@ -13,8 +13,9 @@ function returns the kept rows in selection order and its per-sample score colum
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ class SelectionData:
     @classmethod
     def build(cls, features: dict[str, np.ndarray], labels: np.ndarray, fraction: float, seed: int,
               device: torch.device | None = None, budget: str = "paper",
-              progress: Callable[[int, int, str], None] | None = None) -> "SelectionData":
+              progress: Callable[[int, int, str], None] | None = None) -> SelectionData:
         classes, codes = np.unique(labels, return_inverse=True)
         codes = codes.astype(np.int64).reshape(-1)
         members = np.argsort(codes, kind="stable").astype(np.int64)
@@ -63,7 +64,7 @@ class SelectionData:
         return cls(features, classes, codes, members, offsets, float(fraction), int(seed),
                    device or torch.device("cpu"), budget, progress)
 
-    def subset(self, rows: np.ndarray, fraction: float | None = None) -> "SelectionData":
+    def subset(self, rows: np.ndarray, fraction: float | None = None) -> SelectionData:
         """The pool restricted to ``rows`` (sorted row indices), same classes (a class may
         end up empty), same seed, device and budget strategy; ``progress`` is not passed on."""
         rows = np.asarray(rows, dtype=np.int64)
