@@ -188,6 +188,7 @@ class EmbeddingCache:
         for s, (_, ids, _) in enumerate(shards):  # later (newer) shards overwrite
             for row, fid in enumerate(ids.tolist()):
                 index[fid] = (s, row)
+        assert dim is not None  # given, or the newest shard's width (above)
         found = np.zeros(n, dtype=bool)
         feats = np.full((n, dim), np.nan, dtype=np.float32)
         for i, fid in enumerate(file_ids):

@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -164,7 +164,7 @@ def clean_stale_temps(folder: str | os.PathLike, older_than_s: float = STALE_TEM
     removed: list[Path] = []
     cutoff = time.time() - older_than_s
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(Path(folder)))
     except OSError:
         return removed
     for entry in entries:
@@ -346,4 +346,5 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[io.BufferedWrit
 def atomic_save_npz(path: str | os.PathLike, compressed: bool = True, **arrays: np.ndarray) -> Path:
     """Save arrays to an ``.npz`` file atomically (compressed by default)."""
     saver = np.savez_compressed if compressed else np.savez
-    return atomic_write_with(path, lambda fh: saver(fh, **arrays))
+    named: dict[str, Any] = dict(arrays)  # (numpy types savez's **kwds as bool, after allow_pickle)
+    return atomic_write_with(path, lambda fh: saver(fh, **named))

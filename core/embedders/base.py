@@ -135,7 +135,8 @@ class Embedder:
     @property
     def input_size(self) -> tuple[int, int, int]:
         """``(3, H, W)`` the transform produces."""
-        return tuple(self.preprocess.get("input_size", (3, 224, 224)))  # type: ignore[return-value]
+        c, h, w = self.preprocess.get("input_size", (3, 224, 224))
+        return int(c), int(h), int(w)
 
     def to(self, device: torch.device | str) -> Embedder:
         """Move the model to ``device`` (in place) and return self."""

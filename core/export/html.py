@@ -432,6 +432,7 @@ def _thumbnails_section(cell, fs: FeatureSet | None) -> str:
                 "kept images are shown in the order it picked them; dropped images by their label agreement "
                 "(share of the models' neighbours and class means voting for their label).")
     else:
+        assert chosen is not None  # pick_thumbnails found groups, so a score column orders them
         col, sign = chosen
         order = "high" if sign < 0 else "low"
         note = (f"{esc(cell.label)} at fraction {cell.fraction:g}: ordered by the column <code>{esc(col)}</code> "

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -129,6 +129,8 @@ class SelectorOutput:
 
 
 SelectorFn = Callable[[SelectionData, np.ndarray, SelectorParams], SelectorOutput]
+#: A selector function as written: its third argument is its own :class:`SelectorParams` subclass.
+_Fn = TypeVar("_Fn", bound=Callable[..., SelectorOutput])
 
 #: Direction of a score column: ``low`` = small values are the representative (typical,
 #: easy) end, ``high`` = large values are.
@@ -182,13 +184,13 @@ _REGISTRY: dict[str, SelectorSpec] = {}
 def register_selector(name: str, params_cls: type[SelectorParams], summary: str, *,
                       multi_model: bool = False, stochastic: bool = False, prefix_consistent: bool = False,
                       score_column: str | None = None, representative: Direction = "low",
-                      uses_fraction: bool = False) -> Callable[[SelectorFn], SelectorFn]:
+                      uses_fraction: bool = False) -> Callable[[_Fn], _Fn]:
     """Decorator registering ``fn`` under ``name`` (a name may be registered once), with its
     capabilities (see :class:`SelectorSpec`)."""
     if representative not in ("low", "high"):
         raise ValueError(f"representative must be 'low' or 'high', got {representative!r}")
 
-    def deco(fn: SelectorFn) -> SelectorFn:
+    def deco(fn: _Fn) -> _Fn:
         if name in _REGISTRY:
             raise ValueError(f"selector {name!r} is already registered")
         _REGISTRY[name] = SelectorSpec(name, fn, params_cls, summary, multi_model, stochastic, prefix_consistent,
