@@ -87,6 +87,7 @@ def test_chosen_rows_from_events():
     assert chosen_rows({"bad": 1}) == []
 
 
+@pytest.mark.slow
 def test_box_selection_lists_images_and_edits_the_subset(monkeypatch):
     lasso = _Lasso(monkeypatch)
     at = _explore("PCA")
@@ -221,6 +222,7 @@ def test_more_than_ten_classes_get_distinct_colours(tmp_path, monkeypatch):
     assert len(colours) == 12 and len(set(colours)) == 12
 
 
+@pytest.mark.slow
 def test_a_long_choice_says_the_list_is_cut(monkeypatch):
     lasso = _Lasso(monkeypatch)
     at = _explore("PCA")

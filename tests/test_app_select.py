@@ -90,6 +90,7 @@ def test_selection_error_is_shown_and_earlier_runs_kept(monkeypatch):
     assert list(state(at).runs) == ["ram_apl 10% paper seed 0"] and metrics(at)["Kept"] == "100 / 1000"
 
 
+@pytest.mark.slow
 def test_select_defaults_to_auto_and_shows_its_choice():
     at = embedded()
     at.switch_page("pages/select.py").run()
@@ -110,6 +111,7 @@ def test_select_defaults_to_auto_and_shows_its_choice():
     assert metrics(at)["Kept"] == "300 / 1000"
 
 
+@pytest.mark.slow
 def test_a_picked_method_below_random_is_warned_about(monkeypatch):
     at = selected(method="ram_apl", pct=30)
     check = cached.pool_check(state(at).runs["ram_apl 30% paper seed 0"])
@@ -126,6 +128,7 @@ def test_a_picked_method_below_random_is_warned_about(monkeypatch):
     assert not any("below random" in w.value for w in at.warning)
 
 
+@pytest.mark.slow
 def test_prefix_consistent_fraction_is_resliced_not_run_again(monkeypatch):
     from core.selection import run_selection
 

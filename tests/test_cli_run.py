@@ -94,6 +94,7 @@ def test_evaluate_existing_selection_and_errors(features_file, tmp_path, capsys)
     assert cli(["run", str(features_file), "--eval-param", "C=-1", "--out", str(tmp_path / "y")]) == 2
 
 
+@pytest.mark.slow
 def test_run_on_an_image_folder_with_the_real_embedder(tmp_path, capsys):
     from .conftest import write_image
 
@@ -116,6 +117,7 @@ def test_run_on_an_image_folder_with_the_real_embedder(tmp_path, capsys):
     assert time.perf_counter() - started < 60
 
 
+@pytest.mark.slow
 def test_auto_is_the_default_and_says_what_it_chose(features_file, tmp_path, capsys):
     import pandas as pd
 
