@@ -134,6 +134,7 @@ def test_selection_with_hold_out_rows_is_run_again_with_a_note(tmp_path):
     assert pd.read_csv(io.BytesIO(outcome.files["subset.csv"])).shape[0] == len(kept)
 
 
+@pytest.mark.slow
 def test_evaluated_runs_are_compared_side_by_side():
     at = _evaluate_page()
     at.number_input(key="eval_seeds").set_value(3)

@@ -38,6 +38,7 @@ def test_ram_apl_run_shows_headline_budget_and_ranking():
     assert set(ranking["label"]) == {"bag"} and len(ranking) == 100 and ranking["selected"].sum() == 10
 
 
+@pytest.mark.slow
 def test_parameters_form_built_from_dataclass_and_runs_compared():
     at = selected()
     at.selectbox(key="select_method").set_value("kcenter").run()

@@ -28,6 +28,7 @@ def features_file(tmp_path):
     return save_features(tmp_path / "features.npz", fs)
 
 
+@pytest.mark.slow
 def test_run_writes_everything_and_rerun_reads_the_cache(features_file, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["run", str(features_file), "--methods", "ram_apl,herding", "--fractions", "0.2,0.5", "--seeds", "3",

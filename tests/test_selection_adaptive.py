@@ -345,6 +345,7 @@ def test_auto_default_probe_is_the_evaluation_probe():
     np.testing.assert_allclose(est["accuracy"], np.mean(accs), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_auto_cleans_under_heavy_noise_and_its_choice_ignores_the_run_seed():
     feats, labels, _, flipped = clusters(9, sizes=(60, 60, 60, 60), flip=0.35, spread=2.0)
     a = run_selection("auto", feats, labels, 0.3, seed=0)
