@@ -64,7 +64,7 @@ def cpu_name() -> str:
         for line in out.splitlines():
             if line.lower().startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    except Exception:
+    except (OSError, subprocess.SubprocessError):  # no lscpu: fall back to platform
         pass
     return platform.processor() or "unknown CPU"
 
@@ -124,7 +124,7 @@ def run_ort(session, transform, paths, batch_size, workers):
     loader = DataLoader(_ImageFiles(paths, transform), batch_size=bs, shuffle=False, num_workers=nw,
                         collate_fn=_collate, prefetch_factor=4 if nw > 0 else None)
     out = []
-    for idx, xs, bad in loader:
+    for _idx, xs, bad in loader:
         assert not bad, bad
         out.append(session.run(None, {"x": xs.numpy()})[0])
     return len(paths) / (time.perf_counter() - t0), np.concatenate(out)

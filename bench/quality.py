@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = name + (f"-limit{args.limit}" if args.limit else "")
         last = [0.0]
 
-        def progress(done: int, total: int, what: str) -> None:
+        def progress(done: int, total: int, what: str, last=last, name=name, t0=t0) -> None:
             now = time.perf_counter()
             if now - last[0] > 5 or done == total:
                 last[0] = now

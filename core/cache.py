@@ -36,8 +36,8 @@ import re
 import secrets
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -85,7 +85,7 @@ class EmbeddingCache:
         self.write_error: OSError | None = None
 
     @classmethod
-    def in_workspace(cls, workspace: str | os.PathLike | None = None) -> "EmbeddingCache":
+    def in_workspace(cls, workspace: str | os.PathLike | None = None) -> EmbeddingCache:
         """The cache of ``workspace`` (default: the default workspace): ``<workspace>/embeddings``.
 
         Creates nothing: a workspace that cannot be created shows as a failed write later.
@@ -135,7 +135,7 @@ class EmbeddingCache:
                 checksum = str(z["checksum"])
         except (FileNotFoundError, PermissionError):  # merged away, or not ours to read: skip, keep
             return None
-        except Exception as exc:  # BadZipFile, EOFError, KeyError, ValueError, OSError ...
+        except Exception as exc:  # noqa: BLE001 - BadZipFile, EOFError, KeyError, ValueError, OSError ...: drop it
             self._drop_corrupt(path, f"{type(exc).__name__}: {exc}")
             return None
         if ids.ndim != 1 or feats.ndim != 2 or len(ids) != len(feats) or feats.dtype != np.float32:
@@ -188,6 +188,7 @@ class EmbeddingCache:
         for s, (_, ids, _) in enumerate(shards):  # later (newer) shards overwrite
             for row, fid in enumerate(ids.tolist()):
                 index[fid] = (s, row)
+        assert dim is not None  # given, or the newest shard's width (above)
         found = np.zeros(n, dtype=bool)
         feats = np.full((n, dim), np.nan, dtype=np.float32)
         for i, fid in enumerate(file_ids):

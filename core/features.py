@@ -31,6 +31,7 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,7 +160,7 @@ class FeatureSet:
     def models(self) -> list[str]:
         return list(self.features)
 
-    def subset(self, mask_or_index: np.ndarray) -> "FeatureSet":
+    def subset(self, mask_or_index: np.ndarray) -> FeatureSet:
         """Return the rows selected by a boolean mask or an index array."""
         idx = np.asarray(mask_or_index)
         return FeatureSet(
@@ -173,7 +174,7 @@ class FeatureSet:
 
 def save_features(path: str | os.PathLike, fs: FeatureSet) -> Path:
     """Write ``fs`` to ``path`` as a compressed npz (atomically)."""
-    arrays: dict[str, np.ndarray] = {f"{FEAT_PREFIX}{k}": v for k, v in fs.features.items()}
+    arrays: dict[str, Any] = {f"{FEAT_PREFIX}{k}": v for k, v in fs.features.items()}  # (Any: see atomic_save_npz)
     labels = fs.labels
     arrays["labels"] = labels if labels.dtype.kind in "iu" else labels.astype(str)
     if fs.paths is not None:

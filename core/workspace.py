@@ -26,10 +26,14 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:  # for the annotation only; output_error imports it when called
+    from .errors import OutputError
 
 ENV_VAR = "CORESET_STUDIO_HOME"
 
@@ -160,7 +164,7 @@ def clean_stale_temps(folder: str | os.PathLike, older_than_s: float = STALE_TEM
     removed: list[Path] = []
     cutoff = time.time() - older_than_s
     try:
-        entries = list(os.scandir(folder))
+        entries = list(os.scandir(Path(folder)))
     except OSError:
         return removed
     for entry in entries:
@@ -215,7 +219,7 @@ def _first_existing(path: Path) -> Path | None:
     return None
 
 
-def output_error(path: str | os.PathLike, exc: OSError, *, folder: bool = False) -> "OutputError":
+def output_error(path: str | os.PathLike, exc: OSError, *, folder: bool = False) -> OutputError:
     """An :class:`~core.errors.OutputError` for writing ``path`` (a file, or with ``folder`` a
     folder to create) that failed with ``exc``: the message names the path, the cause and what
     to do."""
@@ -342,4 +346,5 @@ def atomic_write_with(path: str | os.PathLike, writer: Callable[[io.BufferedWrit
 def atomic_save_npz(path: str | os.PathLike, compressed: bool = True, **arrays: np.ndarray) -> Path:
     """Save arrays to an ``.npz`` file atomically (compressed by default)."""
     saver = np.savez_compressed if compressed else np.savez
-    return atomic_write_with(path, lambda fh: saver(fh, **arrays))
+    named: dict[str, Any] = dict(arrays)  # (numpy types savez's **kwds as bool, after allow_pickle)
+    return atomic_write_with(path, lambda fh: saver(fh, **named))

@@ -176,6 +176,7 @@ def test_paths_in_a_server_manifest_are_confined_to_the_roots(roots, tmp_path_fa
     assert len(at.get("image")) == 2  # the two images inside the roots, not the secret one
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fake_app_model")
 def test_names_that_are_not_utf8_go_through_every_page(roots):
     """Class folders and files named with bytes that are not UTF-8 (Latin-1 'café', a stray 0xff):

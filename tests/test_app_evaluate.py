@@ -12,7 +12,6 @@ from app import cached, services
 
 from ._app_helpers import errors, selected, start, state
 
-
 pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 
@@ -29,6 +28,7 @@ def test_without_a_selection_points_to_select():
     assert any("No embeddings yet" in i.value for i in at.info) and not at.exception
 
 
+@pytest.mark.slow
 def test_subset_downloads_before_evaluation():
     at = _evaluate_page()
     labels = [b.label for b in at.get("download_button")]
@@ -41,6 +41,7 @@ def test_subset_downloads_before_evaluation():
     assert len(pd.read_csv(io.BytesIO(scores))) == 1000
 
 
+@pytest.mark.slow
 def test_run_evaluation_shows_chart_metrics_and_report_downloads():
     at = _evaluate_page()
     at.number_input(key="eval_seeds").set_value(3)
@@ -84,6 +85,7 @@ def test_run_evaluation_shows_chart_metrics_and_report_downloads():
     assert at.get("plotly_chart") and not errors(at)
 
 
+@pytest.mark.slow
 def test_evaluation_error_is_shown_and_earlier_result_kept(monkeypatch):
     at = _evaluate_page()
     at.number_input(key="eval_seeds").set_value(2)
@@ -100,6 +102,7 @@ def test_evaluation_error_is_shown_and_earlier_result_kept(monkeypatch):
     assert at.get("plotly_chart")  # the earlier evaluation is still shown
 
 
+@pytest.mark.slow
 def test_evaluation_progress_moves_with_each_training(tmp_path):
     at = _evaluate_page()
     st_ = state(at)
@@ -131,6 +134,7 @@ def test_selection_with_hold_out_rows_is_run_again_with_a_note(tmp_path):
     assert pd.read_csv(io.BytesIO(outcome.files["subset.csv"])).shape[0] == len(kept)
 
 
+@pytest.mark.slow
 def test_evaluated_runs_are_compared_side_by_side():
     at = _evaluate_page()
     at.number_input(key="eval_seeds").set_value(3)

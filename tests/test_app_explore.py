@@ -11,7 +11,6 @@ from app import cached
 
 from ._app_helpers import FAKE, errors, metrics, selected, state
 
-
 pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 
@@ -97,6 +96,7 @@ def test_chosen_rows_from_events():
     assert chosen_rows({"bad": 1}) == []
 
 
+@pytest.mark.slow
 def test_box_selection_lists_images_and_edits_the_subset(monkeypatch):
     lasso = _Lasso(monkeypatch)
     at = _explore("PCA")
@@ -187,9 +187,8 @@ def test_hover_cards_get_each_points_thumbnail_once_per_session():
 
 
 def test_above_the_eager_limit_each_hovered_row_is_answered_alone(monkeypatch):
-    from core.export.html import thumbnail_data_uri
-
     from app.hover import EAGER_MAX_ENV
+    from core.export.html import thumbnail_data_uri
 
     monkeypatch.setenv(EAGER_MAX_ENV, "500")  # the demo's 1,000 points are then "many"
     at = _explore("PCA")
@@ -232,6 +231,7 @@ def test_more_than_ten_classes_get_distinct_colours(tmp_path, monkeypatch):
     assert len(colours) == 12 and len(set(colours)) == 12
 
 
+@pytest.mark.slow
 def test_a_long_choice_says_the_list_is_cut(monkeypatch):
     lasso = _Lasso(monkeypatch)
     at = _explore("PCA")

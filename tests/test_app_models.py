@@ -8,7 +8,6 @@ from app import cached
 
 from ._app_helpers import FAKE, embedded, errors, start, state
 
-
 pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 

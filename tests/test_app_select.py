@@ -8,7 +8,6 @@ from app import cached
 
 from ._app_helpers import FAKE, embedded, errors, metrics, selected, start, state
 
-
 pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 
@@ -39,6 +38,7 @@ def test_ram_apl_run_shows_headline_budget_and_ranking():
     assert set(ranking["label"]) == {"bag"} and len(ranking) == 100 and ranking["selected"].sum() == 10
 
 
+@pytest.mark.slow
 def test_parameters_form_built_from_dataclass_and_runs_compared():
     at = selected()
     at.selectbox(key="select_method").set_value("kcenter").run()
@@ -91,6 +91,7 @@ def test_selection_error_is_shown_and_earlier_runs_kept(monkeypatch):
     assert list(state(at).runs) == ["ram_apl 10% paper seed 0"] and metrics(at)["Kept"] == "100 / 1000"
 
 
+@pytest.mark.slow
 def test_select_defaults_to_auto_and_shows_its_choice():
     at = embedded()
     at.switch_page("views/select.py").run()
@@ -111,6 +112,7 @@ def test_select_defaults_to_auto_and_shows_its_choice():
     assert metrics(at)["Kept"] == "300 / 1000"
 
 
+@pytest.mark.slow
 def test_a_picked_method_below_random_is_warned_about(monkeypatch):
     at = selected(method="ram_apl", pct=30)
     check = cached.pool_check(state(at).runs["ram_apl 30% paper seed 0"])
@@ -127,6 +129,7 @@ def test_a_picked_method_below_random_is_warned_about(monkeypatch):
     assert not any("below random" in w.value for w in at.warning)
 
 
+@pytest.mark.slow
 def test_prefix_consistent_fraction_is_resliced_not_run_again(monkeypatch):
     from core.selection import run_selection
 

@@ -10,7 +10,6 @@ from app.state import SESSION_PARAM
 
 from ._app_helpers import APP, FAKE, TIMEOUT, errors, selected, state
 
-
 pytestmark = pytest.mark.usefixtures("fake_app_model")
 
 

@@ -12,7 +12,6 @@ Needs Chromium at /usr/bin/chromium (``apt-get install chromium``; override with
 from __future__ import annotations
 
 import csv
-from contextlib import contextmanager
 import os
 import re
 import shutil
@@ -23,6 +22,7 @@ import sys
 import time
 import urllib.request
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest

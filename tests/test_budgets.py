@@ -12,8 +12,16 @@ from hypothesis import strategies as st
 from core.errors import SelectionInputError
 from core.selection import run_selection
 from core.selection.budgets import (
-    allocate_capped, difficulty_budgets, largest_remainder, manual_budgets, paper_budgets, proportional_budgets,
-    read_manual_counts, total_budget, uniform_budgets, winsorized_mean,
+    allocate_capped,
+    difficulty_budgets,
+    largest_remainder,
+    manual_budgets,
+    paper_budgets,
+    proportional_budgets,
+    read_manual_counts,
+    total_budget,
+    uniform_budgets,
+    winsorized_mean,
 )
 
 sizes_st = st.lists(st.integers(min_value=1, max_value=300), min_size=1, max_size=25).map(np.array)

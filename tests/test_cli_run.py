@@ -28,6 +28,7 @@ def features_file(tmp_path):
     return save_features(tmp_path / "features.npz", fs)
 
 
+@pytest.mark.slow
 def test_run_writes_everything_and_rerun_reads_the_cache(features_file, tmp_path, capsys):
     out = tmp_path / "out"
     argv = ["run", str(features_file), "--methods", "ram_apl,herding", "--fractions", "0.2,0.5", "--seeds", "3",
@@ -94,6 +95,7 @@ def test_evaluate_existing_selection_and_errors(features_file, tmp_path, capsys)
     assert cli(["run", str(features_file), "--eval-param", "C=-1", "--out", str(tmp_path / "y")]) == 2
 
 
+@pytest.mark.slow
 def test_run_on_an_image_folder_with_the_real_embedder(tmp_path, capsys):
     from .conftest import write_image
 
@@ -116,6 +118,7 @@ def test_run_on_an_image_folder_with_the_real_embedder(tmp_path, capsys):
     assert time.perf_counter() - started < 60
 
 
+@pytest.mark.slow
 def test_auto_is_the_default_and_says_what_it_chose(features_file, tmp_path, capsys):
     import pandas as pd
 

@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from core.datasets import (
-    Dataset, extract_archive, load_archive, load_dataset, load_demo, load_folder, load_manifest,
-)
+from core.datasets import Dataset, load_archive, load_dataset, load_demo, load_folder, load_manifest
 from core.errors import DatasetError
 
 from .conftest import write_image
@@ -93,11 +91,11 @@ def test_folder_with_manifest_is_read_through_it(tmp_path, image_tree):
     assert ds.source == "manifest" and ds.labels == ["kitten"]
 
 
-def make_zip(path: Path, files: dict[str, bytes], links: dict[str, str] = {}) -> Path:
+def make_zip(path: Path, files: dict[str, bytes], links: dict[str, str] | None = None) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         for name, data in files.items():
             zf.writestr(name, data)
-        for name, target in links.items():
+        for name, target in (links or {}).items():
             info = zipfile.ZipInfo(name)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
             zf.writestr(info, target)

@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from tests._embed_helpers import make_images, register_tiny_clip_config, save_tiny_clip, save_tiny_timm
 from core.embedders import (
     EmbedderInfo,
+    _weights,
     create_embedder,
     get_embedder_info,
     list_embedders,
@@ -19,8 +19,8 @@ from core.embedders import (
     unregister_embedder,
     weights_status,
 )
-from core.embedders import _weights
 from core.errors import CoresetError, WeightsUnavailableError
+from tests._embed_helpers import make_images, register_tiny_clip_config, save_tiny_clip, save_tiny_timm
 
 HUB_ENTRIES = {
     "clip-vit-l14": "timm/vit_large_patch14_clip_224.openai",
@@ -155,6 +155,7 @@ def tiny_timm(tmp_path_factory):
     return path, create_embedder("timm:test_vit", weights=path)
 
 
+@pytest.mark.slow
 def test_tiny_timm_embeddings_shape_dtype_determinism_batching(tiny_timm, tiny_images):
     _, emb = tiny_timm
     assert emb.dim == 64 and emb.family == "timm"
@@ -219,6 +220,7 @@ def _reference_cls(path, x):
         return ref.forward_features(x)[:, 0]
 
 
+@pytest.mark.slow
 def test_dinov2_entry_from_local_file_and_from_hf_cache(dinov2_small_file, offline_hf, tiny_images):
     emb = create_embedder("dinov2-vits14", weights=dinov2_small_file)
     assert emb.dim == 384 and emb.input_size == (3, 224, 224)  # the paper's size, not timm's 518
@@ -252,6 +254,7 @@ def tiny_clip(tmp_path_factory):
     return arch, path, create_embedder(f"open_clip:{arch}", weights=path)
 
 
+@pytest.mark.slow
 def test_tiny_open_clip_embeddings_shape_dtype_determinism_batching(tiny_clip, tiny_images):
     _, _, emb = tiny_clip
     assert emb.dim == 24 and emb.family == "open_clip"
@@ -326,6 +329,7 @@ def test_effnet_lite0_weights_are_real_chelsea_is_a_cat(lite0):
     assert feat.shape == (1, 1280) and feat.dtype == torch.float32 and (feat >= 0).all()  # pooled ReLU6
 
 
+@pytest.mark.slow
 def test_effnet_conversion_is_cached_and_rebuilt_when_corrupt(lite0):
     ws, emb = lite0
     files = list((ws / "weights").glob("tf_efficientnet_lite0-*.safetensors"))
@@ -362,6 +366,7 @@ def test_effnet_mapping_fails_loudly_on_mismatch():
         convert_state_dict(src, lite1)
 
 
+@pytest.mark.slow
 def test_batchnorm_folding_keeps_the_function():
     import timm
 
@@ -385,6 +390,7 @@ def test_batchnorm_folding_keeps_the_function():
     assert torch.allclose(before, after, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fused_conv_act_matches_the_plain_path(lite0):
     from core.embedders.effnet_lite import FusedConvAct
 

@@ -109,8 +109,10 @@ def test_cli_check_writes_the_problem_report(image_tree, tmp_path, capsys):
     assert frame["kind"].tolist() == ["not_an_image"] and frame["location"][0].endswith("notes.txt")
 
 
+@pytest.mark.slow
 def test_demo_command_runs_the_whole_pipeline_on_real_weights(tmp_path, capsys):
-    """The headless job of `make demo`: demo -> effnet-lite0 -> auto 10 % (real model, ~15 s)."""
+    """The headless job of `make demo`: demo -> effnet-lite0 -> auto 10 % (real model and auto's
+    k-fold estimates: 280 s on the shared 2-core CPU, so slow)."""
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
     fs = load_features(out / "features.npz")

@@ -11,8 +11,18 @@ from scipy import stats
 
 from core.errors import CoresetError
 from core.evaluation import (
-    EvalConfig, EvaluationReport, Evaluator, LinearProbe, MLPProbe, difference_interval, make_trainer,
-    mean_ranks, mean_std, run_plan, stratified_holdout, symmetric_label_noise,
+    EvalConfig,
+    EvaluationReport,
+    Evaluator,
+    LinearProbe,
+    MLPProbe,
+    difference_interval,
+    make_trainer,
+    mean_ranks,
+    mean_std,
+    run_plan,
+    stratified_holdout,
+    symmetric_label_noise,
 )
 from core.evaluation import probes as probes_mod
 
@@ -60,6 +70,7 @@ def test_linear_probe_missing_single_and_empty_classes():
     assert (probe.fit_predict(x[:0], y[:0], x[:4], 3) == -1).all()
 
 
+@pytest.mark.slow
 def test_mlp_probe_learns_and_is_seeded():
     x, y = _blob_arrays(900, C=3)
     mlp = MLPProbe(epochs=20, hidden=32, batch_size=100, lr=1e-2)

@@ -56,6 +56,7 @@ def test_bad_images_are_skipped_and_reported_never_fatal(tmp_path, workers):
     assert res.device == "cpu" and res.precision == "fp32"
 
 
+@pytest.mark.slow
 def test_rows_follow_input_order_with_workers(tmp_path, tiny_vit):
     paths = make_images(tmp_path, 70)
     res = embed_images(tiny_vit, paths, batch_size=8, num_workers=2)
@@ -65,6 +66,7 @@ def test_rows_follow_input_order_with_workers(tmp_path, tiny_vit):
     np.testing.assert_allclose(res.features, direct, atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_deterministic_and_batch_size_independent(tmp_path, tiny_vit):
     paths = make_images(tmp_path, 32)
     a = embed_images(tiny_vit, paths, batch_size=32, num_workers=0)

@@ -84,7 +84,7 @@ UNDECODABLE = [
     pytest.param("猫".encode("shift_jis"), id="shift_jis"),
     pytest.param("貓".encode("big5"), id="big5"),
     pytest.param(b"\xff\xfe", id="raw-0xff"),
-    pytest.param("é".encode("utf-8")[:1] + b"x", id="truncated-utf8"),
+    pytest.param("é".encode()[:1] + b"x", id="truncated-utf8"),
 ]
 
 

@@ -29,13 +29,7 @@ from core.datasets import load_dataset
 from core.embedders import register_embedder, unregister_embedder
 from core.extract import embed_images
 from core.features import load_features
-from core.workspace import (
-    atomic_write_with,
-    clean_stale_temps,
-    pid_alive,
-    resolve_workspace,
-    temp_prefix,
-)
+from core.workspace import atomic_write_with, clean_stale_temps, pid_alive, resolve_workspace, temp_prefix
 from tests import _slow_embedder
 from tests._embed_helpers import fake_embedder, make_images
 

@@ -46,6 +46,7 @@ def test_project_falls_back_to_pca_for_pca_request():
     assert used == "pca" and coords.shape == (60, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not umap_available(), reason="umap-learn not installed")
 def test_umap_seeded():
     x, _ = _blobs(n=40)

@@ -299,7 +299,7 @@ def test_auto_estimates_follow_the_documented_procedure():
             for c in range(3):
                 rr += rng.choice(train[labels[train] == c], size=b[c], replace=False).tolist()
             refs.append(rr)
-        def acc(rows):
+        def acc(rows, test=test):
             xt = np.hstack([x[rows], np.ones((len(rows), 1))])
             pen = np.eye(xt.shape[1])
             pen[-1, -1] = 0
@@ -320,7 +320,7 @@ def test_auto_estimates_follow_the_documented_procedure():
 def test_auto_default_probe_is_the_evaluation_probe():
     """probe=logistic trains core.evaluation.probes.LinearProbe on each fold's subset."""
     from core.evaluation.probes import LinearProbe
-    from core.selection.auto import AUTO_STREAM, stratified_folds
+    from core.selection.auto import stratified_folds
 
     feats, labels, _, _ = clusters(17, sizes=(20, 20, 20), flip=0.2, spread=1.5)
     r = run_selection("auto", feats, labels, 0.5, candidates="random", folds=2, repeats=1)
@@ -345,6 +345,7 @@ def test_auto_default_probe_is_the_evaluation_probe():
     np.testing.assert_allclose(est["accuracy"], np.mean(accs), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_auto_cleans_under_heavy_noise_and_its_choice_ignores_the_run_seed():
     feats, labels, _, flipped = clusters(9, sizes=(60, 60, 60, 60), flip=0.35, spread=2.0)
     a = run_selection("auto", feats, labels, 0.3, seed=0)

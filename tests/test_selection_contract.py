@@ -12,11 +12,18 @@ import pytest
 from core.errors import CoresetError, SelectionInputError
 from core.features import FeatureSet, save_features
 from core.selection import (
-    BUDGET_STRATEGIES, SelectionResult, escape_csv_cell, get_selector, list_selectors, run_selection,
+    BUDGET_STRATEGIES,
+    SelectionResult,
+    escape_csv_cell,
+    get_selector,
+    list_selectors,
+    run_selection,
 )
 from core.selection.budgets import paper_budgets
 
 METHODS = list_selectors()
+#: The same, with auto (k-fold estimates: seconds a case) marked slow for `make test-fast`.
+METHODS_AUTO_SLOW = [pytest.param(m, marks=pytest.mark.slow) if m == "auto" else m for m in METHODS]
 
 
 def make_data(seed=0, sizes=(17, 1, 9, 30, 4, 2)):
@@ -61,7 +68,7 @@ def check_contract(r: SelectionResult, labels, n):
 
 
 @pytest.mark.parametrize("budget", BUDGET_STRATEGIES)
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS_AUTO_SLOW)
 def test_counts_uniqueness_determinism(method, budget):
     feats, labels = make_data()
     kw = budget_kwargs(budget, labels)
@@ -112,7 +119,7 @@ def test_single_class_and_single_sample(method):
     assert r.selected.tolist() == [0]
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS_AUTO_SLOW)
 def test_different_seed_only_changes_random_methods(method):
     feats, labels = make_data(4)
     a = run_selection(method, feats, labels, 0.4, seed=0)
@@ -124,7 +131,7 @@ def test_different_seed_only_changes_random_methods(method):
         assert a.selected.tolist() == b.selected.tolist()
 
 
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", METHODS_AUTO_SLOW)
 def test_json_round_trip(method):
     feats, labels = make_data(5)
     r = run_selection(method, feats, labels, 0.3, budget="difficulty", seed=2)

@@ -209,7 +209,7 @@ def test_single_model_choice_and_l2_option():
     xn = x / np.linalg.norm(x, axis=1, keepdims=True)
     for params, ref_x in (({"model": "m1"}, x), ({"model": "m1", "normalize": "l2"}, xn)):
         r = run_selection("herding", feats, labels, p, **params)
-        assert r.selected.tolist() == per_class(labels, p, lambda rows, b, c: ref_herding(ref_x[rows], b))
+        assert r.selected.tolist() == per_class(labels, p, lambda rows, b, c, ref_x=ref_x: ref_herding(ref_x[rows], b))
 
 
 def test_facility_location_blocks_follow_documented_procedure():

@@ -8,8 +8,8 @@ hashes, plus a fingerprint) and never crashes on a bad file: each problem become
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ..errors import DatasetError
 from .archive import DEFAULT_MAX_BYTES, extract_archive, load_archive

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import os
 import re
 import shutil
 import stat
@@ -121,7 +122,7 @@ def plan_entries(archive: Path, infos: list[zipfile.ZipInfo]) -> tuple[list[zipf
     return safe, problems
 
 
-def extract_archive(archive: str | Path, *, workspace: str | Path | None = None,
+def extract_archive(archive: str | Path, *, workspace: str | os.PathLike | None = None,
                     max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, list[Problem]]:
     """Extract ``archive`` safely (see the module docstring); return (folder, problems)."""
     archive = Path(archive).expanduser().resolve()
@@ -202,7 +203,7 @@ def dataset_root(folder: Path) -> Path:
         folder = entries[0]
 
 
-def load_archive(archive: str | Path, *, workspace: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+def load_archive(archive: str | Path, *, workspace: str | os.PathLike | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                  progress: Progress | None = None, allowed_roots: Roots = None) -> Dataset:
     """Load a zip of a folder-per-class tree or of a manifest and its images.
 

@@ -10,13 +10,13 @@ left.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError
 from .images import Progress, inspect_images
 from .model import SKIPPED, WARNING, Dataset, Problem
-
 
 #: Problem rows named in the message of a dataset with nothing usable.
 MAX_NAMED = 5
@@ -39,7 +39,7 @@ def assemble(
     candidates: list[Candidate],
     problems: list[Problem],
     *,
-    declared_classes: list[str] = (),
+    declared_classes: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> Dataset:
     """Check every candidate image and build the dataset (see the module docstring).
@@ -51,7 +51,7 @@ def assemble(
     checks = inspect_images([c.path for c in candidates], progress=progress)
     kept: list[tuple[Candidate, str, tuple[int, int]]] = []
     for cand, check in zip(candidates, checks):
-        if check.ok:
+        if check.kind is None:  # check.ok
             kept.append((cand, check.file_id, check.size))
         else:
             problems.append(Problem(cand.location, check.kind, check.reason, SKIPPED))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .assemble import Candidate, assemble
 from .images import IMAGE_EXTENSIONS, Progress
@@ -67,8 +67,7 @@ def _split_folders(root: Path, guard: RootGuard | None = None,
     Entries outside the roots are never looked at (they are reported by the caller)."""
     entries = sorted(root.iterdir()) if entries is None else entries
     subdirs = [d for d in entries if _visible(d) and _allowed(d, guard) and d.is_dir()]
-    splits = {SPLIT_ALIASES.get(d.name.lower()): d for d in subdirs if d.name.lower() in SPLIT_ALIASES and d.name}
-    splits.pop(None, None)
+    splits = {SPLIT_ALIASES[d.name.lower()]: d for d in subdirs if d.name.lower() in SPLIT_ALIASES and d.name}
     if "train" in splits or "test" in splits:
         return splits
     return None
@@ -81,7 +80,7 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
     for entry in _list(folder, problems):
         if not _visible(entry):
             continue
-        if not _allowed(entry, guard):  # before anything is asked about the entry's target
+        if guard is not None and not guard.allows(entry):  # before anything is asked about the entry's target
             problems.append(guard.problem(str(entry), entry.name))
             continue
         if entry.is_symlink() and not entry.exists():
@@ -95,7 +94,7 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
         label = entry.name
         classes.append(label)
         for path in (p for p in _below(entry, problems) if _visible(p)):
-            if not _allowed(path, guard):  # a file or folder link out of the roots
+            if guard is not None and not guard.allows(path):  # a file or folder link out of the roots
                 problems.append(guard.problem(str(path), path.name))
                 continue
             if path.is_dir():
@@ -152,7 +151,7 @@ def load_folder(root: str | Path, *, name: str | None = None, source: str = "fol
             candidates += found
             classes += names
         for other in (d for d in top if _visible(d) and d not in splits.values()):
-            if not _allowed(other, guard):
+            if guard is not None and not guard.allows(other):
                 problems.append(guard.problem(str(other), other.name))
                 continue
             problems.append(Problem(str(other), "unknown_split",

@@ -16,8 +16,8 @@ import csv
 import io
 import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -220,6 +220,7 @@ def load_manifest(manifest: str | Path, *, name: str | None = None, source: str 
                                     f"split {raw_split!r} is not one of train, val, test (or empty for train); "
                                     "fix the value", SKIPPED))
             continue
+        path: Path | None
         try:
             path = Path(rel).expanduser()
         except RuntimeError:  # "~user" with no such user: a plain relative path
@@ -228,6 +229,7 @@ def load_manifest(manifest: str | Path, *, name: str | None = None, source: str 
         if guard is not None and (joined is None or not guard.allows(joined)):
             problems.append(guard.problem(location, rel))
             continue
+        assert joined is not None  # None only under a guard, which refused the row above
         full = str(joined.resolve())
         if full in seen:
             first, first_label = seen[full]

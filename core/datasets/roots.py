@@ -17,8 +17,8 @@ used to probe the server's files.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path, PurePath
-from typing import Sequence, Union
 
 from .model import SKIPPED, Problem
 
@@ -62,7 +62,7 @@ class RootGuard:
         return Problem(location, OUTSIDE_KIND, self.reason(shown), SKIPPED)
 
 
-Roots = Union[Sequence[Union[str, os.PathLike]], RootGuard, None]
+Roots = Sequence[str | os.PathLike] | RootGuard | None
 
 
 def make_guard(allowed_roots: Roots) -> RootGuard | None:

@@ -115,7 +115,7 @@ def hf_offline() -> bool:
         from huggingface_hub import constants
 
         return bool(constants.HF_HUB_OFFLINE)
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001 - pragma: no cover; an old or broken huggingface_hub: not offline
         return False
 
 
@@ -136,7 +136,7 @@ def find_cached_hf(repo_id: str, filenames: list[str], revision: str | None = No
     for fname in filenames:
         try:
             hit = try_to_load_from_cache(repo_id, fname, cache_dir=cache_dir, revision=revision)
-        except Exception:
+        except Exception:  # noqa: BLE001 - a cache lookup that fails is a miss: try the next name
             continue
         if isinstance(hit, str) and os.path.isfile(hit):
             p = Path(hit)
@@ -195,7 +195,7 @@ def fetch_hf_weights(
     for fname in filenames:
         try:
             path = hf_hub_download(repo, fname, revision=rev, cache_dir=hf_cache_dir())
-        except Exception as exc:  # EntryNotFound -> try the next name; anything else is reported
+        except Exception as exc:  # noqa: BLE001 - EntryNotFound -> try the next name; anything else is reported
             last = exc
             continue
         found = find_cached_hf(repo, [fname], rev)

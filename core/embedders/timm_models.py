@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -29,11 +30,12 @@ _OUTPUT_TEXT = {
 }
 
 
-def _forward_pooled(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+# ``model`` is a timm model: forward_head and forward_features are timm's, not torch.nn.Module's.
+def _forward_pooled(model: Any, x: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(x), pre_logits=True)
 
 
-def _forward_cls(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+def _forward_cls(model: Any, x: torch.Tensor) -> torch.Tensor:
     return model.forward_features(x)[:, 0]
 
 
@@ -42,7 +44,7 @@ def timm_pretrained_cfg(model_name: str):
 
     try:
         cfg = timm.models.get_pretrained_cfg(model_name, allow_unregistered=False)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unknown name (timm raises various types): no config
         cfg = None
     return cfg
 
@@ -113,7 +115,7 @@ def build_timm_embedder(
         path, weights_id = fetch_hf_weights(name, hub_id, files, timm_download_cmd(model_name))
     kwargs = dict(model_kwargs or {})
     try:
-        model = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+        model: Any = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
     except Exception as exc:
         raise CoresetError(
             f"Could not load weights {str(path)!r} into timm model {model_name!r} for {name!r}: "

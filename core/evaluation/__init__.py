@@ -12,8 +12,15 @@ Accuracies are fractions in [0, 1] in every object; tables and reports show perc
 from .plan import MethodSpec, parse_fractions, parse_methods, run_plan
 from .probes import FinetuneTrainer, LinearProbe, MLPProbe, make_trainer
 from .protocol import (
-    CellResult, EvalConfig, EvalSplit, Evaluator, GroupResult, default_eval_model, make_split,
-    stratified_holdout, symmetric_label_noise,
+    CellResult,
+    EvalConfig,
+    EvalSplit,
+    Evaluator,
+    GroupResult,
+    default_eval_model,
+    make_split,
+    stratified_holdout,
+    symmetric_label_noise,
 )
 from .report import EvaluationReport
 from .statistics import Difference, difference_interval, mean_ranks, mean_std

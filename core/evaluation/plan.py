@@ -18,9 +18,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..errors import CoresetError
 from ..features import FeatureSet
@@ -48,7 +49,7 @@ class MethodSpec:
         return method_label(self.method, self.budget)
 
     @classmethod
-    def parse(cls, text: str, default_budget: str = "paper", params: Mapping[str, Any] | None = None) -> "MethodSpec":
+    def parse(cls, text: str, default_budget: str = "paper", params: Mapping[str, Any] | None = None) -> MethodSpec:
         """``"ram_apl"`` or ``"ram_apl@difficulty"`` -> a validated spec."""
         from ..selection import BUDGET_STRATEGIES, get_selector
 

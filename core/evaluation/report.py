@@ -84,7 +84,7 @@ class EvaluationReport:
         return json.dumps(self.to_dict(include_tables), indent=indent, allow_nan=False, default=_json_default)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EvaluationReport":
+    def from_dict(cls, d: dict) -> EvaluationReport:
         if d.get("format") != REPORT_FORMAT:
             raise CoresetError(f"Unsupported report format {d.get('format')!r} (expected {REPORT_FORMAT}).")
         return cls(kind=d["kind"], created=d["created"], dataset=d["dataset"], features=d["features"],
@@ -93,14 +93,14 @@ class EvaluationReport:
                    machine=d.get("machine", {}), timing_s=d.get("timing_s", {}), stats=d.get("stats", {}))
 
     @classmethod
-    def from_json(cls, text: str) -> "EvaluationReport":
+    def from_json(cls, text: str) -> EvaluationReport:
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | os.PathLike, include_tables: bool = False) -> Path:
         return atomic_write_text(path, self.to_json(include_tables))
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "EvaluationReport":
+    def load(cls, path: str | os.PathLike) -> EvaluationReport:
         path = Path(path)
         try:
             return cls.from_json(path.read_text(encoding="utf-8"))

@@ -15,9 +15,10 @@ import os
 import re
 import shutil
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
-from typing import Mapping, Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..errors import CoresetError
@@ -41,7 +42,7 @@ def _is_within(path: Path, folder: Path) -> bool:
         return False
 
 
-def export_subset_folder(paths: Sequence[str], labels: Sequence[str], dest: str | os.PathLike, *,
+def export_subset_folder(paths: Sequence[str] | np.ndarray, labels: Sequence[str] | np.ndarray, dest: str | os.PathLike, *,
                          link: bool = False) -> list[tuple[str, str]]:
     """Copy (or symlink, ``link=True``) ``paths`` into ``dest/<label>/``.
 
@@ -73,7 +74,7 @@ def export_subset_folder(paths: Sequence[str], labels: Sequence[str], dest: str 
     return out
 
 
-def subset_layout(paths: Sequence[str], labels: Sequence[str]) -> list[str]:
+def subset_layout(paths: Sequence[str], labels: Sequence[str] | np.ndarray) -> list[str]:
     """Relative target names ``<safe class>/<file name>`` for ``paths`` (module docstring rules:
     a name taken twice in one class becomes ``name_1.ext``, ``name_2.ext``, ...)."""
     used: set[str] = set()

@@ -29,8 +29,8 @@ import html
 import io
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import pandas as pd
 
@@ -227,8 +227,8 @@ def registry_order(table: pd.DataFrame, method: str | None) -> tuple[str, int] |
     representative), or None when the method declares no score column in ``table``."""
     if not method:
         return None
-    from ..selection import get_selector
     from ..errors import SelectionInputError
+    from ..selection import get_selector
 
     try:
         spec = get_selector(method)
@@ -432,6 +432,7 @@ def _thumbnails_section(cell, fs: FeatureSet | None) -> str:
                 "kept images are shown in the order it picked them; dropped images by their label agreement "
                 "(share of the models' neighbours and class means voting for their label).")
     else:
+        assert chosen is not None  # pick_thumbnails found groups, so a score column orders them
         col, sign = chosen
         order = "high" if sign < 0 else "low"
         note = (f"{esc(cell.label)} at fraction {cell.fraction:g}: ordered by the column <code>{esc(col)}</code> "

@@ -14,19 +14,20 @@ Modules: :mod:`.registry` (names -> selectors, :class:`SelectionData`),
 :mod:`._ordering` (selection order).
 """
 
+# Import order is registration order, which is list_selectors() order: keep it.
+# isort: off
 from . import ram_apl as _ram_apl  # noqa: F401  (registers ram_apl, first in list_selectors())
 from . import baselines as _baselines  # noqa: F401  (registers the baselines)
 from . import cleaned as _cleaned  # noqa: F401  (registers cleaned)
 from . import ccs as _ccs  # noqa: F401  (registers ccs)
 from . import bws as _bws  # noqa: F401  (registers bws)
 from . import auto as _auto  # noqa: F401  (registers auto)
-from .consensus import LabelConsensus, label_consensus
+# isort: on
 from .budgets import BUDGET_STRATEGIES, BudgetPlan, plan_budgets
+from .consensus import LabelConsensus, label_consensus
 from .engine import check_fraction, run_selection
 from .params import ParamInfo, SelectorParams
-from .registry import (
-    SelectionData, SelectorOutput, SelectorSpec, get_selector, list_selectors, register_selector,
-)
+from .registry import SelectionData, SelectorOutput, SelectorSpec, get_selector, list_selectors, register_selector
 from .result import SelectionResult, escape_csv_cell, escape_csv_frame
 
 __all__ = [

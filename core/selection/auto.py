@@ -51,6 +51,7 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
+from typing import Any
 
 import numpy as np
 
@@ -216,7 +217,7 @@ def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> di
 #: Recent estimates by content (features, labels, budgets, parameters, fraction, strategy):
 #: the estimate does not depend on the run's seed, so the evaluator's runs of ``auto`` with
 #: several seeds compute it once.
-_ESTIMATES: "OrderedDict[str, dict]" = OrderedDict()
+_ESTIMATES: OrderedDict[str, dict] = OrderedDict()
 _ESTIMATES_MAX = 16
 
 
@@ -232,7 +233,7 @@ def _estimate_key(data: SelectionData, budgets: np.ndarray, params: AutoParams) 
     return h.hexdigest()
 
 
-def cached_estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> dict:
+def cached_estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> dict[str, Any]:
     """:func:`estimate`, memoised on the content it depends on (a copy is returned)."""
     import copy
 
@@ -259,6 +260,7 @@ def _clean(v):
                    multi_model=True, stochastic=True, uses_fraction=True)
 def auto(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> SelectorOutput:
     budgets = np.asarray(budgets, dtype=np.int64)
+    details: dict[str, Any]
     if budgets.sum() == 0 or np.array_equal(budgets, data.sizes):
         details = {"chosen": "random", "estimates": [], "note": "the budget keeps nothing or everything, so every "
                    "method keeps the same rows; nothing to estimate"}

@@ -29,9 +29,9 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 import pandas as pd
@@ -171,7 +171,7 @@ def read_manual_counts(path: str | os.PathLike) -> dict[str, int]:
     return counts
 
 
-def manual_budgets(classes: np.ndarray, sizes: np.ndarray, counts: Mapping | str | os.PathLike) -> np.ndarray:
+def manual_budgets(classes: np.ndarray, sizes: np.ndarray, counts: Mapping | str | os.PathLike | None) -> np.ndarray:
     """Budgets from user counts; keys are matched to class labels by ``str(label)``."""
     if counts is None:
         raise SelectionInputError("The manual budget needs counts per class (a dict or a class,count CSV).")

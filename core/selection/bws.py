@@ -77,5 +77,6 @@ def bws(data: SelectionData, budgets: np.ndarray, params: BWSParams) -> Selector
     rank = np.full(data.n, -1, dtype=np.int64)
     for o in orders:
         rank[o] = np.arange(len(o))
+    assert best_rows is not None  # window_starts is never empty and every accuracy beats -1
     return SelectorOutput(best_rows, {"difficulty_score": h, "hardness_rank": rank},
                           {"window_start": best_s, "pool_accuracy": scores})

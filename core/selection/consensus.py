@@ -63,7 +63,7 @@ class LabelConsensus:
     knn_agreement: np.ndarray
     ncm_agreement: np.ndarray
 
-    def take(self, rows: np.ndarray) -> "LabelConsensus":
+    def take(self, rows: np.ndarray) -> LabelConsensus:
         return LabelConsensus(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
 
     def columns(self, classes: np.ndarray) -> dict[str, np.ndarray]:

@@ -13,8 +13,9 @@ function returns the kept rows in selection order and its per-sample score colum
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -54,7 +55,7 @@ class SelectionData:
     @classmethod
     def build(cls, features: dict[str, np.ndarray], labels: np.ndarray, fraction: float, seed: int,
               device: torch.device | None = None, budget: str = "paper",
-              progress: Callable[[int, int, str], None] | None = None) -> "SelectionData":
+              progress: Callable[[int, int, str], None] | None = None) -> SelectionData:
         classes, codes = np.unique(labels, return_inverse=True)
         codes = codes.astype(np.int64).reshape(-1)
         members = np.argsort(codes, kind="stable").astype(np.int64)
@@ -63,7 +64,7 @@ class SelectionData:
         return cls(features, classes, codes, members, offsets, float(fraction), int(seed),
                    device or torch.device("cpu"), budget, progress)
 
-    def subset(self, rows: np.ndarray, fraction: float | None = None) -> "SelectionData":
+    def subset(self, rows: np.ndarray, fraction: float | None = None) -> SelectionData:
         """The pool restricted to ``rows`` (sorted row indices), same classes (a class may
         end up empty), same seed, device and budget strategy; ``progress`` is not passed on."""
         rows = np.asarray(rows, dtype=np.int64)
@@ -128,6 +129,8 @@ class SelectorOutput:
 
 
 SelectorFn = Callable[[SelectionData, np.ndarray, SelectorParams], SelectorOutput]
+#: A selector function as written: its third argument is its own :class:`SelectorParams` subclass.
+_Fn = TypeVar("_Fn", bound=Callable[..., SelectorOutput])
 
 #: Direction of a score column: ``low`` = small values are the representative (typical,
 #: easy) end, ``high`` = large values are.
@@ -181,13 +184,13 @@ _REGISTRY: dict[str, SelectorSpec] = {}
 def register_selector(name: str, params_cls: type[SelectorParams], summary: str, *,
                       multi_model: bool = False, stochastic: bool = False, prefix_consistent: bool = False,
                       score_column: str | None = None, representative: Direction = "low",
-                      uses_fraction: bool = False) -> Callable[[SelectorFn], SelectorFn]:
+                      uses_fraction: bool = False) -> Callable[[_Fn], _Fn]:
     """Decorator registering ``fn`` under ``name`` (a name may be registered once), with its
     capabilities (see :class:`SelectorSpec`)."""
     if representative not in ("low", "high"):
         raise ValueError(f"representative must be 'low' or 'high', got {representative!r}")
 
-    def deco(fn: SelectorFn) -> SelectorFn:
+    def deco(fn: _Fn) -> _Fn:
         if name in _REGISTRY:
             raise ValueError(f"selector {name!r} is already registered")
         _REGISTRY[name] = SelectorSpec(name, fn, params_cls, summary, multi_model, stochastic, prefix_consistent,

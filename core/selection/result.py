@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..text import FORMULA_PREFIXES, escape_csv_cell
+from ..text import escape_csv_cell
 
 
 def escape_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
@@ -107,7 +107,7 @@ class SelectionResult:
         with ``rank_all=True``, and a budget strategy derived from the fraction)."""
         return "pick_rank" in self.table.columns and self.budget != "manual"
 
-    def reslice(self, fraction: float) -> "SelectionResult":
+    def reslice(self, fraction: float) -> SelectionResult:
         """The selection at another ``fraction`` without running the selector again.
 
         Valid for prefix-consistent selectors (their rows kept at budget ``b`` are the first
@@ -183,7 +183,7 @@ class SelectionResult:
         return json.dumps(self.to_dict(include_table), indent=indent, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SelectionResult":
+    def from_dict(cls, d: dict) -> SelectionResult:
         table = _frame_from_dict(d["table"]) if "table" in d else pd.DataFrame()
         return cls(
             method=d["method"], params=dict(d["params"]), fraction=float(d["fraction"]), budget=d["budget"],
@@ -193,7 +193,7 @@ class SelectionResult:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "SelectionResult":
+    def from_json(cls, text: str) -> SelectionResult:
         return cls.from_dict(json.loads(text))
 
     def __eq__(self, other: object) -> bool:
@@ -210,7 +210,7 @@ class SelectionResult:
             and self.budget_table.equals(other.budget_table)
         )
 
-    def same_selection(self, other: "SelectionResult") -> bool:
+    def same_selection(self, other: SelectionResult) -> bool:
         """Equal apart from timing (what "same seed, same result" means)."""
         return (self.method == other.method and self.params == other.params
                 and np.array_equal(self.selected, other.selected) and self.table.equals(other.table)
