@@ -62,6 +62,20 @@ class ProgressBar:
             self.bar.progress(frac, text=self.text(done, total, what))
 
 
+class FractionETA:
+    """Progress text with the time left for work reported as a fraction done (0-1): elapsed x
+    (1 - f) / f, shown once 5 % is done (before that the estimate says little)."""
+
+    def __init__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def text(self, fraction: float, what: str) -> str:
+        elapsed = time.perf_counter() - self.t0
+        if fraction >= 0.05 and fraction < 1.0 and elapsed > 0:
+            return f"{what} · {fraction:.0%} · about {elapsed * (1 - fraction) / fraction:.0f} s left"
+        return f"{what} · {fraction:.0%}"
+
+
 def review_queue(result: SelectionResult, fs: FeatureSet, run_id: str, edits, base_selected) -> None:
     """The suspected mislabels one by one: the image large, its label, the suggested class and
     confidence, and buttons to keep it in or drop it from the subset (recorded as hand edits)."""

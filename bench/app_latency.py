@@ -108,9 +108,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--model", default="effnet-lite0")
+    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
+                    help="a synthetic pool of N generated images and a fast fake embedder instead of the demo")
     args = ap.parse_args(argv)
     os.environ.setdefault("CORESET_STUDIO_HOME", tempfile.mkdtemp(prefix="coreset-bench-app-"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.synthetic:
+        os.environ["CORESET_STUDIO_PRELOAD"] = "none"
 
     import streamlit as st
     from streamlit.testing.v1 import AppTest
@@ -122,23 +126,43 @@ def main(argv=None) -> int:
     st.cache_resource.clear()
     st.cache_data.clear()
     t0 = time.perf_counter()
-    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=600).run()
-    load_s = time.perf_counter() - t0
+    at = AppTest.from_file(str(REPO / "app" / "main.py"), default_timeout=1800).run()
+    setup = {"app start": time.perf_counter() - t0}
+    if args.synthetic:
+        from app import cached
+        from core.datasets import load_dataset
+
+        t0 = time.perf_counter()
+        folder = Path.home() / ".cache" / "coreset-studio" / "bench-app" / f"synthetic-{args.synthetic}"
+        manifest = synthetic_pool(args.synthetic, folder)
+        setup["images written (once)"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ds = load_dataset(str(manifest))
+        app_state = at.session_state["app_state"]
+        app_state.dataset_key, app_state.dataset_label = cached.put_dataset(ds), str(folder)
+        setup["dataset loaded"] = time.perf_counter() - t0
+        register_synthetic_embedder()
+        model, method, classes = SYNTHETIC_MODEL, "ram_apl", ("c0", "c1")
+    else:
+        model, method, classes = args.model, "ram_apl", ("bag", "coat")
     at.switch_page("views/models.py").run()
-    at.multiselect(key="models_pick").set_value([args.model]).run()
+    at.multiselect(key="models_pick").set_value([model]).run()
     t0 = time.perf_counter()
     at.button(key="models_compute").click().run()
-    embed_s = time.perf_counter() - t0
+    setup["embedding"] = time.perf_counter() - t0
+    if at.exception or at.error:
+        raise SystemExit(f"embedding failed: {at.exception or [e.value for e in at.error]}")
     at.switch_page("views/select.py").run()
+    at.selectbox(key="select_method").set_value(method).run()
     at.slider(key="select_fraction").set_value(10)
     t0 = time.perf_counter()
     at.button(key="select_run").click().run()
-    select_s = time.perf_counter() - t0
+    setup["selection"] = time.perf_counter() - t0
     at.switch_page("views/explore.py").run()
     t0 = time.perf_counter()
     while not json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"].startswith("UMAP"):
-        if time.perf_counter() - t0 > 300:
-            raise SystemExit("UMAP did not finish in 5 minutes")
+        if time.perf_counter() - t0 > 900:
+            raise SystemExit("UMAP did not finish in 15 minutes")
         time.sleep(0.5)
         at.run()
     umap_s = time.perf_counter() - t0
@@ -159,40 +183,61 @@ def main(argv=None) -> int:
     def page(name):
         return lambda at: at.switch_page(f"views/{name}.py")
 
+    def open_first_gallery_image(at):
+        at.button(key=next(b.key for b in at.button if b.key and b.key.startswith("g_repr_open_"))).click()
+
+    def close_view(at):
+        from app import sample_view
+
+        at.session_state[sample_view.OPEN_KEY] = None
+
     cases = [
         ("Data page", [page("data")]),
-        ("Data: class gallery", [toggle("selectbox", "data_class", "bag", "coat")]),
+        ("Data: class gallery", [toggle("selectbox", "data_class", classes[0], classes[1])]),
         ("Models page", [page("models")]),
         ("Select page", [page("select")]),
-        ("Select: filter the ranking by class", [toggle("multiselect", "select_filter_class", ["bag"], [])]),
-        ("Select: new run (RAM-APL 20 % / 10 %)", [
-            lambda at: at.slider(key="select_fraction").set_value(20 if at.slider(key="select_fraction").value == 10
-                                                                   else 10),
-            lambda at: at.button(key="select_run").click()]),
+        ("Select: filter the ranking by class", [toggle("multiselect", "select_filter_class", [classes[0]], [])]),
+        ("Select: next page of the ranking", [toggle("number_input", "select_ranking_page", 2, 1)]),
+        ("Select: move the fraction slider", [toggle("slider", "select_fraction", 20, 10)]),
         ("Explore page (UMAP cached)", [page("explore")]),
         ("Explore: colour by kept/class", [toggle("selectbox", "explore_colour", "kept/dropped", "class")]),
-        ("Explore: gallery class", [toggle("selectbox", "explore_gallery_class", "bag", "coat")]),
+        ("Explore: gallery class", [toggle("selectbox", "explore_gallery_class", classes[0], classes[1])]),
+        ("Explore: open an image (sample view)", [close_view, open_first_gallery_image]),
         ("Evaluate & export page", [page("evaluate")]),
     ]
-    print(f"python {sys.version.split()[0]}, streamlit {st.__version__}, {os.cpu_count()} CPUs; model {args.model}; "
-          f"repeats {args.repeats}")
-    print(f"setup (not in the target): app start {load_s:.2f} s, embedding {embed_s:.1f} s, selection {select_s:.2f} s, "
-          f"UMAP ready after {umap_s:.1f} s more")
+    if not args.synthetic:  # a new run at a new fraction: a computation, timed on the demo only
+        cases.insert(5, ("Select: new run (RAM-APL 20 % / 10 %)", [
+            lambda at: at.slider(key="select_fraction").set_value(20 if at.slider(key="select_fraction").value == 10
+                                                                   else 10),
+            lambda at: at.button(key="select_run").click()]))
+    pool = args.synthetic or "demo"
+    print(f"python {sys.version.split()[0]}, streamlit {st.__version__}, {os.cpu_count()} CPUs; pool {pool}; "
+          f"model {model}; repeats {args.repeats}")
+    print("setup (not in the target): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items())
+          + f"; UMAP ready {umap_s:.1f} s after the Explore page opened (PCA shown meanwhile)")
     print(f"baseline (one-line script rerun): {1000 * baseline:.0f} ms\n")
     print(f"{'interaction':40s} {'median':>8s} {'worst':>8s} {'x base':>7s}  < {TARGET_S} s")
-    ok = True
+    slow = []
     for name, steps in cases:
         times = []
         for _ in range(args.repeats):
             # pages are switched to and then the widget is used on that page
             for step in steps[:-1]:
                 step(at)
+                if step is not close_view:
+                    at.run()
             times.append(_timed(at, steps[-1]))
         med, worst = statistics.median(times), max(times)
-        ok &= med < TARGET_S
+        if med >= TARGET_S:
+            slow.append(name)
         print(f"{name:40s} {1000 * med:6.0f}ms {1000 * worst:6.0f}ms {med / baseline:7.1f}  "
               f"{'yes' if med < TARGET_S else 'NO'}")
-    print("\nall under target" if ok else "\nsome interactions miss the target")
+    umap_ok = umap_s < UMAP_TARGET_S
+    print(f"{'UMAP of the whole pool':40s} {umap_s:7.1f}s {'':8s} {'':7s}  < {UMAP_TARGET_S:.0f} s: "
+          f"{'yes' if umap_ok else 'NO'}")
+    if not umap_ok:
+        slow.append("UMAP")
+    print("\nall under target" if not slow else "\nnot under target: " + ", ".join(slow))
     return 0
 
 

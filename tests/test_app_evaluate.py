@@ -182,3 +182,14 @@ def test_subset_zip_holds_the_kept_images_by_class_and_loads_as_a_dataset(tmp_pa
     zf.extractall(tmp_path / "sub")
     ds = load_dataset(tmp_path / "sub" / "manifest.csv")
     assert len(ds) == 100 and sorted(set(ds.labels)) == sorted(set(map(str, fs.labels)))
+
+
+def test_evaluation_progress_text_says_the_time_left(monkeypatch):
+    from app import components
+
+    clock = iter([100.0, 130.0, 131.0, 160.0])
+    monkeypatch.setattr(components.time, "perf_counter", lambda: next(clock))
+    eta = components.FractionETA()                     # started at t = 100 s
+    assert eta.text(0.25, "training") == "training · 25% · about 90 s left"  # 30 s for a quarter
+    assert eta.text(0.02, "training") == "training · 2%"  # too early to say
+    assert eta.text(1.0, "done") == "done · 100%"

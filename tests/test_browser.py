@@ -196,6 +196,13 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
 
     # 3. Select: auto, 10 % (the defaults): it says what it picked
     _go(page, "Select")
+    # the fraction moved with the keyboard only (End: 90, Home: 1, then 9 steps right: 10); the
+    # run gets the value on the screen
+    thumb = page.get_by_role("slider").first
+    for keys in (["End"], ["Home"], ["ArrowRight"] * 9):
+        thumb.focus()
+        for k in keys:
+            page.keyboard.press(k)
     page.get_by_role("button", name="Run selection").click()
     page.get_by_text("Kept vs total per class").wait_for(timeout=LONG)
     _settle(page)
@@ -222,11 +229,29 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     _hover_until_card(page, x, y)
     card = page.locator("#cs-hover-card")
     hovered = card.get_attribute("title")
-    assert hovered and f"path={hovered}" in page.locator(".st-key-explore_plot .hoverlayer").text_content()
+    label = page.locator(".st-key-explore_plot .hoverlayer .hovertext").first
+    # plotly's label names the file (not its absolute path) and the card sits beside it, never on it
+    assert hovered and Path(hovered).name in label.text_content() and hovered not in label.text_content()
     assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64, "auto")
+    page.wait_for_timeout(200)  # the card is placed again once plotly has drawn its label
+    a, b = card.bounding_box(), label.bounding_box()
+    assert (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
+            or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"]), (a, b)
     taken.append(_shot(page, shots, "4-explore.png"))
     page.mouse.move(area["x"] + area["width"] + 60, area["y"] - 40)  # away: the card goes
     card.wait_for(state="hidden", timeout=10_000)
+    # the sidebar summary is there on this page (it used to vanish right after a page switch)
+    assert page.get_by_test_id("stSidebar").get_by_text("Dataset: demo (1200 images)").is_visible()
+
+    # a click on a dot opens it large (the sample view) with its neighbours; Esc closes it for good
+    page.mouse.click(x, y)
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Nearest neighbours in").wait_for(timeout=LONG)
+    assert dialog.get_by_text(Path(hovered).name).first.is_visible()
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden", timeout=30_000)
+    _settle(page)
+    assert page.get_by_role("dialog").count() == 0
 
     # a real lasso (the default drag mode) round a rectangle, then a box from the toolbar:
     # each lists the points inside (counted from the dots' screen positions)
@@ -301,6 +326,13 @@ def test_hover_asks_for_each_image_when_there_are_many_points(lazy_server, brows
     page.get_by_text("Embeddings ready").wait_for(timeout=LONG)
     _settle(page)
     _go(page, "Select")
+    # the fraction moved with the keyboard only (End: 90, Home: 1, then 9 steps right: 10); the
+    # run gets the value on the screen
+    thumb = page.get_by_role("slider").first
+    for keys in (["End"], ["Home"], ["ArrowRight"] * 9):
+        thumb.focus()
+        for k in keys:
+            page.keyboard.press(k)
     page.get_by_role("button", name="Run selection").click()
     page.get_by_text("Kept vs total per class").wait_for(timeout=LONG)
     _settle(page)

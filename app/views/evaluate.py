@@ -6,7 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import cached, services
-from app.components import need_run, user_errors
+from app.components import FractionETA, need_run, user_errors
 from app.state import get_state
 from core.workspace import resolve_workspace
 
@@ -68,11 +68,12 @@ ekey = services.evaluation_key(state.embedding_key, result, seeds, trainer, eval
 run_now = st.button("Run evaluation", key="eval_run", type="primary")
 progress_slot = st.empty()  # always present, so the elements below keep their places between runs
 if run_now:
-    bar = progress_slot.progress(0.0, text="starting…")
+    bar = progress_slot.progress(0.0, text="preparing the evaluation…")
+    eta = FractionETA()
     with user_errors("Evaluation"):
         out = resolve_workspace() / "app-exports" / ekey
         outcome = services.run_evaluation(fs, result, out, seeds=seeds, trainer=trainer, eval_model=eval_model,
-                                          edited=bool(edits), step=lambda f, m: bar.progress(f, text=m))
+                                          edited=bool(edits), step=lambda f, m: bar.progress(f, text=eta.text(f, m)))
         cached.evaluation_store().put(ekey, outcome)
         cached.save_evaluation(state.runs[run_id], ekey, outcome)
         state.evaluations[run_id] = ekey

@@ -45,15 +45,13 @@ if fs is None:
     st.stop()
 
 methods = ["auto"] + [m for m in list_selectors() if m != "auto"]
-c1, c2, c3, c4 = st.columns([2, 2, 2, 1])
+c1, c3 = st.columns([2, 2])
 method = c1.selectbox("Method", methods, key="select_method",
                       format_func=lambda m: f"{m} (recommended)" if m == "auto" else m,
                       help="\n\n".join(f"**{m}**: {get_selector(m).summary}" for m in methods))
-pct = c2.slider("Fraction kept (%)", min_value=1, max_value=90, value=10, step=1, key="select_fraction")
 budget = c3.selectbox("Class budget", list(BUDGET_STRATEGIES), key="select_budget",
                       help="paper: round(p·N_c) per class; proportional/uniform/difficulty: round(p·N) in total; "
                            "manual: your counts")
-seed = int(c4.number_input("Seed", min_value=0, value=0, step=1, key="select_seed"))
 
 spec_cls = get_selector(method)
 if spec_cls.prefix_consistent and budget != "manual":
@@ -63,39 +61,12 @@ elif spec_cls.uses_fraction:
 else:
     how = "a new fraction runs it again"
 st.caption(f"**{method}**: {spec_cls.summary} ({how}.)")
-params: dict = {}
-infos = spec_cls.params_cls.describe()
-if infos:
-    with st.expander(f"Parameters of {method}", expanded=False):
-        cols = st.columns(min(4, len(infos)))
-        for k, info in enumerate(infos):
-            wkey = f"select_param_{method}_{info.name}"
-            with cols[k % len(cols)]:
-                if info.name == "model":
-                    params[info.name] = st.selectbox(info.name, [""] + list(fs.models), key=wkey, help=info.help,
-                                                     format_func=lambda m: m or "(all models)")
-                elif info.type == "choice":
-                    params[info.name] = st.selectbox(info.name, list(info.choices), key=wkey, help=info.help,
-                                                     index=list(info.choices).index(info.default))
-                elif info.type == "bool":
-                    params[info.name] = st.checkbox(info.name, value=bool(info.default), key=wkey, help=info.help)
-                elif info.type == "int":
-                    params[info.name] = int(st.number_input(
-                        info.name, value=int(info.default), step=1, key=wkey, help=info.help,
-                        min_value=int(info.minimum) if info.minimum is not None else None,
-                        max_value=int(info.maximum) if info.maximum is not None else None))
-                elif info.type == "float":
-                    params[info.name] = float(st.number_input(
-                        info.name, value=float(info.default), key=wkey, help=info.help, format="%.3f",
-                        min_value=float(info.minimum) if info.minimum is not None else None,
-                        max_value=float(info.maximum) if info.maximum is not None else None))
-                else:
-                    params[info.name] = st.text_input(info.name, value=str(info.default), key=wkey, help=info.help)
-non_default = tuple(sorted((i.name, params[i.name]) for i in infos if params.get(i.name) != i.default))
 
 counts: tuple = ()
-if budget == "manual":
-    base = cached.selection(RunSpec(state.embedding_key, method, pct / 100, "paper", seed, non_default,
+if budget == "manual":  # before the form: its counts start from the paper budget at the last run's fraction
+    start_pct = int(st.session_state.get("select_fraction", 10))
+    start_seed = int(st.session_state.get("select_seed", 0))
+    base = cached.selection(RunSpec(state.embedding_key, method, start_pct / 100, "paper", start_seed,
                                     dataset_key=state.dataset_key or ""))
     frame = services.budget_frame(base)[["class", "size", "budget"]].rename(columns={"budget": "count"})
     st.markdown("**Manual class budgets** (edit the counts; start: the paper budget)")
@@ -103,7 +74,45 @@ if budget == "manual":
                             column_config={"count": st.column_config.NumberColumn(min_value=0, step=1)})
     counts = tuple((str(c), int(n)) for c, n in zip(edited["class"], edited["count"].fillna(0)))
 
-if st.button("Run selection", key="select_run", type="primary"):
+# The fraction, seed and parameters are sent with the Run button, together (a form): the run
+# gets exactly the values on the screen, however they were set (mouse, keyboard, typing).
+with st.form("select_form", border=False, enter_to_submit=False):
+    f1, f2 = st.columns([5, 1])
+    pct = f1.slider("Fraction kept (%)", min_value=1, max_value=90, value=10, step=1, key="select_fraction")
+    seed = int(f2.number_input("Seed", min_value=0, value=0, step=1, key="select_seed"))
+    params: dict = {}
+    infos = spec_cls.params_cls.describe()
+    if infos:
+        with st.expander(f"Parameters of {method}", expanded=False):
+            cols = st.columns(min(4, len(infos)))
+            for k, info in enumerate(infos):
+                wkey = f"select_param_{method}_{info.name}"
+                with cols[k % len(cols)]:
+                    if info.name == "model":
+                        params[info.name] = st.selectbox(info.name, [""] + list(fs.models), key=wkey, help=info.help,
+                                                         format_func=lambda m: m or "(all models)")
+                    elif info.type == "choice":
+                        params[info.name] = st.selectbox(info.name, list(info.choices), key=wkey, help=info.help,
+                                                         index=list(info.choices).index(info.default))
+                    elif info.type == "bool":
+                        params[info.name] = st.checkbox(info.name, value=bool(info.default), key=wkey, help=info.help)
+                    elif info.type == "int":
+                        params[info.name] = int(st.number_input(
+                            info.name, value=int(info.default), step=1, key=wkey, help=info.help,
+                            min_value=int(info.minimum) if info.minimum is not None else None,
+                            max_value=int(info.maximum) if info.maximum is not None else None))
+                    elif info.type == "float":
+                        params[info.name] = float(st.number_input(
+                            info.name, value=float(info.default), key=wkey, help=info.help, format="%.3f",
+                            min_value=float(info.minimum) if info.minimum is not None else None,
+                            max_value=float(info.maximum) if info.maximum is not None else None))
+                    else:
+                        params[info.name] = st.text_input(info.name, value=str(info.default), key=wkey,
+                                                          help=info.help)
+    run_clicked = st.form_submit_button("Run selection", key="select_run", type="primary")
+non_default = tuple(sorted((i.name, params[i.name]) for i in infos if params.get(i.name) != i.default))
+
+if run_clicked:
     spec = RunSpec(state.embedding_key, method, pct / 100, budget, seed, non_default, counts,
                    dataset_key=state.dataset_key or "")
     with user_errors("Selection"):
