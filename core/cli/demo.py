@@ -34,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
     from ..embedding import embed_dataset
     from ..features import save_features
     from ..selection import run_selection
-    from .select import selection_pool, write_selection_outputs
+    from ..pool import selection_pool
+    from .select import write_selection_outputs
 
     out = Path(args.out)
     dataset = load_demo()

@@ -55,7 +55,7 @@ def _recompute_table(given, fs, device: str):
     import numpy as np
 
     from ..selection import run_selection
-    from .select import selection_pool
+    from ..pool import selection_pool
 
     pool, _ = selection_pool(fs)
     try:
