@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
-from ..errors import CoresetError
+from ..params import Params, param
 from .probes import make_trainer, trainer_uses_images
 
 #: Preferred evaluation extractors, best first (a model that did not select is chosen).
@@ -13,12 +13,13 @@ EVAL_MODEL_PREFERENCE = ("effnet-lite2", "effnet-lite1", "effnet-lite0")
 
 
 @dataclass(frozen=True)
-class EvalConfig:
-    """How subsets are evaluated (validated on construction; every seed explicit).
+class EvalConfig(Params):
+    """How subsets are evaluated: a :class:`core.params.Params` (declared, validated once on
+    construction, form-building; every seed explicit).
 
     Attributes:
-        trainer: ``linear``, ``mlp`` or ``finetune``.
-        trainer_params: the trainer's parameters (see :mod:`.probes`).
+        trainer: a registered trainer (:func:`~core.evaluation.probes.list_trainers`: ``linear``, ``mlp``, ``finetune``).
+        trainer_params: the trainer's parameters (see :mod:`.probes`), stored with every default filled in.
         eval_model: features used by ``linear``/``mlp`` (ignored by ``finetune``).
         seeds: seeds of the random baselines, stochastic selectors and stochastic trainers.
         holdout: test fraction of the stratified hold-out when there is no test split.
@@ -28,32 +29,35 @@ class EvalConfig:
         confidence: level of the difference interval (default 0.95).
     """
 
-    trainer: str = "linear"
-    trainer_params: dict = field(default_factory=dict)
-    eval_model: str | None = None
-    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
-    holdout: float = 0.2
-    holdout_seed: int = 0
-    label_noise: float = 0.0
-    noise_seed: int = 0
-    confidence: float = 0.95
+    trainer: str = param("linear", "Model trained on each subset: linear, mlp or finetune.")
+    trainer_params: dict = param(default_factory=dict, help="The trainer's parameters (NAME=VALUE).")
+    eval_model: str | None = param(None, "Features the linear/mlp trainer uses (default: a model that did not "
+                                         "select, see default_eval_model).")
+    seeds: tuple[int, ...] = param((0, 1, 2, 3, 4), "Seeds of the random baselines, stochastic selectors and "
+                                                    "stochastic trainers (distinct, >= 0).")
+    holdout: float = param(0.2, "Test fraction of the stratified hold-out when the data has no test split.",
+                           minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
+    holdout_seed: int = param(0, "Seed of the hold-out draw.", minimum=0)
+    label_noise: float = param(0.0, "Symmetric label-noise rate on the training pool.", minimum=0.0, maximum=1.0,
+                               exclusive_maximum=True)
+    noise_seed: int = param(0, "Seed of the label noise.", minimum=0)
+    confidence: float = param(0.95, "Level of the difference interval.", minimum=0.0, maximum=1.0,
+                              exclusive_minimum=True, exclusive_maximum=True)
 
-    def __post_init__(self) -> None:
-        # validated, with every default filled in (so equal configs give equal cache keys)
+    @classmethod
+    def subject(cls) -> str:
+        return "the evaluation"
+
+    def validate(self) -> None:
+        # the trainer's parameters with every default filled in (so equal configs give equal cache keys)
         object.__setattr__(self, "trainer_params", make_trainer(self.trainer, self.trainer_params).to_dict())
-        seeds = tuple(int(s) for s in self.seeds)
+        try:
+            seeds = tuple(int(s) for s in self.seeds)
+        except (TypeError, ValueError):
+            seeds = ()
         if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-            raise CoresetError(f"seeds must be distinct non-negative integers, got {self.seeds!r}.")
+            self.fail("seeds", f"must be distinct non-negative integers, got {self.seeds!r}")
         object.__setattr__(self, "seeds", seeds)
-        if not (0.0 < float(self.holdout) < 1.0):
-            raise CoresetError(f"holdout must be in (0, 1), got {self.holdout!r}.")
-        if not (0.0 <= float(self.label_noise) < 1.0):
-            raise CoresetError(f"label noise must be in [0, 1), got {self.label_noise!r}.")
-        if not (0.0 < float(self.confidence) < 1.0):
-            raise CoresetError(f"confidence must be in (0, 1), got {self.confidence!r}.")
-        for name in ("holdout_seed", "noise_seed"):
-            if int(getattr(self, name)) < 0:
-                raise CoresetError(f"{name} must be a non-negative integer.")
 
     def make_trainer(self):
         return make_trainer(self.trainer, self.trainer_params)
