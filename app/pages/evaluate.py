@@ -44,7 +44,7 @@ st.subheader("Evaluate")
 c1, c2, c3 = st.columns(3)
 seeds = int(c1.number_input("Seeds", min_value=1, max_value=20, value=5, step=1, key="eval_seeds",
                             help="random baselines and stochastic trainers; 3 or more give error bars"))
-trainer = c2.selectbox("Evaluation model", ["linear", "mlp"], key="eval_trainer",
+trainer = c2.selectbox("Evaluation model", list_trainers(images=False), key="eval_trainer",
                        help="linear probe or a small MLP on the embeddings")
 from core.evaluation import default_eval_model  # noqa: E402
 

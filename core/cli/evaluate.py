@@ -28,7 +28,8 @@ from tqdm import tqdm
 from ..errors import CoresetError
 from ..workspace import check_output_dir
 from ._common import add_selection_arguments
-from .run import add_evaluation_arguments, eval_config_from_args, load_or_embed, parse_assignments
+from ..params import parse_assignments
+from .run import add_evaluation_arguments, eval_config_from_args, load_or_embed
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ..errors import SelectionInputError
 from ..features import load_features
+from ..params import parse_assignments
 from ..workspace import atomic_write_text, check_output_dir, make_output_dir
 from ..selection import get_selector, list_selectors, run_selection
 from ..pool import selection_pool  # noqa: F401  (the pool rule; also imported from here)
@@ -71,14 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def parse_params(items: list[str], method: str) -> dict[str, str]:
     """``["a=0.2", "k=1"]`` -> ``{"a": "0.2", "k": "1"}`` (values are parsed by the params class)."""
     allowed = ", ".join(get_selector(method).params_cls.names()) or "(none)"
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise SelectionInputError(f"--param {item!r} must look like NAME=VALUE; parameters of {method}: {allowed}.")
-        out[name] = value
-    return out
+    return parse_assignments(items, "--param", hint=f"; parameters of {method}: {allowed}", error=SelectionInputError)
 
 
 def provenance_json(d: dict) -> str:
