@@ -14,8 +14,8 @@ Pages call these and only format the results; everything here is testable withou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -23,19 +23,41 @@ from core.features import FeatureSet
 from core.pool import selection_pool as _selection_pool
 from core.selection import SelectionResult
 from core.selection.edit import apply_edits, edit_subset
-from core.workflows import EvaluationOutcome, evaluate_result, evaluation_key, independent_model_hint
+from core.workflows import EvaluationOutcome, evaluate_result, evaluation_key, independent_model_hint, subset_zip
 from core.workflows import selection_files as subset_csv_bytes
-from core.workflows import subset_zip
 
 from .events import chosen_rows
 from .sources import (
-    ROOTS_ENV, allowed_roots, check_server_path, load_demo_dataset, load_server_path, load_uploaded_manifest,
-    load_uploaded_zip, save_upload,
+    ROOTS_ENV,
+    allowed_roots,
+    check_server_path,
+    load_demo_dataset,
+    load_server_path,
+    load_uploaded_manifest,
+    load_uploaded_zip,
+    save_upload,
 )
 from .tables import (
-    AUTO_ESTIMATE_NOTE, Gallery, Headline, accuracy_frame, auto_estimates_frame, budget_frame, class_count_frame,
-    class_paths, comparison_frame, gallery_caption, gallery_rows, headline, headline_difference, mislabel_help,
-    overlap_frame, point_frame, point_score_columns, ranking_frame, review_queue, suspected_mislabels,
+    AUTO_ESTIMATE_NOTE,
+    Gallery,
+    Headline,
+    accuracy_frame,
+    auto_estimates_frame,
+    budget_frame,
+    class_count_frame,
+    class_paths,
+    comparison_frame,
+    gallery_caption,
+    gallery_rows,
+    headline,
+    headline_difference,
+    mislabel_help,
+    overlap_frame,
+    point_frame,
+    point_score_columns,
+    ranking_frame,
+    review_queue,
+    suspected_mislabels,
 )
 
 

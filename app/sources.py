@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from core.datasets import Dataset, load_dataset, load_demo, load_manifest
 from core.datasets.archive import dataset_root, extract_archive

@@ -4,9 +4,9 @@ plot's points, auto's estimates, evaluation accuracies and run comparisons."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd

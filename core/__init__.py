@@ -78,7 +78,44 @@ _EXPORTS: dict[str, str] = {
     "CoresetError": "core.errors",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = [
+    "__version__",
+    "BUDGET_STRATEGIES",
+    "CoresetError",
+    "DEFAULT_EMBEDDER",
+    "Dataset",
+    "EmbeddingRun",
+    "EvalConfig",
+    "EvaluationOutcome",
+    "EvaluationReport",
+    "Evaluator",
+    "FeatureSet",
+    "ParamInfo",
+    "Params",
+    "SelectionResult",
+    "apply_edits",
+    "create_embedder",
+    "embed_dataset",
+    "embedder_names",
+    "evaluate_result",
+    "export_report",
+    "get_selector",
+    "list_embedders",
+    "list_selectors",
+    "list_trainers",
+    "load_dataset",
+    "load_demo",
+    "load_features",
+    "make_trainer",
+    "register_embedder",
+    "register_selector",
+    "report_files",
+    "run_plan",
+    "run_selection",
+    "save_features",
+    "selection_files",
+    "selection_pool",
+]
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ imports on demand
     from .datasets import Dataset, load_dataset, load_demo
@@ -91,7 +128,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at run time __getattr__ im
     from .features import FeatureSet, load_features, save_features
     from .params import ParamInfo, Params
     from .pool import selection_pool
-    from .selection import BUDGET_STRATEGIES, SelectionResult, get_selector, list_selectors, register_selector, run_selection
+    from .selection import (
+        BUDGET_STRATEGIES,
+        SelectionResult,
+        get_selector,
+        list_selectors,
+        register_selector,
+        run_selection,
+    )
     from .selection.edit import apply_edits
     from .workflows import EvaluationOutcome, evaluate_result, selection_files
 

@@ -17,7 +17,7 @@ BLOCK = 1 << 20
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256", *, digest_size: int | None = None) -> str:
     """Hex digest of the bytes of ``path`` with ``hashlib``'s ``algorithm`` (``digest_size``
     for BLAKE2), read in :data:`BLOCK`-byte blocks; OSError if the file cannot be read."""
-    h = hashlib.new(algorithm, digest_size=digest_size) if digest_size else hashlib.new(algorithm)
+    h = getattr(hashlib, algorithm)(digest_size=digest_size) if digest_size else hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(BLOCK), b""):
             h.update(block)

@@ -13,7 +13,8 @@ import dataclasses
 import math
 import types
 import typing
-from typing import Any, ClassVar, Iterable, Literal, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any, ClassVar, Literal
 
 from .errors import CoresetError
 

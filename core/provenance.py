@@ -5,8 +5,8 @@ from __future__ import annotations
 import functools
 import platform
 import sys
+from collections.abc import Sequence
 from importlib import metadata
-from typing import Sequence
 
 from . import __version__
 
@@ -25,7 +25,7 @@ def package_versions(packages: Sequence[str] = PACKAGES) -> dict[str, str]:
     return dict(_versions(tuple(packages), tuple(m in sys.modules for m in BUILD_VERSION_MODULES)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _versions(packages: tuple[str, ...], imported: tuple[bool, ...]) -> tuple[tuple[str, str], ...]:
     versions = {"python": sys.version.split()[0], "coreset-studio": __version__}
     for name in packages:

@@ -8,6 +8,7 @@ import streamlit as st
 from app import cached, services
 from app.components import need_run, user_errors
 from app.state import get_state
+from core.evaluation.probes import list_trainers
 from core.workspace import resolve_workspace
 
 ZIP_MAX_IMAGES = 20_000

@@ -35,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets import load_demo
     from ..embedding import embed_dataset
     from ..features import save_features
-    from ..selection import run_selection
     from ..pool import selection_pool
+    from ..selection import run_selection
     from .select import write_selection_outputs
 
     out = Path(args.out)

@@ -20,15 +20,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from ..errors import SelectionInputError
+from ..export.tables import write_selection_csvs
 from ..features import load_features
 from ..params import parse_assignments
-from ..workspace import atomic_write_text, check_output_dir, make_output_dir
+from ..pool import selection_pool  # the pool rule (core.pool); also importable from here
 from ..selection import get_selector, list_selectors, run_selection
-from ..pool import selection_pool  # noqa: F401  (the pool rule; also imported from here)
+from ..workspace import atomic_write_text, check_output_dir, make_output_dir
 from ._common import add_selection_arguments, progress_bar
-from ..export.tables import write_selection_csvs
 
 
 def _methods_epilog() -> str:
@@ -69,7 +70,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def parse_params(items: list[str], method: str) -> dict[str, str]:
+def parse_params(items: list[str], method: str) -> dict[str, Any]:
     """``["a=0.2", "k=1"]`` -> ``{"a": "0.2", "k": "1"}`` (values are parsed by the params class)."""
     allowed = ", ".join(get_selector(method).params_cls.names()) or "(none)"
     return parse_assignments(items, "--param", hint=f"; parameters of {method}: {allowed}", error=SelectionInputError)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from ..params import Params, param
 from .probes import make_trainer, trainer_uses_images
@@ -69,7 +70,7 @@ class EvalConfig(Params):
         return d
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "EvalConfig":
+    def from_dict(cls, d: Mapping[str, Any]) -> EvalConfig:
         d = dict(d)
         d["seeds"] = tuple(d.get("seeds", (0, 1, 2, 3, 4)))
         return cls(**d)
@@ -89,7 +90,7 @@ def default_eval_model(available: Sequence[str], selection_models: Sequence[str]
     return list(selection_models)[-1] if selection_models else available[-1]
 
 
-def default_selection_models(available: Sequence[str], config: "EvalConfig") -> list[str]:
+def default_selection_models(available: Sequence[str], config: EvalConfig) -> list[str]:
     """Every model but the evaluation model (all of them for ``finetune``, or when only one)."""
     available = list(available)
     if trainer_uses_images(config.trainer):

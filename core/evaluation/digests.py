@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -17,10 +17,10 @@ def features_digest(fs: FeatureSet, models: Sequence[str]) -> str:
         arr = np.ascontiguousarray(fs.features[m])
         h.update(f"{m}:{arr.shape}:{arr.dtype}\n".encode())
         h.update(arr.tobytes())
-    for arr in (fs.labels, fs.split, fs.paths):
+    for column in (fs.labels, fs.split, fs.paths):
         h.update(b"--\n")
-        if arr is not None:
-            h.update("\x1f".join(map(str, np.asarray(arr).tolist())).encode("utf-8", "surrogateescape"))
+        if column is not None:
+            h.update("\x1f".join(map(str, np.asarray(column).tolist())).encode("utf-8", "surrogateescape"))
     return h.hexdigest()
 
 

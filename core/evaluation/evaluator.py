@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from typing import Any, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -13,7 +13,7 @@ NOISE_STREAM = 0x6E6F6973  # "nois"
 
 
 def symmetric_label_noise(labels: np.ndarray, rows: np.ndarray, rate: float, seed: int,
-                          classes: Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
+                          classes: np.ndarray | Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Flip each label of ``rows`` with probability ``rate`` to a uniformly drawn other class.
 
     With ``rng = default_rng([seed, NOISE_STREAM])`` (a stream no selector uses): ``u = rng.random(len(rows))``, ``shift =
@@ -23,6 +23,7 @@ def symmetric_label_noise(labels: np.ndarray, rows: np.ndarray, rate: float, see
     """
     labels = np.asarray(labels)
     classes = np.unique(labels) if classes is None else np.asarray(classes)
+    assert isinstance(classes, np.ndarray)
     noisy = labels.copy()
     flipped = np.zeros(len(labels), dtype=bool)
     rows = np.asarray(rows, dtype=np.int64)

@@ -21,8 +21,9 @@ choices and the app's picker come from there.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -239,6 +240,7 @@ class FinetuneTrainer(TrainerParams):
                 generator=gen, num_workers=self.num_workers, drop_last=False,
             )
             params = [p for p in net.parameters() if p.requires_grad]
+            opt: torch.optim.Optimizer
             if self.optimizer == "sgd":
                 opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
             else:

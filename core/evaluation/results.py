@@ -40,7 +40,7 @@ class GroupResult:
                 "n_train": [int(v) for v in self.n_train], "flipped_kept": [int(v) for v in self.flipped_kept]}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "GroupResult":
+    def from_dict(cls, d: dict) -> GroupResult:
         return cls([float(a) for a in d["accuracy"]],
                    [math.nan if v is None else float(v) for v in d["per_class"]],
                    [int(v) for v in d["n_train"]], [int(v) for v in d["flipped_kept"]])
@@ -98,7 +98,7 @@ class CellResult:
                 "selection": self.selection}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CellResult":
+    def from_dict(cls, d: dict) -> CellResult:
         return cls(method=d["method"], budget=d["budget"], params=dict(d["params"]), fraction=float(d["fraction"]),
                    label_noise=float(d["label_noise"]), seeds=[int(s) for s in d["seeds"]],
                    selection=d["selection"], deterministic=bool(d["deterministic"]),

@@ -69,7 +69,7 @@ def make_split(fs: FeatureSet, holdout: float = 0.2, seed: int = 0) -> EvalSplit
     split = fs.split if fs.split is not None else np.full(n, "train")
     test = np.flatnonzero(split == "test")
     if test.size:
-        pool = np.flatnonzero(train_mask(split))
+        pool = np.flatnonzero(np.asarray(train_mask(split)))
         if pool.size == 0:
             raise CoresetError("The data has a test split but no training rows to select from.")
         return EvalSplit(pool.astype(np.int64), test.astype(np.int64), "test split")

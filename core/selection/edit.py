@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, MutableSet
+from collections.abc import Iterable, MutableSet
 
 import numpy as np
 

@@ -88,7 +88,7 @@ def build_effnet_lite(
         name,
         model,
         transform,
-        int(model.num_features),
+        int(model.num_features),  # type: ignore[arg-type]  # timm types it as Tensor | Module
         weights_id=f"sha256:{sha}+convert-v{CONVERSION_VERSION}",
         preprocess=preprocess,
         output=output,

@@ -46,7 +46,7 @@ def _skip(key: str) -> bool:
     return key.endswith("num_batches_tracked")
 
 
-def convert_state_dict(source: dict, target: dict, *, source_label: str = "source") -> "OrderedDict[str, torch.Tensor]":
+def convert_state_dict(source: dict, target: dict, *, source_label: str = "source") -> OrderedDict[str, torch.Tensor]:
     """Map ``source`` tensors onto ``target``'s keys in order, shape for shape.
 
     ``num_batches_tracked`` entries are skipped on both sides (the target keeps its own).
@@ -104,7 +104,7 @@ def converted_weights(i: int, source: Path, workspace=None) -> tuple[Path, str]:
         try:
             load_file(str(target))  # validates the file; a bad one is rebuilt below
             return target, sha
-        except Exception:
+        except Exception:  # noqa: BLE001 - any failure to read the cached file means: rebuild it
             pass
     model = timm.create_model(f"tf_efficientnet_lite{i}", pretrained=False)
     src = _load_any(source)
@@ -117,10 +117,10 @@ def converted_weights(i: int, source: Path, workspace=None) -> tuple[Path, str]:
     else:
         sd = convert_state_dict(src, target_sd, source_label=str(source))
     model.load_state_dict(sd, strict=True)  # proves the mapping is complete
-    sd = {k: v.contiguous() for k, v in sd.items()}
+    contiguous = {k: v.contiguous() for k, v in sd.items()}
     from safetensors.torch import save as st_save
 
-    atomic_write_with(target, lambda fh: fh.write(st_save(sd, metadata={"source_sha256": sha})))
+    atomic_write_with(target, lambda fh: fh.write(st_save(contiguous, metadata={"source_sha256": sha})))
     return target, sha
 
 

@@ -27,9 +27,11 @@ def fold_batchnorm(model: torch.nn.Module) -> int:
                 continue
             if not bn.track_running_stats or bn.running_var is None or conv.training or bn.training:
                 continue
+            assert isinstance(bn, torch.nn.BatchNorm2d)  # BatchNormAct2d is one too
             with torch.no_grad():
                 fused = fuse_conv_bn_eval(conv, bn)
-            fused.bias.requires_grad_(False)
+            if fused.bias is not None:
+                fused.bias.requires_grad_(False)
             setattr(parent, conv_name, fused)
             tail = torch.nn.Sequential(bn.drop, bn.act) if isinstance(bn, BatchNormAct2d) else torch.nn.Identity()
             setattr(parent, bn_name, tail)

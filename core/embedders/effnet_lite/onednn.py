@@ -9,7 +9,7 @@ import torch
 def _mkldnn_pointwise_available() -> bool:
     try:
         return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-    except Exception:  # pragma: no cover
+    except Exception:  # noqa: BLE001 - pragma: no cover; a torch build without the op: use the plain path
         return False
 
 
@@ -33,7 +33,7 @@ class FusedConvAct(torch.nn.Module):
         self.groups = conv.groups
         self.kernel_size = list(conv.kernel_size)
         self.same_pad = isinstance(conv, Conv2dSame)
-        self.padding = [0, 0] if self.same_pad else list(conv.padding)
+        self.padding: list[int] = [0, 0] if self.same_pad else [int(p) for p in conv.padding]
         self.act = act
         if isinstance(act, torch.nn.ReLU6):
             self.attr, self.scalars = "hardtanh", [0.0, 6.0]

@@ -1,4 +1,6 @@
-"""What the baselines share: their feature space (:func:`class_features`), the tie rule and the per-class greedy driver."""
+"""What the baselines share: their feature space (:func:`class_features`), the tie rule and the per-
+class greedy driver.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""Baselines that rank each class by distance to its centre: ``min`` (class mean, mean rank over models) and ``moderate_ds`` (band around the median distance to the coordinate-wise median)."""
+"""Baselines that rank each class by distance to its centre: ``min`` (class mean, mean rank over
+models) and ``moderate_ds`` (band around the median distance to the coordinate-wise median).
+"""
 
 from __future__ import annotations
 

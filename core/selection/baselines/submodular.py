@@ -1,4 +1,6 @@
-"""Submodular baselines on the shifted cosine similarity ``s = (1 + cos) / 2``: ``facility_location`` and ``graph_cut``."""
+"""Submodular baselines on the shifted cosine similarity ``s = (1 + cos) / 2``: ``facility_location``
+and ``graph_cut``.
+"""
 
 from __future__ import annotations
 
@@ -46,7 +48,7 @@ def facility_location_lazy_greedy(xn: torch.Tensor, budget: int) -> tuple[np.nda
     picks, gains = [], []
     for t in range(budget):
         while fresh[heap[0][1]] != t:  # lazy greedy: refresh the top stale bounds, a batch at a time
-            batch = []
+            batch: list[int] = []
             while heap and len(batch) < LAZY_BATCH and fresh[heap[0][1]] != t:
                 batch.append(heapq.heappop(heap)[1])
             refresh(batch, t)
