@@ -41,3 +41,22 @@ def test_import_core_does_not_load_torch():
 def test_the_package_is_marked_typed():
     assert (ROOT / "core" / "py.typed").is_file()
     assert 'core = ["py.typed"]' in (ROOT / "pyproject.toml").read_text()
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_the_cli_and_the_app_call_core_and_never_each_other():
+    app_imports = set().union(*(_imports(p) for p in (ROOT / "app").rglob("*.py")))
+    assert not [m for m in app_imports if m == "core.cli" or m.startswith("core.cli.")]
+    core_imports = set().union(*(_imports(p) for p in (ROOT / "core").rglob("*.py")))
+    assert not [m for m in core_imports if m.split(".")[0] in ("app", "streamlit")]
