@@ -32,17 +32,18 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None,
                    help="comma-separated models the selectors use (dataset: default effnet-lite0; "
                         "features file: default every model but the evaluation model)")
-    from ..evaluation.probes import list_trainers
+    from ..evaluation.config import EVAL_MODEL_PREFERENCE
+    from ..evaluation.probes import TRAINERS, list_trainers
 
     p.add_argument("--eval", default="linear", choices=list_trainers(),
-                   help="evaluation model: linear probe, small MLP on embeddings, or a timm model fine-tuned on the "
-                        "images (GPU advised) (default: linear)")
+                   help="evaluation model: " + "; ".join(f"{k}: {c.summary}" for k, c in TRAINERS.items())
+                        + " (default: linear)")
     p.add_argument("--eval-model", default=None,
-                   help="features the linear/mlp evaluator uses (default: the first of effnet-lite2, effnet-lite1, "
-                        "effnet-lite0 not used for selection)")
+                   help="features the linear/mlp evaluator uses (default: the first of "
+                        f"{', '.join(EVAL_MODEL_PREFERENCE)} not used for selection)")
     p.add_argument("--eval-param", action="append", default=[], metavar="NAME=VALUE",
-                   help="evaluator parameter, repeatable (linear: C, max_iter; mlp: hidden, epochs, lr, ...; "
-                        "finetune: model, pretrained, epochs, lr, image_size, ...)")
+                   help="evaluator parameter, repeatable ("
+                        + "; ".join(f"{k}: {', '.join(c.names())}" for k, c in TRAINERS.items()) + ")")
     p.add_argument("--seeds", type=int, default=5,
                    help="number of seeds (0..N-1) for random baselines and stochastic trainers (default 5, >= 3 advised)")
     p.add_argument("--holdout", type=float, default=0.2,

@@ -66,7 +66,7 @@ class LinearProbe(TrainerParams):
 
     kind: ClassVar[str] = "linear"
     stochastic: ClassVar[bool] = False
-    summary: ClassVar[str] = "linear probe: standardised logistic regression on the embeddings"
+    summary: ClassVar[str] = "a linear probe (standardised logistic regression) on the embeddings"
     C: float = param(1.0, "Inverse L2 strength C of the logistic regression (fixed, never tuned on the test set).",
                      minimum=0.0, exclusive_minimum=True)
     max_iter: int = param(2000, "Iterations of lbfgs at most.", minimum=1)
