@@ -8,7 +8,7 @@ import streamlit as st
 from app import cached, services
 from app.components import FractionETA, need_run, user_errors
 from app.state import get_state
-from core.workspace import resolve_workspace
+from core.evaluation.probes import list_trainers
 
 ZIP_MAX_IMAGES = 20_000
 
@@ -55,7 +55,7 @@ c1, c2, c3 = st.columns(3)
 st.session_state.setdefault("eval_seeds", 5)
 seeds = int(c1.number_input("Seeds", min_value=1, max_value=20, step=1, key="eval_seeds",
                             help="random baselines and stochastic trainers; 3 or more give error bars"))
-trainer = c2.selectbox("Evaluation model", ["linear", "mlp"], key="eval_trainer",
+trainer = c2.selectbox("Evaluation model", list_trainers(images=False), key="eval_trainer",
                        help="linear probe or a small MLP on the embeddings")
 from core.evaluation import default_eval_model  # noqa: E402
 
@@ -71,8 +71,7 @@ if run_now:
     bar = progress_slot.progress(0.0, text="preparing the evaluation…")
     eta = FractionETA()
     with user_errors("Evaluation"):
-        out = resolve_workspace() / "app-exports" / ekey
-        outcome = services.run_evaluation(fs, result, out, seeds=seeds, trainer=trainer, eval_model=eval_model,
+        outcome = services.run_evaluation(fs, result, seeds=seeds, trainer=trainer, eval_model=eval_model,
                                           edited=bool(edits), step=lambda f, m: bar.progress(f, text=eta.text(f, m)))
         cached.evaluation_store().put(ekey, outcome)
         cached.save_evaluation(state.runs[run_id], ekey, outcome)

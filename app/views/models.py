@@ -12,7 +12,7 @@ from app import cached
 from app.components import need_dataset, user_errors
 from app.state import get_state
 from core.cache import CacheWriteWarning
-from core.embedders import list_embedders, weights_status
+from core.embedders import DEFAULT_EMBEDDER, list_embedders, weights_status
 
 state = get_state()
 st.title("Models")
@@ -30,7 +30,7 @@ status_of = {n: weights_status(n) for n in names}
 # all" never picks one that cannot load; the others take a local weights file first.
 loadable = [n for n in names if status_of[n] in ("offline", "cached")]
 needs = [n for n in names if n not in loadable]
-default = [m for m in (state.embedding_models or ["effnet-lite0"]) if m in loadable]
+default = [m for m in (state.embedding_models or [DEFAULT_EMBEDDER]) if m in loadable]
 picked_ready = st.multiselect("Models", loadable, default=default, key="models_pick",
                               help="These load here: the effnet-lite models work offline, others are already "
                                    "in the hub cache.")

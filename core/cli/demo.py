@@ -19,7 +19,9 @@ def add_parser(subparsers) -> None:
         "demo", help="run load -> embed -> select on the built-in demo dataset",
         description="Run the headless pipeline on the built-in Fashion-MNIST demo and write its outputs.")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
-    p.add_argument("--models", default="effnet-lite0", help="embedders (default: effnet-lite0, offline)")
+    from ..embedders.registry import DEFAULT_EMBEDDER
+
+    p.add_argument("--models", default=DEFAULT_EMBEDDER, help=f"embedders (default: {DEFAULT_EMBEDDER}, offline)")
     p.add_argument("--method", default="auto", help="selector (default: auto)")
     p.add_argument("--fraction", type=float, default=0.1, help="fraction of each class to keep (default: 0.1)")
     p.add_argument("--budget", default="paper", help="class budget strategy (default: paper)")
@@ -33,8 +35,9 @@ def run(args: argparse.Namespace) -> int:
     from ..datasets import load_demo
     from ..embedding import embed_dataset
     from ..features import save_features
+    from ..pool import selection_pool
     from ..selection import run_selection
-    from .select import selection_pool, write_selection_outputs
+    from .select import write_selection_outputs
 
     out = Path(args.out)
     dataset = load_demo()

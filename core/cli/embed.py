@@ -6,19 +6,16 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..embedders.registry import DEFAULT_EMBEDDER
 from ..errors import CoresetError
+from ..params import parse_assignments
 from ._common import add_dataset_arguments, load_dataset_verbose, print_problems, tqdm_model_progress
 
 
 def parse_weights(items: list[str] | None) -> dict[str, str]:
     """``["model=PATH", ...]`` -> ``{model: PATH}``."""
-    weights = {}
-    for item in items or []:
-        model, sep, path = item.partition("=")
-        if not sep or not model.strip() or not path.strip():
-            raise CoresetError(f"--weights {item!r}: write it as MODEL=PATH, e.g. --weights dinov2-vits14=dinov2.pth")
-        weights[model.strip()] = path.strip()
-    return weights
+    return parse_assignments(items, "--weights", form="MODEL=PATH", hint=", e.g. --weights dinov2-vits14=dinov2.pth",
+                             require_value=True)
 
 
 def add_parser(subparsers) -> None:
@@ -33,8 +30,8 @@ def add_parser(subparsers) -> None:
                     "an error; an --out that cannot be written exits with status 2.",
     )
     p.add_argument("data", metavar="DATA", help="dataset folder, manifest (.csv/.parquet), .zip, or 'demo'")
-    p.add_argument("--models", default="effnet-lite0",
-                   help="comma-separated embedder names (see `coreset-studio models`); default effnet-lite0")
+    p.add_argument("--models", default=DEFAULT_EMBEDDER,
+                   help=f"comma-separated embedder names (see `coreset-studio models`); default {DEFAULT_EMBEDDER}")
     p.add_argument("--weights", action="append", metavar="MODEL=PATH",
                    help="local weights file for a hub-backed model (repeatable)")
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")

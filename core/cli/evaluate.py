@@ -26,9 +26,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..errors import CoresetError
+from ..params import parse_assignments
 from ..workspace import check_output_dir
 from ._common import add_selection_arguments
-from .run import add_evaluation_arguments, eval_config_from_args, load_or_embed, parse_assignments
+from .run import add_evaluation_arguments, eval_config_from_args, load_or_embed
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -54,8 +55,8 @@ def _recompute_table(given, fs, device: str):
     parameters, seed, budget); None when that does not give back exactly the same subset."""
     import numpy as np
 
+    from ..pool import selection_pool
     from ..selection import run_selection
-    from .select import selection_pool
 
     pool, _ = selection_pool(fs)
     try:

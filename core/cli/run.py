@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..errors import CoresetError
+from ..params import parse_assignments
 from ._common import add_dataset_arguments, load_dataset_verbose, print_problems, tqdm_model_progress
 
 
@@ -31,15 +32,18 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default=None,
                    help="comma-separated models the selectors use (dataset: default effnet-lite0; "
                         "features file: default every model but the evaluation model)")
-    p.add_argument("--eval", default="linear", choices=["linear", "mlp", "finetune"],
-                   help="evaluation model: linear probe, small MLP on embeddings, or a timm model fine-tuned on the "
-                        "images (GPU advised) (default: linear)")
+    from ..evaluation.config import EVAL_MODEL_PREFERENCE
+    from ..evaluation.probes import TRAINERS, list_trainers
+
+    p.add_argument("--eval", default="linear", choices=list_trainers(),
+                   help="evaluation model: " + "; ".join(f"{k}: {c.summary}" for k, c in TRAINERS.items())
+                        + " (default: linear)")
     p.add_argument("--eval-model", default=None,
-                   help="features the linear/mlp evaluator uses (default: the first of effnet-lite2, effnet-lite1, "
-                        "effnet-lite0 not used for selection)")
+                   help="features the linear/mlp evaluator uses (default: the first of "
+                        f"{', '.join(EVAL_MODEL_PREFERENCE)} not used for selection)")
     p.add_argument("--eval-param", action="append", default=[], metavar="NAME=VALUE",
-                   help="evaluator parameter, repeatable (linear: C, max_iter; mlp: hidden, epochs, lr, ...; "
-                        "finetune: model, pretrained, epochs, lr, image_size, ...)")
+                   help="evaluator parameter, repeatable ("
+                        + "; ".join(f"{k}: {', '.join(c.names())}" for k, c in TRAINERS.items()) + ")")
     p.add_argument("--seeds", type=int, default=5,
                    help="number of seeds (0..N-1) for random baselines and stochastic trainers (default 5, >= 3 advised)")
     p.add_argument("--holdout", type=float, default=0.2,
@@ -57,14 +61,6 @@ def add_evaluation_arguments(p: argparse.ArgumentParser) -> None:
     add_dataset_arguments(p)
 
 
-def parse_assignments(items: list[str], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise CoresetError(f"{what} {item!r} must look like NAME=VALUE.")
-        out[name.strip()] = value.strip()
-    return out
 
 
 def eval_config_from_args(args: argparse.Namespace, label_noise: float = 0.0):
@@ -79,8 +75,11 @@ def eval_config_from_args(args: argparse.Namespace, label_noise: float = 0.0):
 
 def load_or_embed(args: argparse.Namespace):
     """``(feature set, selection models or None, features path or None, embedding seconds)``."""
+    from ..embedders import DEFAULT_EMBEDDER
     from ..embedding import embed_dataset, parse_models
     from ..evaluation import default_eval_model
+    from ..evaluation.config import EVAL_MODEL_PREFERENCE
+    from ..evaluation.probes import trainer_uses_images
     from ..features import load_features
     from .embed import parse_weights
 
@@ -89,11 +88,10 @@ def load_or_embed(args: argparse.Namespace):
         fs = load_features(data)
         models = parse_models(args.models) if args.models else None
         return fs, models, str(Path(data).resolve()), 0.0
-    models = parse_models(args.models or "effnet-lite0")
+    models = parse_models(args.models or DEFAULT_EMBEDDER)
     wanted = list(models)
-    if args.eval in ("linear", "mlp"):
-        eval_model = args.eval_model or default_eval_model(
-            [m for m in ("effnet-lite2", "effnet-lite1", "effnet-lite0")], models)
+    if not trainer_uses_images(args.eval):
+        eval_model = args.eval_model or default_eval_model(list(EVAL_MODEL_PREFERENCE), models)
         args.eval_model = eval_model
         if eval_model not in wanted:
             wanted.append(eval_model)
@@ -133,14 +131,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def parse_method_params(items: list[str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for item in items:
-        method, sep, rest = item.partition(":")
-        name, sep2, value = rest.partition("=")
-        if not sep or not sep2 or not method.strip() or not name.strip():
-            raise CoresetError(f"--param {item!r} must look like METHOD:NAME=VALUE, e.g. ram_apl:a=0.2.")
-        out.setdefault(method.strip(), {})[name.strip()] = value.strip()
-    return out
+    """``["ram_apl:a=0.2"]`` -> ``{"ram_apl": {"a": "0.2"}}`` (:func:`core.params.parse_assignments`)."""
+    return parse_assignments(items, "--param", form="METHOD:NAME=VALUE", hint=", e.g. ram_apl:a=0.2", scope=":")
 
 
 def parse_noise_levels(text: str) -> list[float]:

@@ -20,15 +20,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
-
-import numpy as np
+from typing import Any
 
 from ..errors import SelectionInputError
-from ..features import load_features
-from ..workspace import atomic_write_text, check_output_dir, make_output_dir
-from ..selection import get_selector, list_selectors, run_selection
-from ._common import add_selection_arguments, progress_bar
 from ..export.tables import write_selection_csvs
+from ..features import load_features
+from ..params import parse_assignments
+from ..pool import selection_pool  # the pool rule (core.pool); also importable from here
+from ..selection import get_selector, list_selectors, run_selection
+from ..workspace import atomic_write_text, check_output_dir, make_output_dir
+from ._common import add_selection_arguments, progress_bar
 
 
 def _methods_epilog() -> str:
@@ -69,42 +70,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def parse_params(items: list[str], method: str) -> dict[str, str]:
+def parse_params(items: list[str], method: str) -> dict[str, Any]:
     """``["a=0.2", "k=1"]`` -> ``{"a": "0.2", "k": "1"}`` (values are parsed by the params class)."""
     allowed = ", ".join(get_selector(method).params_cls.names()) or "(none)"
-    out: dict[str, str] = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise SelectionInputError(f"--param {item!r} must look like NAME=VALUE; parameters of {method}: {allowed}.")
-        out[name] = value
-    return out
+    return parse_assignments(items, "--param", hint=f"; parameters of {method}: {allowed}", error=SelectionInputError)
 
 
 def provenance_json(d: dict) -> str:
     """JSON with one top-level key per line and compact values (long index lists stay one line)."""
     items = [f"  {json.dumps(k)}: {json.dumps(v, allow_nan=False, default=str)}" for k, v in d.items()]
     return "{\n" + ",\n".join(items) + "\n}\n"
-
-
-def selection_pool(fs, source: str | Path | None = None) -> tuple[np.ndarray | None, str]:
-    """The rows to select from: those with split ``train`` when the file has a split array,
-    else all rows. A split array without any ``train`` row raises
-    :class:`~core.errors.SelectionInputError` (``source`` names the file in the message):
-    selecting from the test rows instead would be silent and wrong."""
-    if fs.split is None:
-        return None, "all rows"
-    train = fs.split == "train"
-    if np.any(train):
-        return train, "rows with split == 'train'"
-    values, counts = np.unique(fs.split, return_counts=True)
-    found = ", ".join(f"{int(n)} {v!r}" for v, n in sorted(zip(values.tolist(), counts.tolist()), key=lambda t: -t[1]))
-    where = f"Features file {source}" if source else "The features"
-    raise SelectionInputError(
-        f"{where} has a split array but no 'train' rows (found: {found or 'no rows'}); select picks only from the "
-        "training rows: mark the rows to select from as 'train' in the dataset (an empty split cell of a manifest "
-        "means train), or remove the split array to select from every row.")
 
 
 def write_selection_outputs(out: str | Path, result, fs, *, features_path: str | Path | None, pool_desc: str,

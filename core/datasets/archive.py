@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -27,6 +26,7 @@ import zlib
 from pathlib import Path, PurePosixPath
 
 from ..errors import DatasetError
+from ..hashing import file_digest
 from ..workspace import resolve_workspace, temp_prefix
 from .folder import _visible, load_folder
 from .images import Progress
@@ -46,11 +46,7 @@ BAD_ENTRY = "bad_archive_entry"
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(_CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def unsafe_reason(info: zipfile.ZipInfo) -> str | None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..hashing import file_digest
+
 # Extensions the folder loader considers images; anything else in a class folder is
 # reported as a non-image file. Manifests may name any file: its content decides.
 IMAGE_EXTENSIONS = frozenset({
@@ -153,11 +155,7 @@ def file_identity_bytes(data: bytes) -> str:
 
 def file_identity(path: str | os.PathLike) -> str:
     """:func:`file_identity_bytes` of a file, read in 1 MiB blocks; OSError if unreadable."""
-    h = hashlib.blake2b(digest_size=FILE_ID_DIGEST_BYTES)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "blake2b", digest_size=FILE_ID_DIGEST_BYTES)
 
 
 def inspect_image(path: str | os.PathLike) -> ImageCheck:

@@ -13,7 +13,9 @@ and ``open_clip:<arch>[:<tag>]``. Features are raw float32 (no normalisation).
 
 from .base import Embedder, EmbedderInfo, make_identity
 from .registry import (
+    DEFAULT_EMBEDDER,
     create_embedder,
+    embedder_names,
     get_embedder_info,
     list_embedders,
     register_embedder,
@@ -22,9 +24,11 @@ from .registry import (
 )
 
 __all__ = [
+    "DEFAULT_EMBEDDER",
     "Embedder",
     "EmbedderInfo",
     "create_embedder",
+    "embedder_names",
     "get_embedder_info",
     "list_embedders",
     "make_identity",

@@ -7,13 +7,13 @@ decides whether trying is worth it (huggingface_hub itself would retry for ~25 s
 
 from __future__ import annotations
 
-import hashlib
 import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 from ..errors import CoresetError, WeightsUnavailableError
+from ..hashing import file_digest
 
 WEIGHTS_HELP = "pass a local file: `--weights PATH` (a .safetensors/.bin/.pth state dict)"
 
@@ -28,11 +28,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     hit = _SHA_MEMO.get(key)
     if hit is not None:
         return hit
-    h = hashlib.sha256()
-    with open(p, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    digest = h.hexdigest()
+    digest = file_digest(p, "sha256")
     _SHA_MEMO[key] = digest
     return digest
 

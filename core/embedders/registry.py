@@ -44,6 +44,9 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 
+#: The embedder used when none is named (``embed``, ``run``, ``demo``, the app): small and offline.
+DEFAULT_EMBEDDER = "effnet-lite0"
+
 
 def register_embedder(
     name: str,
@@ -89,6 +92,13 @@ def list_embedders() -> list[EmbedderInfo]:
     """Registered embedders (paper models first, then registration order)."""
     entries = [e.info for e in _REGISTRY.values()]
     return sorted(entries, key=lambda i: not i.paper_model)
+
+
+def embedder_names(*, offline: bool | None = None) -> list[str]:
+    """Names of the registered embedders (order of :func:`list_embedders`); ``offline=True``:
+    only those whose weights ship with a package (no download), ``False``: only hub models.
+    The CLI's defaults and the app's pickers take their names from here."""
+    return [i.name for i in list_embedders() if offline is None or (i.availability == "offline") == offline]
 
 
 def get_embedder_info(name: str) -> EmbedderInfo:

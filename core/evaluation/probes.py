@@ -11,62 +11,50 @@ subset, which then counts as wrong everywhere). ``x_*`` are embeddings ``[n, D]`
 subset (budget rounding keeps 0 rows of it at 1 %) can never be predicted by ``linear``;
 its test samples count as wrong. A subset with a single class predicts that class.
 
-Parameters are validated once, in each dataclass's ``__post_init__``
-(:func:`make_trainer` builds one from a name and a ``{name: value}`` mapping, strings
-allowed, as the CLI passes them).
+Parameters are declared with the one parameter system (:mod:`core.params`) and validated
+once, on construction (:func:`make_trainer` builds one from a name and a ``{name: value}``
+mapping, strings allowed, as the CLI passes them). The trainers are registered
+(:data:`TRAINERS`, :func:`list_trainers`, :func:`get_trainer`): the CLI's ``--eval``
+choices and the app's picker come from there.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ..errors import CoresetError
-from ..params import coerce_value
+from ..params import Params, param
 
 
-def _coerce(value: Any, tp: type, name: str, kind: str) -> Any:
-    """:func:`core.params.coerce_value`, with errors naming the parameter and the trainer."""
-    try:
-        return coerce_value(value, tp)
-    except ValueError as exc:
-        raise CoresetError(f"Trainer {kind!r}: parameter {name}={value!r} {exc}.") from None
-
-
-class _Params:
-    """Mixin: construct from a mapping of (possibly string) values, validated."""
+@dataclass(frozen=True)
+class TrainerParams(Params):
+    """Base of the trainers: their parameters are :class:`core.params.Params` (declared,
+    validated once on construction, form-building); errors name ``trainer '<kind>'``."""
 
     kind: ClassVar[str] = ""
     stochastic: ClassVar[bool] = False
+    #: True when the trainer reads image files rather than embeddings.
+    uses_images: ClassVar[bool] = False
+    #: One line for ``--help`` and the app.
+    summary: ClassVar[str] = ""
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None = None):
-        values = dict(values or {})
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(fields))
-        if unknown:
-            raise CoresetError(f"Trainer {cls.kind!r} has no parameter {', '.join(unknown)}; "
-                               f"parameters: {', '.join(fields)}.")
-        types = {"int": int, "float": float, "bool": bool, "str": str}
-        kwargs = {k: _coerce(v, types[fields[k].type] if isinstance(fields[k].type, str) else fields[k].type, k, cls.kind)
-                  for k, v in values.items()}
-        return cls(**kwargs)
+    def subject(cls) -> str:
+        return f"trainer {cls.kind!r}"
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    def _check(self, name: str, ok: bool, what: str) -> None:
-        if not ok:
-            raise CoresetError(f"Trainer {self.kind!r}: {name}={getattr(self, name)!r} {what}.")
+    @classmethod
+    def unknown_message(cls, name: str, allowed: list[str]) -> str:
+        return f"Trainer {cls.kind!r} has no parameter {name}; parameters: {', '.join(allowed)}."
 
 
 # --------------------------------------------------------------------------- linear
 @dataclass(frozen=True)
-class LinearProbe(_Params):
+class LinearProbe(TrainerParams):
     """Multinomial logistic regression on standardised embeddings.
 
     ``z = (x - mean_train) / std_train`` (a ``StandardScaler`` fitted on the training
@@ -78,14 +66,11 @@ class LinearProbe(_Params):
 
     kind: ClassVar[str] = "linear"
     stochastic: ClassVar[bool] = False
-    C: float = 1.0
-    max_iter: int = 2000
-    tol: float = 1e-4
-
-    def __post_init__(self) -> None:
-        self._check("C", self.C > 0, "must be > 0")
-        self._check("max_iter", self.max_iter >= 1, "must be >= 1")
-        self._check("tol", self.tol > 0, "must be > 0")
+    summary: ClassVar[str] = "a linear probe (standardised logistic regression) on the embeddings"
+    C: float = param(1.0, "Inverse L2 strength C of the logistic regression (fixed, never tuned on the test set).",
+                     minimum=0.0, exclusive_minimum=True)
+    max_iter: int = param(2000, "Iterations of lbfgs at most.", minimum=1)
+    tol: float = param(1e-4, "Stopping tolerance of lbfgs.", minimum=0.0, exclusive_minimum=True)
 
     def fit_predict(self, x_train, y_train, x_test, n_classes: int, seed: int = 0) -> np.ndarray:
         from sklearn.exceptions import ConvergenceWarning
@@ -110,7 +95,7 @@ class LinearProbe(_Params):
 
 # --------------------------------------------------------------------------- mlp
 @dataclass(frozen=True)
-class MLPProbe(_Params):
+class MLPProbe(TrainerParams):
     """A small torch MLP on standardised embeddings.
 
     ``Linear(D, hidden) -> ReLU -> Dropout(dropout) -> Linear(hidden, C)``, cross-entropy,
@@ -121,20 +106,14 @@ class MLPProbe(_Params):
 
     kind: ClassVar[str] = "mlp"
     stochastic: ClassVar[bool] = True
-    hidden: int = 512
-    epochs: int = 100
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    dropout: float = 0.2
-    batch_size: int = 128
-
-    def __post_init__(self) -> None:
-        self._check("hidden", self.hidden >= 1, "must be >= 1")
-        self._check("epochs", self.epochs >= 1, "must be >= 1")
-        self._check("lr", self.lr > 0, "must be > 0")
-        self._check("weight_decay", self.weight_decay >= 0, "must be >= 0")
-        self._check("dropout", 0 <= self.dropout < 1, "must be in [0, 1)")
-        self._check("batch_size", self.batch_size >= 1, "must be >= 1")
+    summary: ClassVar[str] = "a small MLP on the embeddings (seeded)"
+    hidden: int = param(512, "Width of the hidden layer.", minimum=1)
+    epochs: int = param(100, "Passes over the subset.", minimum=1)
+    lr: float = param(1e-3, "AdamW learning rate.", minimum=0.0, exclusive_minimum=True)
+    weight_decay: float = param(1e-4, "AdamW weight decay.", minimum=0.0)
+    dropout: float = param(0.2, "Dropout after the hidden layer, in [0, 1).", minimum=0.0, maximum=1.0,
+                           exclusive_maximum=True)
+    batch_size: int = param(128, "Mini-batch size.", minimum=1)
 
     def fit_predict(self, x_train, y_train, x_test, n_classes: int, seed: int = 0) -> np.ndarray:
         import torch
@@ -179,7 +158,7 @@ class MLPProbe(_Params):
 
 # --------------------------------------------------------------------------- finetune
 @dataclass(frozen=True)
-class FinetuneTrainer(_Params):
+class FinetuneTrainer(TrainerParams):
     """A timm image classifier trained on the subset's images.
 
     ``timm.create_model(model, pretrained=pretrained, num_classes=C)``: ``resnet18`` from
@@ -195,27 +174,20 @@ class FinetuneTrainer(_Params):
 
     kind: ClassVar[str] = "finetune"
     stochastic: ClassVar[bool] = True
-    model: str = "resnet18"
-    pretrained: bool = False
-    epochs: int = 30
-    lr: float = 0.05
-    optimizer: str = "sgd"
-    weight_decay: float = 5e-4
-    batch_size: int = 64
-    image_size: int = 224
-    min_scale: float = 0.35
-    num_workers: int = 0
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        self._check("epochs", self.epochs >= 1, "must be >= 1")
-        self._check("lr", self.lr > 0, "must be > 0")
-        self._check("optimizer", self.optimizer in ("sgd", "adamw"), "must be sgd or adamw")
-        self._check("weight_decay", self.weight_decay >= 0, "must be >= 0")
-        self._check("batch_size", self.batch_size >= 1, "must be >= 1")
-        self._check("image_size", self.image_size >= 8, "must be >= 8")
-        self._check("min_scale", 0 < self.min_scale <= 1, "must be in (0, 1]")
-        self._check("num_workers", self.num_workers >= 0, "must be >= 0")
+    uses_images: ClassVar[bool] = True
+    summary: ClassVar[str] = "a timm image classifier trained on the subset's images (GPU advised)"
+    model: str = param("resnet18", "timm model name.")
+    pretrained: bool = param(False, "Start from pretrained weights (they must be in the local cache).")
+    epochs: int = param(30, "Epochs.", minimum=1)
+    lr: float = param(0.05, "Peak learning rate (cosine decay).", minimum=0.0, exclusive_minimum=True)
+    optimizer: Literal["sgd", "adamw"] = param("sgd", "sgd (momentum 0.9, nesterov) or adamw.")
+    weight_decay: float = param(5e-4, "Weight decay.", minimum=0.0)
+    batch_size: int = param(64, "Mini-batch size.", minimum=1)
+    image_size: int = param(224, "Training and test crop size in pixels.", minimum=8)
+    min_scale: float = param(0.35, "Smallest area share of RandomResizedCrop, in (0, 1].", minimum=0.0,
+                             maximum=1.0, exclusive_minimum=True)
+    num_workers: int = param(0, "DataLoader worker processes.", minimum=0)
+    device: str = param("auto", "Torch device: auto, cpu, cuda, cuda:N or mps.")
 
     def _transforms(self):
         from torchvision import transforms as T
@@ -268,6 +240,7 @@ class FinetuneTrainer(_Params):
                 generator=gen, num_workers=self.num_workers, drop_last=False,
             )
             params = [p for p in net.parameters() if p.requires_grad]
+            opt: torch.optim.Optimizer
             if self.optimizer == "sgd":
                 opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, nesterov=True, weight_decay=self.weight_decay)
             else:
@@ -294,19 +267,44 @@ class FinetuneTrainer(_Params):
         return torch.cat(preds).numpy().astype(np.int64) if preds else np.zeros(0, dtype=np.int64)
 
 
-TRAINERS: dict[str, type] = {"linear": LinearProbe, "mlp": MLPProbe, "finetune": FinetuneTrainer}
+#: The trainer registry: name -> class, in the order ``--eval`` and the app list them.
+TRAINERS: dict[str, type[TrainerParams]] = {}
 
 
-def make_trainer(kind: str, params: Mapping[str, Any] | None = None):
-    """A validated trainer ``linear`` / ``mlp`` / ``finetune`` from ``{name: value}``."""
+def register_trainer(cls: type[TrainerParams]) -> type[TrainerParams]:
+    """Add a :class:`TrainerParams` subclass to the registry under its ``kind`` (a class decorator)."""
+    if not cls.kind:
+        raise ValueError("a trainer needs a kind")
+    TRAINERS[cls.kind] = cls
+    return cls
+
+
+for _cls in (LinearProbe, MLPProbe, FinetuneTrainer):
+    register_trainer(_cls)
+
+
+def list_trainers(*, images: bool | None = None) -> list[str]:
+    """Registered trainer names; ``images=False``: only those that train on embeddings
+    (the app's picker), ``images=True``: only those that read the images."""
+    return [k for k, c in TRAINERS.items() if images is None or c.uses_images == images]
+
+
+def get_trainer(kind: str) -> type[TrainerParams]:
+    """The trainer class of ``kind``; an unknown name raises :class:`CoresetError` listing the known ones."""
     if kind not in TRAINERS:
         raise CoresetError(f"Unknown evaluation model {kind!r}; choose one of {', '.join(TRAINERS)}.")
-    return TRAINERS[kind].from_mapping(params)
+    return TRAINERS[kind]
+
+
+def make_trainer(kind: str, params: Mapping[str, Any] | None = None) -> TrainerParams:
+    """A validated trainer ``linear`` / ``mlp`` / ``finetune`` from ``{name: value}`` (strings allowed)."""
+    return get_trainer(kind).from_mapping(params)
 
 
 def trainer_uses_images(kind: str) -> bool:
     """True when the trainer reads image files rather than embeddings."""
-    return kind == "finetune"
+    return kind in TRAINERS and TRAINERS[kind].uses_images
 
 
-__all__ = ["FinetuneTrainer", "LinearProbe", "MLPProbe", "TRAINERS", "make_trainer", "trainer_uses_images"]
+__all__ = ["FinetuneTrainer", "LinearProbe", "MLPProbe", "TRAINERS", "TrainerParams", "get_trainer", "list_trainers",
+           "make_trainer", "register_trainer", "trainer_uses_images"]

@@ -12,7 +12,7 @@ with those bytes as ``\\xNN`` (:func:`core.text.display_text`).
 * ``results.csv``: the results table of a report (percent).
 
 Text cells starting with ``= + - @`` (or tab / CR) are prefixed with ``'``
-(:func:`core.selection.result.escape_csv_frame`); files are written atomically.
+(:func:`escape_csv_frame`, here: the one home of CSV escaping); files are written atomically.
 """
 
 from __future__ import annotations
@@ -24,12 +24,21 @@ import numpy as np
 import pandas as pd
 
 from ..features import FeatureSet
-from ..selection.result import escape_csv_frame
-from ..text import display_array
+from ..text import display_array, escape_csv_cell
 from ..workspace import atomic_write_text
 
 #: Columns of a selection table that are bookkeeping, not scores.
 NON_SCORE_COLUMNS = ("index", "label", "selected", "order")
+
+
+def escape_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """Copy of ``frame`` with :func:`core.text.escape_csv_cell` applied to every text column
+    (numeric and boolean columns are left as they are)."""
+    out = frame.copy()
+    for col in out.columns:
+        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
+            out[col] = out[col].map(escape_csv_cell)
+    return out
 
 
 def scores_frame(table: pd.DataFrame, fs: FeatureSet | None = None) -> pd.DataFrame:
@@ -76,4 +85,4 @@ def write_selection_csvs(folder: str | os.PathLike, table: pd.DataFrame, selecte
             write_csv(folder / "subset.csv", subset_frame(scores, selected)))
 
 
-__all__ = ["NON_SCORE_COLUMNS", "csv_text", "scores_frame", "subset_frame", "write_csv", "write_selection_csvs"]
+__all__ = ["NON_SCORE_COLUMNS", "csv_text", "escape_csv_frame", "scores_frame", "subset_frame", "write_csv", "write_selection_csvs"]

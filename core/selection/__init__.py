@@ -27,11 +27,14 @@ from .budgets import BUDGET_STRATEGIES, BudgetPlan, plan_budgets
 from .consensus import LabelConsensus, label_consensus
 from .engine import check_fraction, run_selection
 from .params import ParamInfo, SelectorParams
-from .registry import SelectionData, SelectorOutput, SelectorSpec, get_selector, list_selectors, register_selector
-from .result import SelectionResult, escape_csv_cell, escape_csv_frame
+from .registry import (
+    SelectionData, SelectorOutput, SelectorSpec, get_selector, list_selectors, register_selector,
+)
+from ..text import escape_csv_cell
+from .result import SelectionResult
 
 __all__ = [
     "BUDGET_STRATEGIES", "BudgetPlan", "LabelConsensus", "label_consensus", "ParamInfo", "SelectionData", "SelectionResult", "SelectorOutput",
-    "SelectorParams", "SelectorSpec", "check_fraction", "escape_csv_cell", "escape_csv_frame", "get_selector",
+    "SelectorParams", "SelectorSpec", "check_fraction", "escape_csv_cell", "get_selector",
     "list_selectors", "plan_budgets", "register_selector", "run_selection",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -12,8 +11,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import __version__ as core_version
 from ..devices import resolve_device
+from ..provenance import SELECTION_PACKAGES, package_versions
 from ..errors import SelectionInputError
 from ..features import FLOAT32_MAX, beyond_float32, float32_range_message
 from ..text import display_array
@@ -24,9 +23,9 @@ from .result import SelectionResult
 
 
 def versions() -> dict[str, str]:
-    """Versions recorded in every result."""
-    return {"python": platform.python_version(), "numpy": np.__version__, "torch": torch.__version__,
-            "pandas": pd.__version__, "core": core_version}
+    """Versions recorded in every selection result (:func:`core.provenance.package_versions`,
+    the one version recorder, for the packages a selection depends on)."""
+    return package_versions(SELECTION_PACKAGES)
 
 
 def check_fraction(fraction: Any) -> float:

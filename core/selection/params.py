@@ -1,110 +1,39 @@
 """Typed, validated parameters of every selector (one frozen dataclass per method).
 
-The app builds its form from :meth:`SelectorParams.describe`; the CLI parses
-``--param name=value`` strings with :meth:`SelectorParams.from_mapping`, which converts
-each value by the field's type and raises :class:`SelectionInputError` naming the bad
-parameter and the allowed ones. Ranges are declared once, in the field metadata, and
-checked in ``__post_init__``.
+Declared with the one parameter system, :mod:`core.params` (:func:`~core.params.param`
+fields of a :class:`~core.params.Params` dataclass). The app builds its form from
+:meth:`SelectorParams.describe`; the CLI parses ``--param name=value`` strings with
+:meth:`SelectorParams.from_mapping`, which converts each value by the field's type and
+raises :class:`SelectionInputError` naming the bad parameter and the allowed ones. Ranges
+are declared once, in the field metadata, and checked on construction.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Mapping
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 from ..errors import SelectionInputError
-from ..params import coerce_value
+from ..params import ParamInfo, Params, param
 
 Normalize = Literal["none", "l2"]
 
 
-def param(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
-          exclusive_minimum: bool = False) -> Any:
-    """A dataclass field with a help text and an optional numeric range (inclusive bounds)."""
-    return field(default=default, metadata={
-        "help": help, "minimum": minimum, "maximum": maximum, "exclusive_minimum": exclusive_minimum,
-    })
-
-
 @dataclass(frozen=True)
-class ParamInfo:
-    """What a form needs to render one parameter."""
-
-    name: str
-    type: str  # "float", "int", "str", "bool" or "choice"
-    default: Any
-    help: str
-    choices: tuple[str, ...] | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-
-
-def _coerce(value: Any, tp: Any, name: str, method: str) -> Any:
-    """:func:`core.params.coerce_value`, with errors naming the parameter and the method."""
-    try:
-        return coerce_value(value, tp)
-    except ValueError as exc:
-        raise SelectionInputError(f"Parameter {name!r} of method {method!r}: got {value!r}, {exc}.") from exc
-
-
-@dataclass(frozen=True)
-class SelectorParams:
-    """Base class of selector parameters: validation, parsing, description, dict round trip."""
+class SelectorParams(Params):
+    """Base class of selector parameters (:class:`core.params.Params`): errors are
+    :class:`SelectionInputError` naming the parameter and ``method '<name>'``."""
 
     method: ClassVar[str] = ""
-
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = _coerce(getattr(self, f.name), hints[f.name], f.name, self.method)
-            object.__setattr__(self, f.name, value)
-            lo, hi = f.metadata.get("minimum"), f.metadata.get("maximum")
-            if lo is not None and (value < lo or (f.metadata.get("exclusive_minimum") and value == lo)):
-                op = ">" if f.metadata.get("exclusive_minimum") else ">="
-                raise SelectionInputError(f"Parameter {f.name!r} of method {self.method!r} must be {op} {lo}, got {value}.")
-            if hi is not None and value > hi:
-                raise SelectionInputError(f"Parameter {f.name!r} of method {self.method!r} must be <= {hi}, got {value}.")
-        self.validate()
-
-    def validate(self) -> None:
-        """Extra cross-field checks (override); ranges are checked from the field metadata."""
+    error: ClassVar[type[Exception]] = SelectionInputError
 
     @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+    def subject(cls) -> str:
+        return f"method {cls.method!r}"
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any] | None = None) -> "SelectorParams":
-        """Build from a mapping of names to values or strings; unknown names raise."""
-        values = dict(values or {})
-        allowed = cls.names()
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise SelectionInputError(
-                f"Unknown parameter {unknown[0]!r} for method {cls.method!r}; "
-                f"allowed: {', '.join(allowed) if allowed else '(none)'}."
-            )
-        return cls(**values)
-
-    @classmethod
-    def describe(cls) -> list[ParamInfo]:
-        """One :class:`ParamInfo` per field, in declaration order (for forms and --help)."""
-        hints = typing.get_type_hints(cls)
-        infos = []
-        for f in dataclasses.fields(cls):
-            tp = hints[f.name]
-            if typing.get_origin(tp) is Literal:
-                kind, choices = "choice", tuple(typing.get_args(tp))
-            else:
-                kind, choices = tp.__name__, None
-            infos.append(ParamInfo(f.name, kind, f.default, f.metadata.get("help", ""), choices,
-                                   f.metadata.get("minimum"), f.metadata.get("maximum")))
-        return infos
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    def unknown_message(cls, name: str, allowed: list[str]) -> str:
+        return f"Unknown parameter {name!r} for method {cls.method!r}; allowed: {', '.join(allowed) if allowed else '(none)'}."
 
 
 _NORMALIZE_HELP = "Row normalisation of each model's features before use: none (raw) or l2."
@@ -248,3 +177,8 @@ class AutoParams(SelectorParams):
                                "over random.", minimum=0.0)
     time_budget_s: float = param(0.0, "Stop trying further candidates after this many seconds (0 = no limit); "
                                       "the choice is made among the candidates tried.", minimum=0.0)
+
+
+__all__ = ["AutoParams", "BWSParams", "CCSParams", "CleanedParams", "DEFAULT_AUTO_CANDIDATES", "FacilityLocationParams",
+           "GraphCutParams", "HerdingParams", "KCenterParams", "MinParams", "ModerateDSParams", "ParamInfo",
+           "RamAplParams", "RandomParams", "SelectorParams", "SingleModelParams", "param"]

@@ -1,4 +1,4 @@
-"""The result of a selection run, its JSON round trip, and CSV cell escaping."""
+"""The result of a selection run and its JSON round trip (CSV escaping lives in :mod:`core.export.tables`)."""
 
 from __future__ import annotations
 
@@ -11,16 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..text import escape_csv_cell
-
-
-def escape_csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """Copy of ``frame`` with :func:`escape_csv_cell` applied to every text column."""
-    out = frame.copy()
-    for col in out.columns:
-        if not (pd.api.types.is_numeric_dtype(out[col]) or pd.api.types.is_bool_dtype(out[col])):
-            out[col] = out[col].map(escape_csv_cell)
-    return out
 
 
 def _frame_to_dict(frame: pd.DataFrame) -> dict:
