@@ -198,7 +198,7 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     _go(page, "Select")
     # the fraction moved with the keyboard only (End: 90, Home: 1, then 9 steps right: 10); the
     # run gets the value on the screen
-    thumb = page.get_by_role("slider").first
+    thumb = page.locator(".st-key-select_fraction input[type=range]")
     for keys in (["End"], ["Home"], ["ArrowRight"] * 9):
         thumb.focus()
         for k in keys:
@@ -328,7 +328,7 @@ def test_hover_asks_for_each_image_when_there_are_many_points(lazy_server, brows
     _go(page, "Select")
     # the fraction moved with the keyboard only (End: 90, Home: 1, then 9 steps right: 10); the
     # run gets the value on the screen
-    thumb = page.get_by_role("slider").first
+    thumb = page.locator(".st-key-select_fraction input[type=range]")
     for keys in (["End"], ["Home"], ["ArrowRight"] * 9):
         thumb.focus()
         for k in keys:
