@@ -85,32 +85,44 @@ def difference_interval(a: Sequence[float], b: Sequence[float], confidence: floa
     """Difference of means ``mean(a) - mean(b)`` with a Welch ``confidence`` interval.
 
     A sample whose values are all equal (relative spread below ``rel_tol``) or that has a
-    single value counts as having zero variance. See the module docstring for the formula.
+    single value counts as having zero variance. See the module docstring for the formula;
+    the interval itself comes from :func:`scipy.stats.ttest_ind` (``equal_var=False``) or,
+    with one side constant, :func:`scipy.stats.ttest_1samp` on the other side.
     """
     a, b = _clean(a), _clean(b)
     if a.size == 0 or b.size == 0:
         return Difference(math.nan, math.nan, math.nan, math.nan, "undefined", confidence)
     d = float(a.mean() - b.mean())
 
-    def var_of_mean(x: np.ndarray) -> tuple[float, int]:
-        if x.size < 2:
-            return 0.0, x.size
-        v = float(x.var(ddof=1))
-        scale = max(1.0, float(np.abs(x).max())) ** 2
-        return (0.0 if v <= rel_tol * scale else v / x.size), x.size
-
-    va, na = var_of_mean(a)
-    vb, nb = var_of_mean(b)
+    va = _var_of_mean(a, rel_tol)
+    vb = _var_of_mean(b, rel_tol)
     if va == 0.0 and vb == 0.0:
         if b.size < 2 and a.size < 2:
             return Difference(d, math.nan, math.nan, math.nan, "undefined", confidence)
         return Difference(d, d, d, math.inf, "exact", confidence)
-    denom = (va ** 2 / (na - 1) if va > 0 else 0.0) + (vb ** 2 / (nb - 1) if vb > 0 else 0.0)
-    df = (va + vb) ** 2 / denom
-    se = math.sqrt(va + vb)
-    t = float(_st.t.ppf(0.5 + confidence / 2, df))
-    kind = "welch" if (va > 0 and vb > 0) else "one-sample"
-    return Difference(d, d - t * se, d + t * se, float(df), kind, confidence)
+    if va > 0 and vb > 0:
+        res = _st.ttest_ind(a, b, equal_var=False)  # Welch: Welch-Satterthwaite df
+        ci = res.confidence_interval(confidence_level=confidence)
+        return Difference(d, float(ci.low), float(ci.high), float(res.df), "welch", confidence)
+    # one side constant: the one-sample t interval of the varying side's mean, less (or from) the constant
+    if va == 0.0:
+        res = _st.ttest_1samp(b, 0.0)
+        ci = res.confidence_interval(confidence_level=confidence)
+        low, high = float(a.mean()) - float(ci.high), float(a.mean()) - float(ci.low)
+    else:
+        res = _st.ttest_1samp(a, 0.0)
+        ci = res.confidence_interval(confidence_level=confidence)
+        low, high = float(ci.low) - float(b.mean()), float(ci.high) - float(b.mean())
+    return Difference(d, low, high, float(res.df), "one-sample", confidence)
+
+
+def _var_of_mean(x: np.ndarray, rel_tol: float) -> float:
+    """``s^2 / n`` of ``x`` (sample variance, ddof=1); 0 for one value or a relative spread below ``rel_tol``."""
+    if x.size < 2:
+        return 0.0
+    v = float(x.var(ddof=1))
+    scale = max(1.0, float(np.abs(x).max())) ** 2
+    return 0.0 if v <= rel_tol * scale else v / x.size
 
 
 def mean_ranks(scores: dict[str, Sequence[float]]) -> dict[str, float]:
