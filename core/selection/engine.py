@@ -16,7 +16,7 @@ from ..devices import resolve_device
 from ..errors import SelectionInputError
 from ..features import FLOAT32_MAX, beyond_float32, float32_range_message
 from ..text import display_array
-from ._linalg import check_finite
+from ._linalg import check_values
 from .budgets import BUDGET_STRATEGIES, budget_table, plan_budgets
 from .registry import SelectionData, get_selector
 from .result import SelectionResult
@@ -87,8 +87,16 @@ def check_magnitude(x: np.ndarray, name: str) -> None:
     """
     if x.size == 0:
         return
-    limit = float(np.sqrt(FLOAT32_MAX / (4.0 * x.shape[1])))
-    top = max(float(x.max()), -float(x.min()))
+    limit = magnitude_limit(x.shape[1])
+    _magnitude_error(x, name, max(float(x.max()), -float(x.min())), limit)
+
+
+def magnitude_limit(d: int) -> float:
+    """``sqrt(FLOAT32_MAX / (4 D))``: the largest ``|x|`` :func:`check_magnitude` accepts."""
+    return float(np.sqrt(FLOAT32_MAX / (4.0 * d)))
+
+
+def _magnitude_error(x: np.ndarray, name: str, top: float, limit: float) -> None:
     if top > limit:
         row = int(np.argmax(np.abs(x).max(axis=1)))
         raise SelectionInputError(
@@ -96,6 +104,16 @@ def check_magnitude(x: np.ndarray, name: str) -> None:
             f"distances between rows would overflow float32 (above about {limit:.2g} for {x.shape[1]}-d features) "
             "and every score would be infinite: rescale the features (divide by their largest absolute value) or "
             "L2-normalise them before saving.")
+
+
+def check_features(x: np.ndarray, name: str) -> None:
+    """:func:`check_finite` then :func:`check_magnitude` on the float32 ``[N, D]`` ``x``, in one pass."""
+    if x.size == 0:
+        return
+    limit = magnitude_limit(x.shape[1])
+    top = check_values(x, name, limit)
+    if top is not None:
+        _magnitude_error(x, name, top, limit)
 
 
 def _resolve_models(features: Mapping[str, Any], models: str | Sequence[str] | None) -> list[str]:
@@ -221,8 +239,7 @@ def run_selection(
         feats = {k: v[pool_idx] for k, v in feats.items()}
         lab = lab[pool_idx]
     for name, x in feats.items():
-        check_finite(x, name)
-        check_magnitude(x, name)
+        check_features(x, name)
     dev = resolve_device(device)
     data = SelectionData.build(feats, lab, p, int(seed), dev, budget, progress)
 

@@ -1,0 +1,118 @@
+"""Fused CPU loops (numba, compiled on first use and cached on disk) for the class-mean passes.
+
+Each loop reads a block of feature rows once and writes only its own rows' outputs, so the
+callers in :mod:`._linalg` can run disjoint row ranges on several threads (the loops
+release the GIL). Everything here is a plain loop with float64 accumulation; the callers
+state the formulas and error bounds. :func:`available` is False when numba cannot be
+imported; the callers then use their torch code instead.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba comes with umap-learn (a dependency); the torch path covers its absence
+    import numba as _nb
+except Exception:  # noqa: BLE001 - any import failure means "not available"
+    _nb = None
+
+#: float32 -> bfloat16 round-to-nearest-even: add 0x7FFF plus the lowest kept bit, keep 16 bits.
+_BF16_HALF = 0x7FFF
+
+
+def available() -> bool:
+    """True when the compiled loops can be used."""
+    return _nb is not None
+
+
+if _nb is not None:
+    _jit = _nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+
+    @_jit
+    def class_sums(x, codes, sums):  # pragma: no cover - compiled
+        """``sums[codes[i], :] += x[i, :]`` for every row (x float32 [b, D], sums float64 [C, D])."""
+        n, d = x.shape
+        for i in range(n):
+            row = sums[codes[i]]
+            xi = x[i]
+            for j in range(d):
+                row[j] += xi[j]
+
+    @_jit
+    def own_and_shifted(x, codes, means, centre, own, shifted_norm, out_bf16, out_f32, mode):  # pragma: no cover
+        """Per row i of the block ``x`` (float32 [b, D]):
+
+        * ``own[i] = sqrt(sum_j (x_ij - means[codes_i, j])^2)``, float64 arithmetic (float32 out);
+        * ``mode`` 0: nothing else; 1 or 2: ``z_ij = fl32(x_ij - centre_j)`` (the row shifted
+          by the float32 centre), ``shifted_norm[i] = ||z_i||_2`` (float64) and ``z`` written
+          as bfloat16 bits (round to nearest even) into ``out_bf16`` (mode 1) or as float32
+          into ``out_f32`` (mode 2).
+        """
+        n, d = x.shape
+        z = np.empty(d, dtype=np.float32)
+        zbits = z.view(np.uint32)
+        for i in range(n):
+            xi = x[i]
+            mu = means[codes[i]]
+            acc = 0.0
+            if mode == 0:
+                for j in range(d):
+                    t = np.float64(xi[j]) - mu[j]
+                    acc += t * t
+                own[i] = np.sqrt(acc)
+                continue
+            acc_z = 0.0
+            for j in range(d):
+                t = np.float64(xi[j]) - mu[j]
+                acc += t * t
+                zj = xi[j] - centre[j]
+                z[j] = zj
+                acc_z += np.float64(zj) * np.float64(zj)
+            own[i] = np.sqrt(acc)
+            shifted_norm[i] = np.sqrt(acc_z)
+            if mode == 1:
+                ob = out_bf16[i]
+                for j in range(d):
+                    b = zbits[j]
+                    ob[j] = np.uint16((b + np.uint32(_BF16_HALF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+            else:
+                of = out_f32[i]
+                for j in range(d):
+                    of[j] = z[j]
+
+    @_jit
+    def nearest_candidates(y_bf16, y_f32, use_bf16, offset, slack, nearest, n_cand):  # pragma: no cover
+        """Per row i: ``w_c = offset_c + y_ic`` (float64; ``y`` = the block's matmul output, as
+        bfloat16 bits or float32), ``nearest[i] = argmin_c w_c`` (first c on ties) and
+        ``n_cand[i] = #{c : w_c <= min_c w_c + slack[i]}``."""
+        if use_bf16:
+            n, c_n = y_bf16.shape
+        else:
+            n, c_n = y_f32.shape
+        w = np.empty(c_n, dtype=np.float64)
+        bits = np.empty(c_n, dtype=np.uint32)
+        vals = bits.view(np.float32)
+        for i in range(n):
+            if use_bf16:
+                yb = y_bf16[i]
+                for c in range(c_n):
+                    bits[c] = np.uint32(yb[c]) << np.uint32(16)
+            else:
+                yf = y_f32[i]
+                for c in range(c_n):
+                    vals[c] = yf[c]
+            best = np.inf
+            arg = 0
+            for c in range(c_n):
+                wc = offset[c] + np.float64(vals[c])
+                w[c] = wc
+                if wc < best:
+                    best = wc
+                    arg = c
+            limit = best + slack[i]
+            k = 0
+            for c in range(c_n):
+                if w[c] <= limit:
+                    k += 1
+            nearest[i] = arg
+            n_cand[i] = k
