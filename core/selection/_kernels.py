@@ -39,14 +39,30 @@ if _nb is not None:
                 row[j] += xi[j]
 
     @_jit
-    def own_and_shifted(x, codes, means, centre, own, shifted_norm, out_bf16, out_f32, mode):  # pragma: no cover
+    def class_sums_and_max_abs(x, xbits, codes, sums):  # pragma: no cover - compiled
+        """:func:`class_sums` that also returns the bits of ``max |x_ij|`` (``xbits`` = ``x``
+        viewed as uint32; ``bits & 0x7FFFFFFF`` orders finite floats by magnitude; the result
+        is meaningful when every sum is finite)."""
+        n, d = x.shape
+        top = np.uint32(0)
+        for i in range(n):
+            row = sums[codes[i]]
+            xi = x[i]
+            bi = xbits[i]
+            for j in range(d):
+                row[j] += xi[j]
+                a = bi[j] & np.uint32(0x7FFFFFFF)
+                top = a if a > top else top
+        return top
+
+    @_jit
+    def own_and_shifted(x, codes, means, centre, own, out_bf16, out_f32, mode):  # pragma: no cover
         """Per row i of the block ``x`` (float32 [b, D]):
 
         * ``own[i] = sqrt(sum_j (x_ij - means[codes_i, j])^2)``, float64 arithmetic (float32 out);
         * ``mode`` 0: nothing else; 1 or 2: ``z_ij = fl32(x_ij - centre_j)`` (the row shifted
-          by the float32 centre), ``shifted_norm[i] = ||z_i||_2`` (float64) and ``z`` written
-          as bfloat16 bits (round to nearest even) into ``out_bf16`` (mode 1) or as float32
-          into ``out_f32`` (mode 2).
+          by the float32 centre) written as bfloat16 bits (round to nearest even) into
+          ``out_bf16`` (mode 1) or as float32 into ``out_f32`` (mode 2).
         """
         n, d = x.shape
         z = np.empty(d, dtype=np.float32)
@@ -55,36 +71,29 @@ if _nb is not None:
             xi = x[i]
             mu = means[codes[i]]
             acc = 0.0
-            if mode == 0:
-                for j in range(d):
-                    t = np.float64(xi[j]) - mu[j]
-                    acc += t * t
-                own[i] = np.sqrt(acc)
-                continue
-            acc_z = 0.0
             for j in range(d):
                 t = np.float64(xi[j]) - mu[j]
                 acc += t * t
-                zj = xi[j] - centre[j]
-                z[j] = zj
-                acc_z += np.float64(zj) * np.float64(zj)
             own[i] = np.sqrt(acc)
-            shifted_norm[i] = np.sqrt(acc_z)
             if mode == 1:
+                for j in range(d):
+                    z[j] = xi[j] - centre[j]
                 ob = out_bf16[i]
                 for j in range(d):
                     b = zbits[j]
                     ob[j] = np.uint16((b + np.uint32(_BF16_HALF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
-            else:
+            elif mode == 2:
                 of = out_f32[i]
                 for j in range(d):
-                    of[j] = z[j]
+                    of[j] = xi[j] - centre[j]
 
-    @_jit
+    @_nb.njit(cache=True, nogil=True, fastmath={"reassoc", "contract", "nnan", "nsz"})
     def nearest_candidates(y_bf16, y_f32, use_bf16, offset, slack, nearest, n_cand):  # pragma: no cover
         """Per row i: ``w_c = offset_c + y_ic`` (float64; ``y`` = the block's matmul output, as
         bfloat16 bits or float32), ``nearest[i] = argmin_c w_c`` (first c on ties) and
-        ``n_cand[i] = #{c : w_c <= min_c w_c + slack[i]}``."""
+        ``n_cand[i] = #{c : w_c <= min_c w_c + slack[i]}``; ``n_cand[i] = C`` when the
+        minimum or the limit is not finite (float32 overflow: the caller re-checks the row).
+        The inputs hold no NaN (checked before selection), hence ``nnan`` here."""
         if use_bf16:
             n, c_n = y_bf16.shape
         else:
@@ -102,17 +111,16 @@ if _nb is not None:
                 for c in range(c_n):
                     vals[c] = yf[c]
             best = np.inf
-            arg = 0
             for c in range(c_n):
                 wc = offset[c] + np.float64(vals[c])
                 w[c] = wc
-                if wc < best:
-                    best = wc
-                    arg = c
+                best = min(best, wc)
+            arg = 0
+            while w[arg] != best:
+                arg += 1
             limit = best + slack[i]
             k = 0
             for c in range(c_n):
-                if w[c] <= limit:
-                    k += 1
+                k += w[c] <= limit
             nearest[i] = arg
-            n_cand[i] = k
+            n_cand[i] = k if (abs(best) < np.inf and abs(limit) < np.inf) else c_n

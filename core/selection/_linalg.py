@@ -19,6 +19,7 @@ import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Callable, Iterator, TypeVar
 
 import numpy as np
@@ -31,6 +32,9 @@ from . import _kernels
 #: temporaries above ~32 MB are fresh pages from the OS at every chunk (page faults), and
 #: the direct own-mean distance runs ~2.5x slower than with 16 MB chunks on the 2-core box.
 CHUNK_BYTES = 16 * 2**20
+#: Chunk budget of the fused CPU pass of :func:`_distances_cpu` (its low-precision copy of the
+#: rows and the matmul output stay in the per-core L2 cache).
+CPU_CHUNK_BYTES = 4 * 2**20
 #: Smallest positive norm used when L2-normalising (a zero row stays zero).
 NORM_EPS = 1e-12
 #: float32 unit round-off (2**-24).
@@ -201,6 +205,58 @@ def check_values(x: np.ndarray, name: str, magnitude_limit: float) -> float | No
     return top if top > magnitude_limit else None
 
 
+def check_and_sum(x: np.ndarray, name: str, codes: np.ndarray, n_classes: int,
+                  magnitude_limit: float) -> tuple[float | None, np.ndarray | None]:
+    """:func:`check_values` that also returns the float64 class sums ``[C, D]`` of ``x`` (rows
+    grouped by ``codes``) from the same pass, or None for them without the compiled loops.
+
+    Finiteness comes from the sums: every value is added into exactly one float64 class sum,
+    float32 values cannot overflow a float64 sum, and a NaN or infinity makes its sum NaN or
+    infinite; so all sums are finite exactly when all values are.
+    """
+    if x.size == 0 or x.ndim != 2 or x.dtype != np.float32 or not _kernels.available():
+        return check_values(x, name, magnitude_limit), None
+    n, d = x.shape
+    x = np.ascontiguousarray(x)
+    codes = np.ascontiguousarray(codes, dtype=np.int64)
+
+    def partial(start: int, stop: int) -> tuple[np.ndarray, float]:
+        sums = np.zeros((n_classes, d), dtype=np.float64)
+        block = x[start:stop]
+        bits = _kernels.class_sums_and_max_abs(block, block.view(np.uint32), codes[start:stop], sums)
+        return sums, float(np.array([bits], dtype=np.uint32).view(np.float32)[0])
+
+    parts = run_row_ranges(n, torch.device("cpu"), partial, align=rows_per_chunk(4 * d, n))
+    sums = parts[0][0]
+    for extra, _ in parts[1:]:
+        sums += extra
+    if not np.isfinite(sums).all():
+        check_finite(x, name)  # finds the first bad row and raises
+    top = max(t for _, t in parts)
+    return (top if top > magnitude_limit else None), sums
+
+
+#: Class sums already computed for this call (see :func:`known_class_sums`).
+_KNOWN_SUMS: ContextVar[dict | None] = ContextVar("coreset_known_class_sums", default=None)
+
+
+def _sums_key(xt: torch.Tensor, codes: torch.Tensor, n_classes: int) -> tuple:
+    return (xt.data_ptr(), tuple(xt.shape), tuple(xt.stride()), codes.data_ptr(), int(codes.shape[0]), n_classes)
+
+
+@contextmanager
+def known_class_sums(entries: list[tuple[np.ndarray, np.ndarray, int, np.ndarray]]):
+    """Within the block, :func:`class_means` (``normalize="none"``, CPU) reuses the float64
+    class sums of the listed ``(features, codes, n_classes, sums)``, identified by memory
+    address and shape (the arrays must not change inside the block)."""
+    known = {_sums_key(torch.from_numpy(x), torch.from_numpy(c), k): sums for x, c, k, sums in entries}
+    token = _KNOWN_SUMS.set(known)
+    try:
+        yield
+    finally:
+        _KNOWN_SUMS.reset(token)
+
+
 def class_means(
     xt: torch.Tensor, codes: torch.Tensor, n_classes: int, *, normalize: str = "none",
     device: torch.device = torch.device("cpu"),
@@ -225,6 +281,12 @@ def class_means(
             sums += part
         return sums
 
+    known = _KNOWN_SUMS.get()
+    if device.type == "cpu" and normalize != "l2" and known:
+        cached = known.get(_sums_key(xt, codes, n_classes))
+        if cached is not None:
+            counts = np.bincount(codes.numpy(), minlength=n_classes).astype(np.float64)
+            return torch.from_numpy(cached / np.maximum(counts, 1.0)[:, None])
     if device.type == "cpu" and _kernels.available():
         x_np, codes_np = xt.numpy(), codes.numpy()
 
@@ -354,15 +416,15 @@ def _search_dtype() -> str:
 _BF16_NATIVE: bool | None = None
 
 
-def candidate_slack(d: int, search: str, z_norm: np.ndarray, m_max: float) -> np.ndarray:
-    """Per-row bound ``2 E`` of the candidate rule of :func:`_distances_cpu` (float64 ``[b]``).
+def candidate_slack(d: int, search: str, x_norm: np.ndarray, m_max: float) -> np.ndarray:
+    """Per-row slack ``2 E`` of the candidate rule of :func:`_distances_cpu`, times a safety
+    factor of 2 (float64 ``[b]``).
 
-    ``E = 2 kappa (1 + 2u) ||z|| M + 2 u M^2 + eta`` with ``u`` = 2^-24,
+    ``E = 2 kappa ||x'|| M + 2 u M^2 + eta`` with ``x_norm >= ||x'||``, ``u = 2^-24``,
     ``kappa = e_in + g_D (1 + e_in) + u_out (1 + g_D)(1 + e_in) + u`` where
-    ``e_in = (1 + u)(1 + u_z)(1 + u_mu) - 1``, ``g_D = D u / (1 - D u)``; for the bf16
+    ``e_in = (1 + u)(1 + u_z)(1 + u_mu) - 1`` and ``g_D = D u / (1 - D u)``; for the bf16
     search ``u_z = u_out = 2^-8``, ``u_mu = 2^-8 + 2u``; for fp32 ``u_z = u_out = 0``,
-    ``u_mu = u``. ``eta = 4 (D + 1) 2^-126 (1 + 2M + ||z||)`` covers flushed subnormals.
-    The slack returned is twice ``2 E`` (a safety factor of 2 on the bound).
+    ``u_mu = u``. ``eta = 4 (D + 1) 2^-126 (1 + 2M + ||x'||)`` covers flushed subnormals.
     """
     u = _U32
     if search == "bf16":
@@ -372,8 +434,8 @@ def candidate_slack(d: int, search: str, z_norm: np.ndarray, m_max: float) -> np
     e_in = (1 + u) * (1 + u_z) * (1 + u_mu) - 1
     g_d = d * u / (1 - d * u)
     kappa = e_in + g_d * (1 + e_in) + u_out * (1 + g_d) * (1 + e_in) + u
-    eta = 4.0 * (d + 1) * _TINY32 * (1.0 + 2.0 * m_max + z_norm)
-    e = 2.0 * kappa * (1 + 2 * u) * z_norm * m_max + 2.0 * u * m_max * m_max + eta
+    eta = 4.0 * (d + 1) * _TINY32 * (1.0 + 2.0 * m_max + x_norm)
+    e = 2.0 * kappa * x_norm * m_max + 2.0 * u * m_max * m_max + eta
     return 2.0 * (2.0 * e)
 
 
@@ -394,7 +456,9 @@ def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *
     the bound ``|w~_c - w_c| <= E`` for every c (:func:`candidate_slack`; it follows from
     ``|z_j - x'_j| <= u |x'_j|``, the relative roundings of the two factors and of the
     output, ``gamma_D`` for the float32 accumulation in any order, and
-    ``sum_j |x'_j mu'_cj| <= ||x'|| ||mu'_c|| <= (1 + 2u) ||z|| M``, ``M = max_c ||mu'_c||``).
+    ``sum_j |x'_j mu'_cj| <= ||x'|| ||mu'_c|| <= ||x'|| M``, ``M = max_c ||mu'_c||``, with
+    ``||x'|| <= ||x - mu_own|| + ||mu'_own||`` (triangle inequality; the float32 ``own``
+    times ``1 + 2^-22`` bounds the first term)).
 
     Candidate rule: ``K_i = {c : w~_c <= min_c w~_c + 2E}``. Safety: for the true
     minimiser c*, ``w~_{c*} <= w_{c*} + E <= w_{i1} + E <= w~_{i1} + 2E`` (``i1`` the
@@ -423,38 +487,38 @@ def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *
     else:
         centre = np.zeros(d, dtype=np.float32)
     out_bytes = 2 if mode == 1 else 4
-    rows = rows_per_chunk(out_bytes * d + out_bytes * n_classes + 40, n)
+    rows = rows_per_chunk(out_bytes * (d + n_classes), n, CPU_CHUNK_BYTES)
     dummy16 = np.zeros((1, 1), dtype=np.uint16)
     dummy32 = np.zeros((1, 1), dtype=np.float32)
+    if mode:
+        own_mu_norm = np.sqrt(offset)  # ||mu'_c||, for the triangle bound on ||x'||
 
     def process(start: int, stop: int) -> int:
+        if mode == 0 and normalize != "l2":  # own distances only: one streaming call
+            _kernels.own_and_shifted(x_np[start:stop], codes_np[start:stop], means64, centre, own[start:stop],
+                                     dummy16, dummy32, 0)
+            return 0
         n_refined = 0
         if mode:
             zbuf = np.empty((rows, d), dtype=np.uint16 if mode == 1 else np.float32)
             ybuf = torch.empty((rows, n_classes), dtype=factor.dtype)
-            z_norm = np.empty(rows, dtype=np.float64)
             n_cand = np.empty(rows, dtype=np.int64)
-        if normalize != "l2" and mode == 0:  # own distances only: one streaming call
-            _kernels.own_and_shifted(x_np[start:stop], codes_np[start:stop], means64, centre, own[start:stop],
-                                     np.empty(0), dummy16, dummy32, 0)
-            return 0
         for s, e in iter_chunks(stop, rows, start):
             b = e - s
             xc = x_np[s:e] if normalize != "l2" else load_rows(xt, s, e, torch.device("cpu"), normalize).numpy()
+            cc = codes_np[s:e]
             if mode == 0:
-                _kernels.own_and_shifted(xc, codes_np[s:e], means64, centre, own[s:e], np.empty(0), dummy16,
-                                         dummy32, 0)
+                _kernels.own_and_shifted(xc, cc, means64, centre, own[s:e], dummy16, dummy32, 0)
                 continue
             zb = zbuf[:b]
-            _kernels.own_and_shifted(xc, codes_np[s:e], means64, centre, own[s:e], z_norm[:b],
-                                     zb if mode == 1 else dummy16, zb if mode == 2 else dummy32, mode)
+            _kernels.own_and_shifted(xc, cc, means64, centre, own[s:e], zb if mode == 1 else dummy16,
+                                     zb if mode == 2 else dummy32, mode)
             zt = torch.from_numpy(zb)
-            if mode == 1:
-                zt = zt.view(torch.bfloat16)
             y = ybuf[:b]
-            torch.mm(zt, factor.T, out=y)
+            torch.mm(zt.view(torch.bfloat16) if mode == 1 else zt, factor.T, out=y)
             y_np = y.view(torch.int16).numpy().view(np.uint16) if mode == 1 else y.numpy()
-            slack = candidate_slack(d, search, z_norm[:b], m_max)
+            x_norm = (own[s:e].astype(np.float64) * (1 + 2.0**-22) + own_mu_norm[cc]) * (1 + 2.0**-22)
+            slack = candidate_slack(d, search, x_norm, m_max)
             _kernels.nearest_candidates(y_np if mode == 1 else dummy16, y_np if mode == 2 else dummy32, mode == 1,
                                         offset, slack, nearest[s:e], n_cand[:b])
             close = np.flatnonzero(n_cand[:b] > 1)

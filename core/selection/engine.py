@@ -16,7 +16,7 @@ from ..devices import resolve_device
 from ..errors import SelectionInputError
 from ..features import FLOAT32_MAX, beyond_float32, float32_range_message
 from ..text import display_array
-from ._linalg import check_values
+from ._linalg import check_and_sum, known_class_sums
 from .budgets import BUDGET_STRATEGIES, budget_table, plan_budgets
 from .registry import SelectionData, get_selector
 from .result import SelectionResult
@@ -104,16 +104,6 @@ def _magnitude_error(x: np.ndarray, name: str, top: float, limit: float) -> None
             f"distances between rows would overflow float32 (above about {limit:.2g} for {x.shape[1]}-d features) "
             "and every score would be infinite: rescale the features (divide by their largest absolute value) or "
             "L2-normalise them before saving.")
-
-
-def check_features(x: np.ndarray, name: str) -> None:
-    """:func:`check_finite` then :func:`check_magnitude` on the float32 ``[N, D]`` ``x``, in one pass."""
-    if x.size == 0:
-        return
-    limit = magnitude_limit(x.shape[1])
-    top = check_values(x, name, limit)
-    if top is not None:
-        _magnitude_error(x, name, top, limit)
 
 
 def _resolve_models(features: Mapping[str, Any], models: str | Sequence[str] | None) -> list[str]:
@@ -238,10 +228,19 @@ def run_selection(
     if pool_idx is not None:
         feats = {k: v[pool_idx] for k, v in feats.items()}
         lab = lab[pool_idx]
+    data = SelectionData.build(feats, lab, p, int(seed), None, budget, progress)
+    sums = []  # the checks' pass also sums each class (reused by class means on the CPU)
     for name, x in feats.items():
-        check_features(x, name)
+        if x.size == 0:
+            continue
+        limit = magnitude_limit(x.shape[1])
+        top, class_sums = check_and_sum(x, name, data.codes, data.n_classes, limit)
+        if top is not None:
+            _magnitude_error(x, name, top, limit)
+        if class_sums is not None:
+            sums.append((x, data.codes, data.n_classes, class_sums))
     dev = resolve_device(device)
-    data = SelectionData.build(feats, lab, p, int(seed), dev, budget, progress)
+    data.device = dev
 
     t1 = time.perf_counter()
     plan = plan_budgets(budget, data, counts=budget_counts)
@@ -250,7 +249,8 @@ def run_selection(
         raise RuntimeError(f"budget strategy {budget!r} returned budgets outside [0, class size]")
     t2 = time.perf_counter()
     ranked = bool(rank_all and spec.prefix_consistent)
-    out = spec.fn(data, data.sizes.copy() if ranked else budgets, sel_params)
+    with known_class_sums(sums):
+        out = spec.fn(data, data.sizes.copy() if ranked else budgets, sel_params)
     pick_rank = None
     if ranked:
         pick_rank = _within_class_position(np.asarray(out.order, dtype=np.int64), data)
