@@ -169,5 +169,6 @@ def test_class_means_reuse_the_checked_sums():
     counts = np.bincount(codes, minlength=4)
     np.testing.assert_allclose(reused.numpy(), np.broadcast_to(7.0 / counts[:, None], (4, 6)))
     np.testing.assert_allclose(other.numpy(), fresh.numpy())
-    np.testing.assert_allclose(fresh.numpy(), np.stack([x[codes == c].mean(0) for c in range(4)]), rtol=1e-6)
+    np.testing.assert_allclose(fresh.numpy(), np.stack([x[codes == c].astype(np.float64).mean(0) for c in range(4)]),
+                               rtol=1e-12, atol=1e-15)
     assert linalg.class_means(xt, ct, 4).numpy().tolist() == fresh.numpy().tolist()  # context left
