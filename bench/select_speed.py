@@ -16,6 +16,14 @@ Printed per size:
   score, argsort; stable sorts, so ties go to the lower row as in ours). ``ratio`` =
   numpy_ref time / ours. ``same`` = both keep the same rows (``overlap``: the fraction of
   rows in common; float32 round-off can move a row at a score tie).
+* ``ram_apl[fp32]``: ours once more with the nearest class mean found by the float32 torch
+  code (``CORESET_STUDIO_NEAREST_SEARCH=torch``: float32 matmul, float64 re-check of near
+  ties) instead of the default low-precision candidate search (bf16 on CPUs with AMX or
+  AVX512-BF16, with an exact float64 re-check of the rows whose candidates are within the
+  proven rounding bound). ``identical`` = both give the same pseudo-label for every row and
+  model; ``same rows`` = both keep the same rows (the torch code's own-class distances are
+  float32 sums, ours float64, so ranks can differ at float32 near ties);
+  ``re-checked`` = rows whose nearest mean was re-checked in float64 (both models).
 * ``kcenter`` and ``facility_location`` at 100k: time and peak memory.
 
 Time: best wall time of ``--repeats`` runs (``cold`` = the first run; ``cpu`` = CPU time of
@@ -131,11 +139,21 @@ def numpy_ram_apl(feats: dict, labels: np.ndarray, p: float, a=0.2, k=1.0, s=0.5
 def child(size: str, repeats: int) -> None:
     import torch
 
+    import core.selection._linalg as linalg
     from core.selection import run_selection
 
     n, n_classes = SIZES[size]
     feats, labels = make_data(n, n_classes)
     rows = []
+    refined: list[int] = []
+    plain = linalg._distances_cpu
+
+    def counting(*args, **kwargs):
+        out = plain(*args, **kwargs)
+        refined.append(int(out["n_refined"]))
+        return out
+
+    linalg._distances_cpu = counting
 
     def emit(method, res, cold, best, cpu, peak, extra, **more):
         rows.append(dict(size=size, method=method, cold_s=cold, best_s=best, cpu_s=cpu, peak_gb=peak, extra_gb=extra,
@@ -144,7 +162,16 @@ def child(size: str, repeats: int) -> None:
 
     reps = repeats if n <= 100_000 else min(repeats, 2)
     ours, *m = measure(lambda: run_selection("ram_apl", feats, labels, FRACTION, seed=0, device="cpu"), reps)
-    emit("ram_apl", ours, *m)
+    search = linalg._search_dtype() if linalg.NEAREST_SEARCH != "torch" else "torch"
+    emit("ram_apl", ours, *m, search=search, refined=sum(refined[:len(feats)]))
+    linalg.NEAREST_SEARCH = "torch"
+    exact_ref, *m = measure(lambda: run_selection("ram_apl", feats, labels, FRACTION, seed=0, device="cpu"), 1)
+    linalg.NEAREST_SEARCH = "auto"
+    pseudo = [c for c in ours.table.columns if c.startswith("pseudo_label[")]
+    exact = all(np.array_equal(ours.table[c].to_numpy(), exact_ref.table[c].to_numpy()) for c in pseudo)
+    same_rows = set(ours.selected.tolist()) == set(exact_ref.selected.tolist())
+    emit("ram_apl[fp32]", exact_ref, *m, exact=bool(exact), same_rows=same_rows)
+    del exact_ref
     ref, *m = measure(lambda: numpy_ram_apl(feats, labels, FRACTION), 1 if n > 100_000 else min(repeats, 2))
     same = set(ref.tolist()) == set(ours.selected.tolist())
     emit("numpy_ref", ref, *m, same=same, overlap=len(set(ref.tolist()) & set(ours.selected.tolist())) / max(1, len(ref)))
@@ -163,7 +190,14 @@ def machine() -> str:
         model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, StopIteration):
         pass
-    return f"{platform.machine()} {os.cpu_count()} CPU(s), {model}"
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            have = next((set(line.split(":", 1)[1].split()) for line in fh if line.startswith("flags")), set())
+        flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in have)
+    except OSError:
+        pass
+    return f"{platform.machine()} {os.cpu_count()} CPU(s), {model}" + (f" ({flags})" if flags else "")
 
 
 def main(argv=None) -> int:
@@ -202,7 +236,11 @@ def main(argv=None) -> int:
         for r in rows:
             note = ""
             if r["method"] == "ram_apl" and "numpy_ref" in by:
-                note = f"ratio numpy_ref/ours = {by['numpy_ref']['best_s'] / r['best_s']:.1f}x"
+                note = (f"ratio numpy_ref/ours = {by['numpy_ref']['best_s'] / r['best_s']:.1f}x "
+                        f"(cpu {by['numpy_ref']['cpu_s'] / r['cpu_s']:.1f}x); search {r['search']}, "
+                        f"{r['refined']} rows re-checked")
+            if r["method"] == "ram_apl[fp32]":
+                note = f"pseudo-labels identical to ram_apl's: {r['exact']}; same rows: {r['same_rows']}"
             if r["method"] == "numpy_ref":
                 note = f"same rows as ours: {r['same']} (overlap {r['overlap']:.4f})"
             print(f"{size:>5} {r['method']:<18} {r['best_s']:8.3f} {r['cold_s']:8.3f} {r['cpu_s']:8.3f} {r['peak_gb']:8.2f} "

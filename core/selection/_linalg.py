@@ -421,7 +421,7 @@ def candidate_slack(d: int, search: str, x_norm: np.ndarray, m_max: float) -> np
     factor of 2 (float64 ``[b]``).
 
     ``E = 2 kappa ||x'|| M + 2 u M^2 + eta`` with ``x_norm >= ||x'||``, ``u = 2^-24``,
-    ``kappa = e_in + g_D (1 + e_in) + u_out (1 + g_D)(1 + e_in) + u`` where
+    ``kappa = e_in + g_D (1 + e_in) + u_out (1 + g_D)(1 + e_in) + 2u`` where
     ``e_in = (1 + u)(1 + u_z)(1 + u_mu) - 1`` and ``g_D = D u / (1 - D u)``; for the bf16
     search ``u_z = u_out = 2^-8``, ``u_mu = 2^-8 + 2u``; for fp32 ``u_z = u_out = 0``,
     ``u_mu = u``. ``eta = 4 (D + 1) 2^-126 (1 + 2M + ||x'||)`` covers flushed subnormals.
@@ -433,7 +433,7 @@ def candidate_slack(d: int, search: str, x_norm: np.ndarray, m_max: float) -> np
         u_z, u_mu, u_out = 0.0, u, 0.0
     e_in = (1 + u) * (1 + u_z) * (1 + u_mu) - 1
     g_d = d * u / (1 - d * u)
-    kappa = e_in + g_d * (1 + e_in) + u_out * (1 + g_d) * (1 + e_in) + u
+    kappa = e_in + g_d * (1 + e_in) + u_out * (1 + g_d) * (1 + e_in) + 2 * u
     eta = 4.0 * (d + 1) * _TINY32 * (1.0 + 2.0 * m_max + x_norm)
     e = 2.0 * kappa * x_norm * m_max + 2.0 * u * m_max * m_max + eta
     return 2.0 * (2.0 * e)
@@ -450,12 +450,14 @@ def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *
     Nearest class mean (exact). Let ``g`` be the float32 mean of the class means,
     ``z_i = fl32(x_i - g)`` and ``mu'_c = mu_c - g``. Distances are translation invariant,
     so ``argmin_c ||x - mu_c|| = argmin_c w_c`` with ``w_c = ||mu'_c||^2 - 2 x'.mu'_c``
-    (``x' = x - g`` exactly). Each chunk computes ``w~_c = ||mu'_c||^2 + q(z) q(-2 mu'_c)^T``
-    with ``q`` the rounding to the search dtype (bfloat16 on CPUs with AMX / AVX512-BF16:
-    products exact in float32, float32 accumulation, bfloat16 output; else float32), and
-    the bound ``|w~_c - w_c| <= E`` for every c (:func:`candidate_slack`; it follows from
-    ``|z_j - x'_j| <= u |x'_j|``, the relative roundings of the two factors and of the
-    output, ``gamma_D`` for the float32 accumulation in any order, and
+    (``x' = x - g`` exactly). Each chunk computes
+    ``w~_c = fl32(fl32(||mu'_c||^2) + q(z) q(-2 mu'_c)^T)`` with ``q`` the rounding to the
+    search dtype (bfloat16 on CPUs with AMX / AVX512-BF16: products exact in float32,
+    float32 accumulation, bfloat16 output; else float32), and the bound
+    ``|w~_c - w_c| <= E`` for every c (:func:`candidate_slack`; it follows from
+    ``|z_j - x'_j| <= u |x'_j|``, the relative roundings of the two factors, of the output
+    and of the final float32 addition, ``gamma_D`` for the float32 accumulation in any
+    order, and
     ``sum_j |x'_j mu'_cj| <= ||x'|| ||mu'_c|| <= ||x'|| M``, ``M = max_c ||mu'_c||``, with
     ``||x'|| <= ||x - mu_own|| + ||mu'_own||`` (triangle inequality; the float32 ``own``
     times ``1 + 2^-22`` bounds the first term)).
@@ -482,6 +484,7 @@ def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *
         shifted = means64 - centre.astype(np.float64)
         offset = np.einsum("cd,cd->c", shifted, shifted)
         m_max = float(np.sqrt(offset.max()))
+        offset32 = offset.astype(np.float32)
         factor = torch.from_numpy(-2.0 * shifted).to(torch.bfloat16 if mode == 1 else torch.float32)
         mu_sq64 = (means * means).sum(dim=1)  # as in distances_to_class_means's re-check
     else:
@@ -520,7 +523,7 @@ def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *
             x_norm = (own[s:e].astype(np.float64) * (1 + 2.0**-22) + own_mu_norm[cc]) * (1 + 2.0**-22)
             slack = candidate_slack(d, search, x_norm, m_max)
             _kernels.nearest_candidates(y_np if mode == 1 else dummy16, y_np if mode == 2 else dummy32, mode == 1,
-                                        offset, slack, nearest[s:e], n_cand[:b])
+                                        offset32, slack, nearest[s:e], n_cand[:b])
             close = np.flatnonzero(n_cand[:b] > 1)
             if close.size:
                 rows64 = torch.from_numpy(np.ascontiguousarray(xc[close], dtype=np.float64))
