@@ -115,9 +115,9 @@ def numpy_ram_apl(feats: dict, labels: np.ndarray, p: float, a=0.2, k=1.0, s=0.5
         mu_sq = (means * means).sum(1)
         preds = np.empty(len(x), dtype=np.int64)
         for st in range(0, len(x), 65_536):
-            xb = x[st:st + 65_536]
+            xb = x[st : st + 65_536]
             d = (xb * xb).sum(1, keepdims=True) + mu_sq[None, :] - 2.0 * xb @ means.T
-            preds[st:st + 65_536] = np.argmin(np.sqrt(np.clip(d, 0, None)), axis=1)
+            preds[st : st + 65_536] = np.argmin(np.sqrt(np.clip(d, 0, None)), axis=1)
         wrong.append(preds != labels)
     wrong_mean = np.mean(wrong, axis=0)
     w1 = a + (1 - a) * (1 / (1 + np.exp(k * (p - s))))
@@ -156,14 +156,15 @@ def child(size: str, repeats: int) -> None:
     linalg._distances_cpu = counting
 
     def emit(method, res, cold, best, cpu, peak, extra, **more):
-        rows.append(dict(size=size, method=method, cold_s=cold, best_s=best, cpu_s=cpu, peak_gb=peak, extra_gb=extra,
-                         **more))
+        rows.append(
+            dict(size=size, method=method, cold_s=cold, best_s=best, cpu_s=cpu, peak_gb=peak, extra_gb=extra, **more)
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     reps = repeats if n <= 100_000 else min(repeats, 2)
     ours, *m = measure(lambda: run_selection("ram_apl", feats, labels, FRACTION, seed=0, device="cpu"), reps)
     search = linalg._search_dtype() if linalg.NEAREST_SEARCH != "torch" else "torch"
-    emit("ram_apl", ours, *m, search=search, refined=sum(refined[:len(feats)]))
+    emit("ram_apl", ours, *m, search=search, refined=sum(refined[: len(feats)]))
     linalg.NEAREST_SEARCH = "torch"
     exact_ref, *m = measure(lambda: run_selection("ram_apl", feats, labels, FRACTION, seed=0, device="cpu"), 1)
     linalg.NEAREST_SEARCH = "auto"
@@ -174,10 +175,14 @@ def child(size: str, repeats: int) -> None:
     del exact_ref
     ref, *m = measure(lambda: numpy_ram_apl(feats, labels, FRACTION), 1 if n > 100_000 else min(repeats, 2))
     same = set(ref.tolist()) == set(ours.selected.tolist())
-    emit("numpy_ref", ref, *m, same=same, overlap=len(set(ref.tolist()) & set(ours.selected.tolist())) / max(1, len(ref)))
+    emit(
+        "numpy_ref", ref, *m, same=same, overlap=len(set(ref.tolist()) & set(ours.selected.tolist())) / max(1, len(ref))
+    )
     if n <= 100_000:
         for method in ("kcenter", "facility_location"):
-            res, *m = measure(lambda: run_selection(method, feats, labels, FRACTION, seed=0, device="cpu"), 1)
+            res, *m = measure(
+                lambda method=method: run_selection(method, feats, labels, FRACTION, seed=0, device="cpu"), 1
+            )
             emit(method, res, *m)
     print("THREADS", torch.get_num_threads(), flush=True)
 
@@ -212,22 +217,32 @@ def main(argv=None) -> int:
     import numpy
     import torch
 
-    print(f"machine: {machine()}; python {platform.python_version()}, numpy {numpy.__version__}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    print(f"data: float32, dims {DIMS}, p = {FRACTION}, budget paper; best = best wall time of the runs "
-          f"(cold = first run), cpu = CPU time of all threads in the best run\n")
+    print(
+        f"machine: {machine()}; python {platform.python_version()}, numpy {numpy.__version__}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"data: float32, dims {DIMS}, p = {FRACTION}, budget paper; best = best wall time of the runs "
+        f"(cold = first run), cpu = CPU time of all threads in the best run\n"
+    )
     header = f"{'size':>5} {'method':<18} {'best s':>8} {'cold s':>8} {'cpu s':>8} {'peak GB':>8} {'extra GB':>9}  note"
     print(header)
     print("-" * len(header))
     if os.environ.get("OMP_WAIT_POLICY"):
         print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     for size in [s.strip().lower() for s in args.sizes.split(",") if s.strip()]:
         if size not in SIZES:
             ap.error(f"unknown size {size!r}; use {', '.join(SIZES)}")
         load0 = os.getloadavg()[0]
-        proc = subprocess.run([sys.executable, __file__, "--_child", size, "--repeats", str(args.repeats)],
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--_child", size, "--repeats", str(args.repeats)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         print(f"{size:>5} (load average before/after: {load0:.2f} / {os.getloadavg()[0]:.2f})")
         rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0:
@@ -236,15 +251,20 @@ def main(argv=None) -> int:
         for r in rows:
             note = ""
             if r["method"] == "ram_apl" and "numpy_ref" in by:
-                note = (f"ratio numpy_ref/ours = {by['numpy_ref']['best_s'] / r['best_s']:.1f}x "
-                        f"(cpu {by['numpy_ref']['cpu_s'] / r['cpu_s']:.1f}x); search {r['search']}, "
-                        f"{r['refined']} rows re-checked")
+                note = (
+                    f"ratio numpy_ref/ours = {by['numpy_ref']['best_s'] / r['best_s']:.1f}x "
+                    f"(cpu {by['numpy_ref']['cpu_s'] / r['cpu_s']:.1f}x); search {r['search']}, "
+                    f"{r['refined']} rows re-checked"
+                )
             if r["method"] == "ram_apl[fp32]":
                 note = f"pseudo-labels identical to ram_apl's: {r['exact']}; same rows: {r['same_rows']}"
             if r["method"] == "numpy_ref":
                 note = f"same rows as ours: {r['same']} (overlap {r['overlap']:.4f})"
-            print(f"{size:>5} {r['method']:<18} {r['best_s']:8.3f} {r['cold_s']:8.3f} {r['cpu_s']:8.3f} {r['peak_gb']:8.2f} "
-                  f"{r['extra_gb']:9.2f}  {note}", flush=True)
+            print(
+                f"{size:>5} {r['method']:<18} {r['best_s']:8.3f} {r['cold_s']:8.3f} {r['cpu_s']:8.3f} {r['peak_gb']:8.2f} "
+                f"{r['extra_gb']:9.2f}  {note}",
+                flush=True,
+            )
     return 0
 
 

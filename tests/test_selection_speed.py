@@ -47,8 +47,12 @@ def test_candidate_search_is_exact_on_near_ties(monkeypatch, search, offset):
     centres = rng.standard_normal((n_classes, d)) + offset  # a common offset: cancellation in x.mu
     # gaps from far below the bf16 rounding (~1e-3 relative) to far above it, both signs
     gaps = [s * g for g in (0.0, 1e-7, 1e-5, 1e-4, 1e-3, 3e-3, 1e-2, 1e-1) for s in (1, -1)]
-    x = np.concatenate([near_tie_rows(rng, centres, 1500, gaps),
-                        (centres[rng.integers(0, n_classes, 500)] + rng.standard_normal((500, d))).astype(np.float32)])
+    x = np.concatenate(
+        [
+            near_tie_rows(rng, centres, 1500, gaps),
+            (centres[rng.integers(0, n_classes, 500)] + rng.standard_normal((500, d))).astype(np.float32),
+        ]
+    )
     codes = rng.integers(0, n_classes, len(x))
     means = torch.from_numpy(centres.astype(np.float64))
     out = linalg.distances_to_class_means(torch.from_numpy(x), torch.from_numpy(codes), means)
@@ -71,8 +75,9 @@ def test_candidate_search_exact_ties_take_the_first_class(monkeypatch, search):
     # x equidistant (exactly) from means 1 and 3, farther from 0 and 2
     means = np.array([[10.0, 0.0], [1.0, 1.0], [-10.0, 5.0], [1.0, -1.0]])
     x = np.array([[1.0, 0.0], [3.0, 0.0], [2.0, 1.0]], dtype=np.float32)
-    out = linalg.distances_to_class_means(torch.from_numpy(x), torch.zeros(3, dtype=torch.int64),
-                                          torch.from_numpy(means))
+    out = linalg.distances_to_class_means(
+        torch.from_numpy(x), torch.zeros(3, dtype=torch.int64), torch.from_numpy(means)
+    )
     assert out["nearest"].tolist() == brute_nearest(x, means).tolist() == [1, 1, 1]
     assert out["n_refined"] >= 2
 
@@ -169,6 +174,7 @@ def test_class_means_reuse_the_checked_sums():
     counts = np.bincount(codes, minlength=4)
     np.testing.assert_allclose(reused.numpy(), np.broadcast_to(7.0 / counts[:, None], (4, 6)))
     np.testing.assert_allclose(other.numpy(), fresh.numpy())
-    np.testing.assert_allclose(fresh.numpy(), np.stack([x[codes == c].astype(np.float64).mean(0) for c in range(4)]),
-                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(
+        fresh.numpy(), np.stack([x[codes == c].astype(np.float64).mean(0) for c in range(4)]), rtol=1e-12, atol=1e-15
+    )
     assert linalg.class_means(xt, ct, 4).numpy().tolist() == fresh.numpy().tolist()  # context left

@@ -8,10 +8,14 @@ False when numba cannot be imported; the callers then use their torch code inste
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 import numpy as np
 
+_nb: ModuleType | None
 try:  # numba comes with umap-learn (a dependency); the torch path covers its absence
-    import numba as _nb
+    _nb = importlib.import_module("numba")
 except Exception:  # noqa: BLE001 - any import failure means "not available"
     _nb = None
 
@@ -80,7 +84,9 @@ if _nb is not None:
                 ob = out_bf16[i]
                 for j in range(d):
                     b = zbits[j]
-                    ob[j] = np.uint16((b + np.uint32(_BF16_HALF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16))
+                    ob[j] = np.uint16(
+                        (b + np.uint32(_BF16_HALF) + ((b >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+                    )
             elif mode == 2:
                 of = out_f32[i]
                 for j in range(d):

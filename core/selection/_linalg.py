@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -51,6 +52,7 @@ NEAREST_SEARCH = os.environ.get("CORESET_STUDIO_NEAREST_SEARCH", "auto")
 MIN_ROWS_PER_WORKER = 4096
 
 T = TypeVar("T")
+_CPU = torch.device("cpu")
 
 
 @contextmanager
@@ -191,8 +193,8 @@ def check_values(x: np.ndarray, name: str, magnitude_limit: float) -> float | No
     def extremes(start: int, stop: int) -> tuple[bool, float]:
         top = 0.0
         for s, e in iter_chunks(stop, rows, start):
-            lo, hi = torch.aminmax(xt[s:e])
-            lo, hi = float(lo), float(hi)
+            lo_t, hi_t = torch.aminmax(xt[s:e])
+            lo, hi = float(lo_t), float(hi_t)
             if not (math.isfinite(lo) and math.isfinite(hi)):
                 return False, math.inf
             top = max(top, hi, -lo)
@@ -205,8 +207,9 @@ def check_values(x: np.ndarray, name: str, magnitude_limit: float) -> float | No
     return top if top > magnitude_limit else None
 
 
-def check_and_sum(x: np.ndarray, name: str, codes: np.ndarray, n_classes: int,
-                  magnitude_limit: float) -> tuple[float | None, np.ndarray | None]:
+def check_and_sum(
+    x: np.ndarray, name: str, codes: np.ndarray, n_classes: int, magnitude_limit: float
+) -> tuple[float | None, np.ndarray | None]:
     """:func:`check_values` that also returns the float64 class sums ``[C, D]`` of ``x`` (rows
     grouped by ``codes``) from the same pass, or None for them without the compiled loops.
 
@@ -258,8 +261,7 @@ def known_class_sums(entries: list[tuple[np.ndarray, np.ndarray, int, np.ndarray
 
 
 def class_means(
-    xt: torch.Tensor, codes: torch.Tensor, n_classes: int, *, normalize: str = "none",
-    device: torch.device = torch.device("cpu"),
+    xt: torch.Tensor, codes: torch.Tensor, n_classes: int, *, normalize: str = "none", device: torch.device = _CPU
 ) -> torch.Tensor:
     """Mean feature vector of every class: float64 ``[C, D]`` on ``device``.
 
@@ -285,8 +287,8 @@ def class_means(
     if device.type == "cpu" and normalize != "l2" and known:
         cached = known.get(_sums_key(xt, codes, n_classes))
         if cached is not None:
-            counts = np.bincount(codes.numpy(), minlength=n_classes).astype(np.float64)
-            return torch.from_numpy(cached / np.maximum(counts, 1.0)[:, None])
+            sizes = np.bincount(codes.numpy(), minlength=n_classes).astype(np.float64)
+            return torch.from_numpy(cached / np.maximum(sizes, 1.0)[:, None])
     if device.type == "cpu" and _kernels.available():
         x_np, codes_np = xt.numpy(), codes.numpy()
 
@@ -299,17 +301,29 @@ def class_means(
                 _kernels.class_sums(load_rows(xt, s, e, device, normalize).numpy(), codes_np[s:e], sums)
             return sums
 
-        sums = torch.from_numpy(sum(run_row_ranges(n, device, partial_sums_np, align=rows)))
+        parts_np = run_row_ranges(n, device, partial_sums_np, align=rows)
+        total = torch.from_numpy(parts_np[0])
+        for extra in parts_np[1:]:
+            total += torch.from_numpy(extra)
     else:
-        sums = sum(run_row_ranges(n, device, partial_sums, align=rows))
+        parts = run_row_ranges(n, device, partial_sums, align=rows)
+        total = parts[0]
+        for part_sum in parts[1:]:
+            total = total + part_sum
     counts = torch.from_numpy(np.bincount(codes.numpy(), minlength=n_classes)).to(device=device, dtype=torch.float64)
-    return sums / counts.clamp_min(1).unsqueeze(1)
+    return total / counts.clamp_min(1).unsqueeze(1)
 
 
 def distances_to_class_means(
-    xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *, normalize: str = "none",
-    device: torch.device = torch.device("cpu"), want_nearest: bool = True, want_other: bool = False,
-) -> dict[str, torch.Tensor | int]:
+    xt: torch.Tensor,
+    codes: torch.Tensor,
+    means: torch.Tensor,
+    *,
+    normalize: str = "none",
+    device: torch.device = _CPU,
+    want_nearest: bool = True,
+    want_other: bool = False,
+) -> dict[str, Any]:
     """Distances of every row to its own class mean and the nearest class mean.
 
     Args:
@@ -335,8 +349,7 @@ def distances_to_class_means(
     candidate search and a float64 re-check).
     """
     if device.type == "cpu" and not want_other and _kernels.available() and NEAREST_SEARCH != "torch":
-        return _distances_cpu(xt, codes, means, normalize=normalize, want_nearest=want_nearest,
-                              search=_search_dtype())
+        return _distances_cpu(xt, codes, means, normalize=normalize, want_nearest=want_nearest, search=_search_dtype())
     n, d = xt.shape
     n_classes = means.shape[0]
     mu32 = means.to(torch.float32)
@@ -368,6 +381,7 @@ def distances_to_class_means(
             vals.mul_(-2.0).add_(mu_sq)  # v_c = ||mu_c||^2 - 2 x.mu_c = ||x - mu_c||^2 - ||x||^2
             v_own = vals.gather(1, cc.unsqueeze(1)).squeeze(1)
             if want_nearest:
+                assert nearest is not None
                 v1, i1 = vals.min(dim=1)
                 vals.scatter_(1, i1.unsqueeze(1), float("inf"))
                 v2 = vals.min(dim=1).values
@@ -381,6 +395,7 @@ def distances_to_class_means(
                     n_refined += int(close.numel())
                 nearest[s:e] = i1.cpu()
             if want_other:
+                assert other is not None
                 vals.scatter_(1, cc.unsqueeze(1), float("inf"))
                 v_other = vals.min(dim=1).values
                 other[s:e] = (own_c * own_c + (v_other - v_own)).clamp_min(0.0).sqrt().cpu()
@@ -439,8 +454,9 @@ def candidate_slack(d: int, search: str, x_norm: np.ndarray, m_max: float) -> np
     return 2.0 * (2.0 * e)
 
 
-def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *, normalize: str,
-                   want_nearest: bool, search: str) -> dict[str, torch.Tensor | int]:
+def _distances_cpu(
+    xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *, normalize: str, want_nearest: bool, search: str
+) -> dict[str, Any]:
     """CPU version of :func:`distances_to_class_means` (no ``other``): fused loops plus one
     low-precision matmul per chunk.
 
@@ -498,8 +514,9 @@ def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *
 
     def process(start: int, stop: int) -> int:
         if mode == 0 and normalize != "l2":  # own distances only: one streaming call
-            _kernels.own_and_shifted(x_np[start:stop], codes_np[start:stop], means64, centre, own[start:stop],
-                                     dummy16, dummy32, 0)
+            _kernels.own_and_shifted(
+                x_np[start:stop], codes_np[start:stop], means64, centre, own[start:stop], dummy16, dummy32, 0
+            )
             return 0
         n_refined = 0
         if mode:
@@ -513,17 +530,26 @@ def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *
             if mode == 0:
                 _kernels.own_and_shifted(xc, cc, means64, centre, own[s:e], dummy16, dummy32, 0)
                 continue
+            assert nearest is not None
             zb = zbuf[:b]
-            _kernels.own_and_shifted(xc, cc, means64, centre, own[s:e], zb if mode == 1 else dummy16,
-                                     zb if mode == 2 else dummy32, mode)
+            _kernels.own_and_shifted(
+                xc, cc, means64, centre, own[s:e], zb if mode == 1 else dummy16, zb if mode == 2 else dummy32, mode
+            )
             zt = torch.from_numpy(zb)
             y = ybuf[:b]
             torch.mm(zt.view(torch.bfloat16) if mode == 1 else zt, factor.T, out=y)
             y_np = y.view(torch.int16).numpy().view(np.uint16) if mode == 1 else y.numpy()
             x_norm = (own[s:e].astype(np.float64) * (1 + 2.0**-22) + own_mu_norm[cc]) * (1 + 2.0**-22)
             slack = candidate_slack(d, search, x_norm, m_max)
-            _kernels.nearest_candidates(y_np if mode == 1 else dummy16, y_np if mode == 2 else dummy32, mode == 1,
-                                        offset32, slack, nearest[s:e], n_cand[:b])
+            _kernels.nearest_candidates(
+                y_np if mode == 1 else dummy16,
+                y_np if mode == 2 else dummy32,
+                mode == 1,
+                offset32,
+                slack,
+                nearest[s:e],
+                n_cand[:b],
+            )
             close = np.flatnonzero(n_cand[:b] > 1)
             if close.size:
                 rows64 = torch.from_numpy(np.ascontiguousarray(xc[close], dtype=np.float64))
@@ -533,8 +559,12 @@ def _distances_cpu(xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, *
         return n_refined
 
     n_refined = sum(run_row_ranges(n, torch.device("cpu"), process, align=rows))
-    return {"own": torch.from_numpy(own), "nearest": None if nearest is None else torch.from_numpy(nearest),
-            "other": None, "n_refined": n_refined}
+    return {
+        "own": torch.from_numpy(own),
+        "nearest": None if nearest is None else torch.from_numpy(nearest),
+        "other": None,
+        "n_refined": n_refined,
+    }
 
 
 def sort_by_class_then_value(values, codes) -> np.ndarray:
@@ -574,8 +604,8 @@ def _packed_sort(values: np.ndarray, codes: np.ndarray) -> np.ndarray | None:
         vkey = np.where(negative, ~bits, bits | np.uint32(0x80000000)).astype(np.uint64)
         value_bits = 32
     else:
-        distinct, vkey = np.unique(values, return_inverse=True)
-        vkey = vkey.reshape(-1).astype(np.uint64)
+        distinct, inverse = np.unique(values, return_inverse=True)
+        vkey = inverse.reshape(-1).astype(np.uint64)
         value_bits = max(1, int(len(distinct) - 1).bit_length())
     if row_bits + code_bits + value_bits > 64:
         return None
