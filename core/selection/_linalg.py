@@ -11,6 +11,10 @@ Conventions used throughout :mod:`core.selection`:
   ``_sq`` holds a squared distance.
 * ``normalize="l2"`` divides every row by its L2 norm (clamped at ``1e-12``) on the fly,
   chunk by chunk, so no normalised copy of the features is kept.
+* On the CPU the class sums, the own-mean distances and the nearest-mean scan run as fused
+  numba loops (:mod:`._kernels`) with the nearest-mean matmul in bfloat16 where the CPU has
+  native bf16 dot products (:data:`NEAREST_SEARCH`, :func:`_distances_cpu`); without numba,
+  and on other devices, the torch code below runs.
 """
 
 from __future__ import annotations
