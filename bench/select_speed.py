@@ -16,6 +16,14 @@ Printed per size:
   score, argsort; stable sorts, so ties go to the lower row as in ours). ``ratio`` =
   numpy_ref time / ours. ``same`` = both keep the same rows (``overlap``: the fraction of
   rows in common; float32 round-off can move a row at a score tie).
+* ``ram_apl[fp32]``: ours once more with the nearest class mean found by the float32 torch
+  code (``CORESET_STUDIO_NEAREST_SEARCH=torch``: float32 matmul, float64 re-check of near
+  ties) instead of the default low-precision candidate search (bf16 on CPUs with AMX or
+  AVX512-BF16, with an exact float64 re-check of the rows whose candidates are within the
+  proven rounding bound). ``identical`` = both give the same pseudo-label for every row and
+  model; ``same rows`` = both keep the same rows (the torch code's own-class distances are
+  float32 sums, ours float64, so ranks can differ at float32 near ties);
+  ``re-checked`` = rows whose nearest mean was re-checked in float64 (both models).
 * ``kcenter`` and ``facility_location`` at 100k: time and peak memory.
 
 Time: best wall time of ``--repeats`` runs (``cold`` = the first run; ``cpu`` = CPU time of
@@ -107,9 +115,9 @@ def numpy_ram_apl(feats: dict, labels: np.ndarray, p: float, a=0.2, k=1.0, s=0.5
         mu_sq = (means * means).sum(1)
         preds = np.empty(len(x), dtype=np.int64)
         for st in range(0, len(x), 65_536):
-            xb = x[st:st + 65_536]
+            xb = x[st : st + 65_536]
             d = (xb * xb).sum(1, keepdims=True) + mu_sq[None, :] - 2.0 * xb @ means.T
-            preds[st:st + 65_536] = np.argmin(np.sqrt(np.clip(d, 0, None)), axis=1)
+            preds[st : st + 65_536] = np.argmin(np.sqrt(np.clip(d, 0, None)), axis=1)
         wrong.append(preds != labels)
     wrong_mean = np.mean(wrong, axis=0)
     w1 = a + (1 - a) * (1 / (1 + np.exp(k * (p - s))))
@@ -131,26 +139,50 @@ def numpy_ram_apl(feats: dict, labels: np.ndarray, p: float, a=0.2, k=1.0, s=0.5
 def child(size: str, repeats: int) -> None:
     import torch
 
+    import core.selection._linalg as linalg
     from core.selection import run_selection
 
     n, n_classes = SIZES[size]
     feats, labels = make_data(n, n_classes)
     rows = []
+    refined: list[int] = []
+    plain = linalg._distances_cpu
+
+    def counting(*args, **kwargs):
+        out = plain(*args, **kwargs)
+        refined.append(int(out["n_refined"]))
+        return out
+
+    linalg._distances_cpu = counting
 
     def emit(method, res, cold, best, cpu, peak, extra, **more):
-        rows.append(dict(size=size, method=method, cold_s=cold, best_s=best, cpu_s=cpu, peak_gb=peak, extra_gb=extra,
-                         **more))
+        rows.append(
+            dict(size=size, method=method, cold_s=cold, best_s=best, cpu_s=cpu, peak_gb=peak, extra_gb=extra, **more)
+        )
         print(json.dumps(rows[-1]), flush=True)
 
     reps = repeats if n <= 100_000 else min(repeats, 2)
     ours, *m = measure(lambda: run_selection("ram_apl", feats, labels, FRACTION, seed=0, device="cpu"), reps)
-    emit("ram_apl", ours, *m)
+    search = linalg._search_dtype() if linalg.NEAREST_SEARCH != "torch" else "torch"
+    emit("ram_apl", ours, *m, search=search, refined=sum(refined[: len(feats)]))
+    linalg.NEAREST_SEARCH = "torch"
+    exact_ref, *m = measure(lambda: run_selection("ram_apl", feats, labels, FRACTION, seed=0, device="cpu"), 1)
+    linalg.NEAREST_SEARCH = "auto"
+    pseudo = [c for c in ours.table.columns if c.startswith("pseudo_label[")]
+    exact = all(np.array_equal(ours.table[c].to_numpy(), exact_ref.table[c].to_numpy()) for c in pseudo)
+    same_rows = set(ours.selected.tolist()) == set(exact_ref.selected.tolist())
+    emit("ram_apl[fp32]", exact_ref, *m, exact=bool(exact), same_rows=same_rows)
+    del exact_ref
     ref, *m = measure(lambda: numpy_ram_apl(feats, labels, FRACTION), 1 if n > 100_000 else min(repeats, 2))
     same = set(ref.tolist()) == set(ours.selected.tolist())
-    emit("numpy_ref", ref, *m, same=same, overlap=len(set(ref.tolist()) & set(ours.selected.tolist())) / max(1, len(ref)))
+    emit(
+        "numpy_ref", ref, *m, same=same, overlap=len(set(ref.tolist()) & set(ours.selected.tolist())) / max(1, len(ref))
+    )
     if n <= 100_000:
         for method in ("kcenter", "facility_location"):
-            res, *m = measure(lambda: run_selection(method, feats, labels, FRACTION, seed=0, device="cpu"), 1)
+            res, *m = measure(
+                lambda method=method: run_selection(method, feats, labels, FRACTION, seed=0, device="cpu"), 1
+            )
             emit(method, res, *m)
     print("THREADS", torch.get_num_threads(), flush=True)
 
@@ -163,7 +195,14 @@ def machine() -> str:
         model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, StopIteration):
         pass
-    return f"{platform.machine()} {os.cpu_count()} CPU(s), {model}"
+    flags = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            have = next((set(line.split(":", 1)[1].split()) for line in fh if line.startswith("flags")), set())
+        flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in have)
+    except OSError:
+        pass
+    return f"{platform.machine()} {os.cpu_count()} CPU(s), {model}" + (f" ({flags})" if flags else "")
 
 
 def main(argv=None) -> int:
@@ -178,22 +217,32 @@ def main(argv=None) -> int:
     import numpy
     import torch
 
-    print(f"machine: {machine()}; python {platform.python_version()}, numpy {numpy.__version__}, "
-          f"torch {torch.__version__} ({torch.get_num_threads()} threads)")
-    print(f"data: float32, dims {DIMS}, p = {FRACTION}, budget paper; best = best wall time of the runs "
-          f"(cold = first run), cpu = CPU time of all threads in the best run\n")
+    print(
+        f"machine: {machine()}; python {platform.python_version()}, numpy {numpy.__version__}, "
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"data: float32, dims {DIMS}, p = {FRACTION}, budget paper; best = best wall time of the runs "
+        f"(cold = first run), cpu = CPU time of all threads in the best run\n"
+    )
     header = f"{'size':>5} {'method':<18} {'best s':>8} {'cold s':>8} {'cpu s':>8} {'peak GB':>8} {'extra GB':>9}  note"
     print(header)
     print("-" * len(header))
     if os.environ.get("OMP_WAIT_POLICY"):
         print(f"OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']}")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(
+        os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]) + os.pathsep + os.environ.get("PYTHONPATH", "")
+    )
     for size in [s.strip().lower() for s in args.sizes.split(",") if s.strip()]:
         if size not in SIZES:
             ap.error(f"unknown size {size!r}; use {', '.join(SIZES)}")
         load0 = os.getloadavg()[0]
-        proc = subprocess.run([sys.executable, __file__, "--_child", size, "--repeats", str(args.repeats)],
-                              capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--_child", size, "--repeats", str(args.repeats)],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         print(f"{size:>5} (load average before/after: {load0:.2f} / {os.getloadavg()[0]:.2f})")
         rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
         if proc.returncode != 0:
@@ -202,11 +251,20 @@ def main(argv=None) -> int:
         for r in rows:
             note = ""
             if r["method"] == "ram_apl" and "numpy_ref" in by:
-                note = f"ratio numpy_ref/ours = {by['numpy_ref']['best_s'] / r['best_s']:.1f}x"
+                note = (
+                    f"ratio numpy_ref/ours = {by['numpy_ref']['best_s'] / r['best_s']:.1f}x "
+                    f"(cpu {by['numpy_ref']['cpu_s'] / r['cpu_s']:.1f}x); search {r['search']}, "
+                    f"{r['refined']} rows re-checked"
+                )
+            if r["method"] == "ram_apl[fp32]":
+                note = f"pseudo-labels identical to ram_apl's: {r['exact']}; same rows: {r['same_rows']}"
             if r["method"] == "numpy_ref":
                 note = f"same rows as ours: {r['same']} (overlap {r['overlap']:.4f})"
-            print(f"{size:>5} {r['method']:<18} {r['best_s']:8.3f} {r['cold_s']:8.3f} {r['cpu_s']:8.3f} {r['peak_gb']:8.2f} "
-                  f"{r['extra_gb']:9.2f}  {note}", flush=True)
+            print(
+                f"{size:>5} {r['method']:<18} {r['best_s']:8.3f} {r['cold_s']:8.3f} {r['cpu_s']:8.3f} {r['peak_gb']:8.2f} "
+                f"{r['extra_gb']:9.2f}  {note}",
+                flush=True,
+            )
     return 0
 
 

@@ -30,17 +30,22 @@ def _as_matrix(x: np.ndarray) -> np.ndarray:
 
 
 def pca_2d(x: np.ndarray) -> np.ndarray:
-    """First two principal components (zero-padded when there are fewer); float32 ``[N, 2]``."""
+    """First two principal components (zero-padded when there are fewer); float32 ``[N, 2]``.
+
+    ``coords = U_k S_k`` of the SVD of the centred ``x`` (scikit-learn's exact ``PCA``, full
+    LAPACK SVD), ``k = min(2, N, D)``. Sign convention (deterministic, independent of the
+    SVD routine): each component is flipped so that its largest-magnitude coordinate is
+    positive.
+    """
     x = _as_matrix(x)
     n = x.shape[0]
     out = np.zeros((n, 2), dtype=np.float32)
     if n < 2:
         return out
-    xc = x - x.mean(axis=0, keepdims=True)
-    u, s, _ = np.linalg.svd(xc, full_matrices=False)
-    k = min(2, s.size)
-    coords = u[:, :k] * s[:k]
-    # fix the sign of each component (largest-magnitude entry positive) so results are stable
+    from sklearn.decomposition import PCA
+
+    k = min(2, n, x.shape[1])
+    coords = PCA(n_components=k, svd_solver="full").fit_transform(x)
     for j in range(k):
         col = coords[:, j]
         if col[np.argmax(np.abs(col))] < 0:

@@ -53,3 +53,34 @@ def test_umap_seeded():
     a = umap_2d(x, seed=1)
     assert a.shape == (40, 2) and a.dtype == np.float32 and np.isfinite(a).all()
     assert umap_2d(x[:3]).shape == (3, 2)  # below 5 points: PCA
+
+
+def _svd_reference(x):
+    """The first two principal components from numpy's SVD, sign-fixed the same way."""
+    x = np.asarray(x, dtype=np.float64)
+    xc = x - x.mean(axis=0)
+    u, s, _ = np.linalg.svd(xc, full_matrices=False)
+    k = min(2, s.size)
+    coords = u[:, :k] * s[:k]
+    for j in range(k):
+        if coords[np.argmax(np.abs(coords[:, j])), j] < 0:
+            coords[:, j] *= -1
+    out = np.zeros((len(x), 2))
+    out[:, :k] = coords
+    return out
+
+
+@pytest.mark.parametrize("shape", [(60, 8), (200, 3), (5, 40), (3, 1), (2, 6)])
+def test_pca_equals_numpy_svd_with_a_fixed_sign(shape):
+    rng = np.random.default_rng(sum(shape))
+    x = (rng.standard_normal(shape) * np.linspace(3, 0.5, shape[1]) + 7.0).astype(np.float32)
+    got = pca_2d(x)
+    ref = _svd_reference(x)
+    scale = np.abs(ref).max()
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-5 * scale)
+    # the sign rule: the largest-magnitude coordinate of every component is positive (checked
+    # where that coordinate is unique: with two points the first component is +-v)
+    for j in range(2):
+        mags = np.sort(np.abs(ref[:, j]))
+        if mags[-1] > 1e-6 * scale and mags[-1] - mags[-2] > 1e-6 * mags[-1]:
+            assert got[np.argmax(np.abs(got[:, j])), j] > 0

@@ -24,8 +24,8 @@ tables multiply by 100 to show percent.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats as _st
@@ -69,9 +69,10 @@ class Difference:
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Difference":
+    def from_dict(cls, d: dict) -> Difference:
         def f(v):
             return math.nan if v is None else float(v)
+
         return cls(f(d["diff"]), f(d["low"]), f(d["high"]), f(d["df"]), d["kind"], float(d.get("confidence", 0.95)))
 
     @property
@@ -80,37 +81,50 @@ class Difference:
         return math.isfinite(self.low) and (self.low > 0 or self.high < 0)
 
 
-def difference_interval(a: Sequence[float], b: Sequence[float], confidence: float = 0.95,
-                        rel_tol: float = 1e-12) -> Difference:
+def difference_interval(
+    a: Sequence[float], b: Sequence[float], confidence: float = 0.95, rel_tol: float = 1e-12
+) -> Difference:
     """Difference of means ``mean(a) - mean(b)`` with a Welch ``confidence`` interval.
 
     A sample whose values are all equal (relative spread below ``rel_tol``) or that has a
-    single value counts as having zero variance. See the module docstring for the formula.
+    single value counts as having zero variance. See the module docstring for the formula;
+    the interval itself comes from :func:`scipy.stats.ttest_ind` (``equal_var=False``) or,
+    with one side constant, :func:`scipy.stats.ttest_1samp` on the other side.
     """
-    a, b = _clean(a), _clean(b)
-    if a.size == 0 or b.size == 0:
+    xa, xb = _clean(a), _clean(b)
+    if xa.size == 0 or xb.size == 0:
         return Difference(math.nan, math.nan, math.nan, math.nan, "undefined", confidence)
-    d = float(a.mean() - b.mean())
+    d = float(xa.mean() - xb.mean())
 
-    def var_of_mean(x: np.ndarray) -> tuple[float, int]:
-        if x.size < 2:
-            return 0.0, x.size
-        v = float(x.var(ddof=1))
-        scale = max(1.0, float(np.abs(x).max())) ** 2
-        return (0.0 if v <= rel_tol * scale else v / x.size), x.size
-
-    va, na = var_of_mean(a)
-    vb, nb = var_of_mean(b)
+    va = _var_of_mean(xa, rel_tol)
+    vb = _var_of_mean(xb, rel_tol)
     if va == 0.0 and vb == 0.0:
-        if b.size < 2 and a.size < 2:
+        if xb.size < 2 and xa.size < 2:
             return Difference(d, math.nan, math.nan, math.nan, "undefined", confidence)
         return Difference(d, d, d, math.inf, "exact", confidence)
-    denom = (va ** 2 / (na - 1) if va > 0 else 0.0) + (vb ** 2 / (nb - 1) if vb > 0 else 0.0)
-    df = (va + vb) ** 2 / denom
-    se = math.sqrt(va + vb)
-    t = float(_st.t.ppf(0.5 + confidence / 2, df))
-    kind = "welch" if (va > 0 and vb > 0) else "one-sample"
-    return Difference(d, d - t * se, d + t * se, float(df), kind, confidence)
+    if va > 0 and vb > 0:
+        res = _st.ttest_ind(xa, xb, equal_var=False)  # Welch: Welch-Satterthwaite df
+        ci = res.confidence_interval(confidence_level=confidence)
+        return Difference(d, float(ci.low), float(ci.high), float(res.df), "welch", confidence)
+    # one side constant: the one-sample t interval of the varying side's mean, less (or from) the constant
+    if va == 0.0:
+        res = _st.ttest_1samp(xb, 0.0)
+        ci = res.confidence_interval(confidence_level=confidence)
+        low, high = float(xa.mean()) - float(ci.high), float(xa.mean()) - float(ci.low)
+    else:
+        res = _st.ttest_1samp(xa, 0.0)
+        ci = res.confidence_interval(confidence_level=confidence)
+        low, high = float(ci.low) - float(xb.mean()), float(ci.high) - float(xb.mean())
+    return Difference(d, low, high, float(res.df), "one-sample", confidence)
+
+
+def _var_of_mean(x: np.ndarray, rel_tol: float) -> float:
+    """``s^2 / n`` of ``x`` (sample variance, ddof=1); 0 for one value or a relative spread below ``rel_tol``."""
+    if x.size < 2:
+        return 0.0
+    v = float(x.var(ddof=1))
+    scale = max(1.0, float(np.abs(x).max())) ** 2
+    return 0.0 if v <= rel_tol * scale else v / x.size
 
 
 def mean_ranks(scores: dict[str, Sequence[float]]) -> dict[str, float]:

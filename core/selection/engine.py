@@ -16,7 +16,7 @@ from ..provenance import SELECTION_PACKAGES, package_versions
 from ..errors import SelectionInputError
 from ..features import FLOAT32_MAX, beyond_float32, float32_range_message
 from ..text import display_array
-from ._linalg import check_finite
+from ._linalg import check_and_sum, known_class_sums
 from .budgets import BUDGET_STRATEGIES, budget_table, plan_budgets
 from .registry import SelectionData, get_selector
 from .result import SelectionResult
@@ -87,8 +87,16 @@ def check_magnitude(x: np.ndarray, name: str) -> None:
     """
     if x.size == 0:
         return
-    limit = float(np.sqrt(FLOAT32_MAX / (4.0 * x.shape[1])))
-    top = max(float(x.max()), -float(x.min()))
+    limit = magnitude_limit(x.shape[1])
+    _magnitude_error(x, name, max(float(x.max()), -float(x.min())), limit)
+
+
+def magnitude_limit(d: int) -> float:
+    """``sqrt(FLOAT32_MAX / (4 D))``: the largest ``|x|`` :func:`check_magnitude` accepts."""
+    return float(np.sqrt(FLOAT32_MAX / (4.0 * d)))
+
+
+def _magnitude_error(x: np.ndarray, name: str, top: float, limit: float) -> None:
     if top > limit:
         row = int(np.argmax(np.abs(x).max(axis=1)))
         raise SelectionInputError(
@@ -220,11 +228,19 @@ def run_selection(
     if pool_idx is not None:
         feats = {k: v[pool_idx] for k, v in feats.items()}
         lab = lab[pool_idx]
+    data = SelectionData.build(feats, lab, p, int(seed), None, budget, progress)
+    sums = []  # the checks' pass also sums each class (reused by class means on the CPU)
     for name, x in feats.items():
-        check_finite(x, name)
-        check_magnitude(x, name)
+        if x.size == 0:
+            continue
+        limit = magnitude_limit(x.shape[1])
+        top, class_sums = check_and_sum(x, name, data.codes, data.n_classes, limit)
+        if top is not None:
+            _magnitude_error(x, name, top, limit)
+        if class_sums is not None:
+            sums.append((x, data.codes, data.n_classes, class_sums))
     dev = resolve_device(device)
-    data = SelectionData.build(feats, lab, p, int(seed), dev, budget, progress)
+    data.device = dev
 
     t1 = time.perf_counter()
     plan = plan_budgets(budget, data, counts=budget_counts)
@@ -233,7 +249,8 @@ def run_selection(
         raise RuntimeError(f"budget strategy {budget!r} returned budgets outside [0, class size]")
     t2 = time.perf_counter()
     ranked = bool(rank_all and spec.prefix_consistent)
-    out = spec.fn(data, data.sizes.copy() if ranked else budgets, sel_params)
+    with known_class_sums(sums):
+        out = spec.fn(data, data.sizes.copy() if ranked else budgets, sel_params)
     pick_rank = None
     if ranked:
         pick_rank = _within_class_position(np.asarray(out.order, dtype=np.int64), data)

@@ -20,8 +20,13 @@ For every model m (features optionally L2-normalised per row) and class c with N
 Per class, the ``b_c`` rows with the lowest score are kept (``b_c = round-half-even(p N_c)``
 with the default ``paper`` budget), ties by row index, in ascending score order.
 
-Cost: two passes over each model's features in chunks (class sums; then one
-``[chunk, D] x [D, C]`` matmul and one ``[chunk, D]`` difference); no ``N x C`` matrix.
+Cost: two passes over each model's features. On the CPU the first is the engine's input
+check, which also sums every class in float64; the second computes, per chunk of rows, the
+float64 distance to the own class mean and one low-precision ``[chunk, D] x [D, C]`` matmul
+(bfloat16 on CPUs with AMX / AVX512-BF16) whose candidates for the nearest mean are re-checked
+in float64 when they are within the proven rounding bound, so the pseudo-labels are exact
+(:func:`core.selection._linalg._distances_cpu`). On a GPU: torch, float32 matmul with the
+float64 re-check of near ties. No ``N x C`` matrix is formed.
 """
 
 from __future__ import annotations
@@ -48,8 +53,9 @@ def class_mean_ranks(data: SelectionData, normalize: str, *, want_pseudo: bool) 
     for name, x in data.features.items():
         xt = as_tensor(x)
         means = class_means(xt, codes, data.n_classes, normalize=normalize, device=data.device)
-        dist = distances_to_class_means(xt, codes, means, normalize=normalize, device=data.device,
-                                        want_nearest=want_pseudo)
+        dist = distances_to_class_means(
+            xt, codes, means, normalize=normalize, device=data.device, want_nearest=want_pseudo
+        )
         own = dist["own"]
         entry = {"distance": own.numpy(), "rank": ranks_within_class(own, data.codes, data.offsets)}
         if want_pseudo:
@@ -67,10 +73,16 @@ def mean_rank_fraction(per_model: dict[str, dict[str, np.ndarray]], data: Select
     return (total / m) / data.sizes[data.codes]
 
 
-@register_selector("ram_apl", RamAplParams,
-                   "RAM-APL (Wan et al., ICML 2025): typical images whose label every model's nearest class mean "
-                   "agrees with; strong under label noise, below random on clean labels in our benchmark.",
-                   multi_model=True, score_column="score", representative="low", uses_fraction=True)
+@register_selector(
+    "ram_apl",
+    RamAplParams,
+    "RAM-APL (Wan et al., ICML 2025): typical images whose label every model's nearest class mean "
+    "agrees with; strong under label noise, below random on clean labels in our benchmark.",
+    multi_model=True,
+    score_column="score",
+    representative="low",
+    uses_fraction=True,
+)
 def ram_apl(data: SelectionData, budgets: np.ndarray, params: RamAplParams) -> SelectorOutput:
     per_model = class_mean_ranks(data, params.normalize, want_pseudo=True)
     m = len(per_model)
