@@ -80,7 +80,7 @@ def point_figure(points: pd.DataFrame, colour: str, score_cols: Sequence[str], t
                                            "showscale": True, "colorbar": {"title": {"text": colour}}},
                                    customdata=custom, hovertemplate=template, showlegend=False))
     fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso",
-                      xaxis_title="", yaxis_title="", legend_title_text="", hovermode="closest",
+                      xaxis_title="", yaxis_title="", legend_title_text="", hovermode="closest", clickmode="event+select",
                       legend=dict(itemsizing="constant"))
     return fig
 
