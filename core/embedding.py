@@ -57,6 +57,8 @@ def embed_dataset(
     cancel: Callable[[], bool] | None = None,
     make_embedder: Callable[[str, str | None], Any] | None = None,
     cache: Any = None,
+    engine: str = "local",
+    ray_options: Mapping[str, Any] | None = None,
 ) -> EmbeddingRun:
     """Embed every image of ``dataset`` with every model in ``models``.
 
@@ -74,6 +76,10 @@ def embed_dataset(
             keep loaded models between runs (the app holds them in ``st.cache_resource``).
         cache: an :class:`~core.cache.EmbeddingCache` to use instead of the workspace's
             (ignored when ``use_cache`` is False); lets a caller see ``cache.write_error``.
+        engine: ``"local"`` (:func:`core.extract.embed_images` in this process) or ``"ray"``
+            (:func:`core.ray_engine.embed_images_ray` on a Ray cluster: same features, same cache).
+        ray_options: for ``engine="ray"``: ``address``, ``workers``, ``gpus_per_worker``, ``num_cpus``
+            (keyword arguments of :func:`~core.ray_engine.embed_images_ray`).
 
     An interrupt (``KeyboardInterrupt``, or a signal the caller turns into an exception)
     propagates after the rows finished so far are written to the cache. When the cache
@@ -89,6 +95,12 @@ def embed_dataset(
     from .embedders import create_embedder
     from .extract import embed_images
 
+    if engine not in ("local", "ray"):
+        raise CoresetError(f"Unknown engine {engine!r}; use 'local' or 'ray'.")
+    if engine == "ray":
+        from .ray_engine import require_ray
+
+        require_ray()
     models = parse_models(models)
     weights = dict(weights or {})
     unknown_weights = sorted(set(weights) - set(models))
@@ -112,10 +124,21 @@ def embed_dataset(
             embedder = create_embedder(model, weights=w, workspace=workspace)
         report = None if progress is None else (lambda done, total, m=model: progress(m, done, total))
         started = time.perf_counter()
-        result = embed_images(
-            embedder, dataset.paths, file_ids=dataset.file_ids, device=device, batch_size=batch_size,
-            num_workers=num_workers, precision=precision, cache=cache, progress=report, cancel=cancel,
-        )
+        if engine == "ray":
+            import functools
+
+            from .ray_engine import embed_images_ray
+
+            factory = functools.partial(create_embedder, model, weights=w, workspace=workspace)
+            result = embed_images_ray(
+                embedder, factory, dataset.paths, file_ids=dataset.file_ids, batch_size=batch_size,
+                precision=precision, cache=cache, progress=report, cancel=cancel, **dict(ray_options or {}),
+            )
+        else:
+            result = embed_images(
+                embedder, dataset.paths, file_ids=dataset.file_ids, device=device, batch_size=batch_size,
+                num_workers=num_workers, precision=precision, cache=cache, progress=report, cancel=cancel,
+            )
         arrays[model] = result.features
         ok &= result.ok
         for path, reason in result.problems:
