@@ -31,6 +31,7 @@ class EmbeddingRun:
     features: FeatureSet
     problems: list[Problem] = field(default_factory=list)
     stats: dict[str, dict] = field(default_factory=dict)  # model -> cached/computed/seconds/images_per_s
+    file_ids: list[str] | None = None  # content hash of every row of ``features`` (the store's keys)
 
 
 def parse_models(text: str | Sequence[str]) -> list[str]:
@@ -166,4 +167,6 @@ def embed_dataset(
         split=np.asarray(dataset.splits)[keep],
         meta=meta,
     )
-    return EmbeddingRun(features=features, problems=list(problems.values()), stats=stats)
+    ids = dataset.file_ids
+    return EmbeddingRun(features=features, problems=list(problems.values()), stats=stats,
+                        file_ids=None if ids is None else [str(ids[i]) for i in keep])

@@ -54,7 +54,9 @@ def add_parser(subparsers) -> None:
                         "--gpus-per-worker GPUs)")
     p.add_argument("--gpus-per-worker", type=float, default=0.0,
                    help="with --engine ray: GPUs per actor (default 0: CPU actors)")
-    p.add_argument("--out", required=True, help="features file to write (.npz)")
+    p.add_argument("--out", required=True,
+                   help="features file to write (.npz), or a features store folder NAME.store (memory-mapped "
+                        ".npy per model + rows.parquet keyed by content hash; for features beyond memory)")
     add_dataset_arguments(p)
     p.set_defaults(func=run)
 
@@ -113,7 +115,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     clean_stale_temps(out.parent, name=out.name)  # what a run killed while writing this file left
     try:
-        path = save_features(out, run_.features)
+        if out.suffix == ".store":
+            from ..feature_store import save_feature_store
+
+            path = save_feature_store(out, run_.features, file_ids=run_.file_ids)
+        else:
+            path = save_features(out, run_.features)
     except OSError as exc:
         raise CoresetError(
             f"Cannot write the features file {out}: {exc.strerror or exc}"
