@@ -100,23 +100,26 @@ class _ImageFiles(Dataset):
     """Decodes ``paths[i]`` with :func:`~core.datasets.images.open_rgb` (8-bit RGB, upright) and
     applies ``transform``; failures become reasons."""
 
-    def __init__(self, paths: Sequence[str], transform: Callable) -> None:
+    def __init__(self, paths: Sequence[str], transform: Callable, draft: tuple[int, int] | None = None) -> None:
         self.paths = list(paths)
         self.transform = transform
+        self.draft = draft
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, i: int):
-        x, reason = decode_image(self.paths[i], self.transform)
+        x, reason = decode_image(self.paths[i], self.transform, self.draft)
         return i, x, reason
 
 
-def decode_image(path: str, transform: Callable) -> tuple[torch.Tensor | None, str | None]:
-    """``(transform(open_rgb(path)) [3, H, W], None)``, or ``(None, reason)`` when the file cannot be
-    read or decoded (a bad image is reported, never fatal). Shared by the local and the Ray engine."""
+def decode_image(path: str, transform: Callable, draft: tuple[int, int] | None = None
+                 ) -> tuple[torch.Tensor | None, str | None]:
+    """``(transform(open_rgb(path, draft=draft)) [3, H, W], None)``, or ``(None, reason)`` when the file
+    cannot be read or decoded (a bad image is reported, never fatal). Shared by the local and the Ray
+    engine. ``draft``: JPEG draft-mode size (:mod:`core.embedders.jpeg_draft`), None for a full decode."""
     try:
-        x = transform(open_rgb(path))
+        x = transform(open_rgb(path) if draft is None else open_rgb(path, draft=draft))
         if not isinstance(x, torch.Tensor) or x.ndim != 3:
             raise TypeError(f"transform returned {type(x).__name__} {getattr(x, 'shape', '')}, expected [3, H, W]")
         return x, None
@@ -311,11 +314,11 @@ class CacheWriter:
 
 
 def make_loader(paths: Sequence[str], transform: Callable, batch_size: int, num_workers: int,
-                device: torch.device) -> DataLoader:
+                device: torch.device, draft: tuple[int, int] | None = None) -> DataLoader:
     """Batches ``(index, images [B, 3, H, W] or None, [(index, reason), ...])`` decoded in ``num_workers``
     processes (pinned memory on CUDA)."""
     return DataLoader(
-        _ImageFiles(paths, transform),
+        _ImageFiles(paths, transform, draft),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,
@@ -432,7 +435,8 @@ def embed_images(
     writer = CacheWriter(cache, plan.key, embedder.describe())
     channels_last = prepare_model(embedder, dev)
     workers = default_num_workers(len(first), batch_size, dev) if num_workers is None else max(0, int(num_workers))
-    it = iter(make_loader([paths[i] for i in first], embedder.transform, batch_size, workers, dev))
+    draft = getattr(embedder, "decode_draft", None)
+    it = iter(make_loader([paths[i] for i in first], embedder.transform, batch_size, workers, dev, draft))
     try:
         while True:
             if cancel is not None and cancel():

@@ -92,7 +92,7 @@ class _EmbedActor:
         reasons = [""] * len(paths)
         good, xs = [], []
         for k, path in enumerate(paths):
-            x, reason = decode_image(path, self.embedder.transform)
+            x, reason = decode_image(path, self.embedder.transform, getattr(self.embedder, "decode_draft", None))
             if x is None:
                 reasons[k] = reason or "unreadable"
             else:

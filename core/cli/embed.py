@@ -44,6 +44,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="autocast precision on CUDA (auto = fp16 on CUDA, fp32 elsewhere)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="torch (default) or onnx: ONNX Runtime on the CPU (the model exported at load, cached in "
+                        "the workspace, checked against torch to 1e-5; same features, same cache)")
+    p.add_argument("--jpeg-draft", action="store_true",
+                   help="decode JPEGs at a reduced scale still at least the model's resize size (faster on large "
+                        "photos; slightly different pixels, so cached under its own key)")
     p.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local (this process, default) or ray (Ray Data actors: a local Ray cluster sized to this "
                         "machine's CPUs, or the cluster at --ray-address; needs pip install 'coreset-studio[ray]')")
@@ -102,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 dataset, args.models, weights=weights, device=args.device, batch_size=args.batch_size,
                 num_workers=args.num_workers, precision=args.precision, workspace=args.workspace,
                 use_cache=not args.no_cache, progress=progress, cache=cache,
-                engine=args.engine, ray_options=ray_options,
+                engine=args.engine, ray_options=ray_options, backend=args.backend, jpeg_draft=args.jpeg_draft,
             )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated): the engine has flushed its rows
         print(f"stopped before the end: "
