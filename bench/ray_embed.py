@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.embed_throughput import cpu_name, list_images  # noqa: E402
+from bench.embed_throughput import cpu_name, list_images
 
 
 def main(argv: list[str] | None = None) -> int:

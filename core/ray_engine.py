@@ -55,7 +55,7 @@ def require_ray():
     to install it."""
     try:
         import ray
-        import ray.data  # noqa: F401
+        import ray.data
     except ImportError as exc:
         raise CoresetError(f"{RAY_MISSING} ({exc})") from None
     return ray
@@ -118,7 +118,7 @@ def _connect(ray, address: str | None, num_cpus: int | None) -> bool:
         ctx.print_on_execution_start = False
     if ray.is_initialized():
         return False
-    common = dict(include_dashboard=False, logging_level="ERROR", log_to_driver=False, ignore_reinit_error=True)
+    common = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False, "ignore_reinit_error": True}
     if address:
         ray.init(address=address, **common)
         return False
@@ -188,8 +188,16 @@ def embed_images_ray(
     """
     import torch
 
-    from .extract import (CacheWriter, ExtractionCancelled, _resolve_precision, assemble_result, cache_key,
-                          cancelled_message, default_batch_size, plan_rows)
+    from .extract import (
+        CacheWriter,
+        ExtractionCancelled,
+        _resolve_precision,
+        assemble_result,
+        cache_key,
+        cancelled_message,
+        default_batch_size,
+        plan_rows,
+    )
 
     ray = require_ray()
     t0 = time.perf_counter()

@@ -22,7 +22,7 @@ def draft_size(embedder: Embedder) -> int:
     """``ceil(H / crop_pct)``: the side the embedder's transform resizes to before its crop (pixels)."""
     _, h, w = embedder.input_size
     crop = float(embedder.preprocess.get("crop_pct") or 1.0)
-    return int(math.ceil(max(h, w) / min(1.0, max(crop, 1e-3))))
+    return math.ceil(max(h, w) / min(1.0, max(crop, 1e-3)))
 
 
 def with_jpeg_draft(embedder: Embedder) -> Embedder:

@@ -130,7 +130,7 @@ def onnx_embedder(embedder: Embedder, workspace: str | os.PathLike | None = None
         export_onnx(embedder, path)
     try:
         session = _session(path, threads)
-    except Exception as exc:  # a damaged cached export: export again once
+    except Exception:  # noqa: BLE001 - a damaged cached export (any ORT error): export again once
         path.unlink(missing_ok=True)
         export_onnx(embedder, path)
         session = _session(path, threads)
