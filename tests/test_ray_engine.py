@@ -91,3 +91,7 @@ def test_engine_ray_without_ray_says_how_to_install_it(monkeypatch, tmp_path, ca
 def test_ray_flags_need_the_ray_engine(tmp_path, capsys):
     code = main(["embed", "demo", "--workers", "2", "--out", str(tmp_path / "f.npz")])
     assert code == 2 and "--engine ray" in capsys.readouterr().err
+    pytest.importorskip("ray")
+    code = main(["embed", "demo", "--engine", "ray", "--device", "cuda", "--out", str(tmp_path / "f.npz")])
+    assert code == 2 and "--gpus-per-worker" in capsys.readouterr().err
+    assert not (tmp_path / "f.npz").exists()

@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
             raise CoresetError("--workers must be at least 1.")
         if args.gpus_per_worker < 0:
             raise CoresetError("--gpus-per-worker must be 0 or more.")
+        if args.device not in ("auto", "cpu"):
+            raise CoresetError(f"--device {args.device} does not apply to --engine ray: the actors run on the CPU, "
+                               "or on GPUs with --gpus-per-worker G.")
         ray_options = {"address": args.ray_address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker}
     elif args.ray_address or args.workers is not None or args.gpus_per_worker:
         raise CoresetError("--ray-address, --workers and --gpus-per-worker need --engine ray.")
