@@ -378,6 +378,93 @@ def cache_key(embedder: "Embedder", precision: str) -> str:
     return embedder.identity if precision == "fp32" else f"{embedder.identity}-{precision}"
 
 
+#: On the CPU, pick the torch thread count by timing (:class:`ThreadTuner`).
+TUNE_CPU_THREADS = True
+#: Re-time the thread counts every this many seconds of work.
+THREAD_PROBE_EVERY_S = 20.0
+#: Batches timed per thread count in a probe (the first one, which pays the pool resize, is not counted).
+THREAD_PROBE_BATCHES = 3
+#: The tuner's clock (separate from the cache-flush clock).
+_tuner_clock = time.perf_counter
+
+
+class ThreadTuner:
+    """Chooses the intra-op thread count of CPU forward passes by timing them.
+
+    Torch's ``T`` threads wait for each other at the end of every operator: when another
+    process takes one of their cores, every operator waits for the descheduled thread and the
+    rate collapses (measured on 2 CPUs with one busy: 7-9 img/s with 2 threads, 30-57 with 1).
+    The tuner times :data:`THREAD_PROBE_BATCHES` batches (forward only, seconds per image) at
+    each candidate count ``T`` and ``max(1, T // 2)`` (the current choice first, at the start the
+    fewer; a count already 3x slower than one timed before it stops after one batch), runs on
+    the faster one, and probes again
+    every :data:`THREAD_PROBE_EVERY_S` seconds, or, running on more than the fewest threads, at
+    once when the median of the last :data:`THREAD_PROBE_BATCHES` batches is more than twice as
+    slow per image as the probe measured (a busy process arrived); on an idle machine it keeps ``T`` (the probe costs a few
+    batches at ``T // 2``). ``close()`` restores ``T``.
+    """
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.base = int(threads or torch.get_num_threads())
+        self.candidates = list(dict.fromkeys([self.base, max(1, self.base // 2)]))
+        self.active = len(self.candidates) > 1
+        self.choice = self.base
+        self._probe: list[list[float]] | None = [[] for _ in self.candidates] if self.active else None
+        self._order = sorted(self.candidates)  # probe order: the current choice first (at the start, the fewest)
+        self._k = 0
+        self._seen = 0
+        self._chosen_at = 0.0
+        self._best = 0.0  # seconds per image of the choice, as probed
+        self._recent: list[float] = []
+        self.history: list[tuple[int, dict[int, float]]] = []  # (choice, {threads: s/img}) per probe
+
+    def threads(self) -> int:
+        """The thread count for the next batch (set on torch by :meth:`before`)."""
+        if self._probe is None and _tuner_clock() - self._chosen_at >= THREAD_PROBE_EVERY_S:
+            self._start_probe()
+        return self._order[self._k] if self._probe is not None else self.choice
+
+    def _start_probe(self) -> None:
+        self._order = [self.choice] + [c for c in self.candidates if c != self.choice]
+        self._probe, self._k, self._seen, self._recent = [[] for _ in self.candidates], 0, 0, []
+
+    def before(self) -> None:
+        if self.active:
+            t = self.threads()
+            if torch.get_num_threads() != t:
+                torch.set_num_threads(t)
+
+    def after(self, n_images: int, seconds: float) -> None:
+        """Record one batch of ``n_images`` that took ``seconds`` (forward only)."""
+        if n_images <= 0 or not self.active:
+            return
+        if self._probe is None:
+            if self.choice == min(self.candidates):  # a slowdown cannot argue for fewer threads
+                return
+            self._recent = (self._recent + [seconds / n_images])[-THREAD_PROBE_BATCHES:]
+            if len(self._recent) == THREAD_PROBE_BATCHES and float(np.median(self._recent)) > 2.0 * self._best:
+                self._start_probe()
+            return
+        self._seen += 1
+        if self._seen > 1:  # the first batch after a change pays the thread pool's resize
+            self._probe[self._k].append(seconds / n_images)
+        done = [float(np.median(v)) for v in self._probe[: self._k]]
+        # a count already 3x slower than one probed before it is not timed further (saves slow batches)
+        hopeless = bool(self._probe[self._k]) and bool(done) and self._probe[self._k][-1] > 3.0 * min(done)
+        if len(self._probe[self._k]) >= THREAD_PROBE_BATCHES or hopeless:
+            self._k, self._seen = self._k + 1, 0
+            if self._k == len(self.candidates):
+                per = {c: float(np.median(v)) for c, v in zip(self._order, self._probe)}
+                self.choice = min(self.candidates, key=lambda c: per[c])
+                self._best = per[self.choice]
+                self.history.append((self.choice, per))
+                self._probe, self._k, self._chosen_at, self._recent = None, 0, _tuner_clock(), []
+
+    def close(self) -> None:
+        if self.active and torch.get_num_threads() != self.base:
+            torch.set_num_threads(self.base)
+
+
 # ----------------------------------------------------------------------------- engine
 def embed_images(
     embedder: "Embedder",
@@ -437,6 +524,8 @@ def embed_images(
     workers = default_num_workers(len(first), batch_size, dev) if num_workers is None else max(0, int(num_workers))
     draft = getattr(embedder, "decode_draft", None)
     it = iter(make_loader([paths[i] for i in first], embedder.transform, batch_size, workers, dev, draft))
+    tuner = (ThreadTuner() if TUNE_CPU_THREADS and dev.type == "cpu" and len(first) >= 16 * batch_size
+             and getattr(embedder, "backend", "torch") == "torch" else None)
     try:
         while True:
             if cancel is not None and cancel():
@@ -449,7 +538,12 @@ def embed_images(
             for j, reason in bad:
                 plan.fail(first[j], reason)
             if xs is not None:
+                if tuner is not None:
+                    tuner.before()
+                    started = _tuner_clock()
                 out = forward_batch(embedder, xs, dev, prec, channels_last)
+                if tuner is not None:
+                    tuner.after(len(xs), _tuner_clock() - started)
                 writer.add(*plan.fill([first[j] for j in idx.tolist()], out))
             if progress is not None:
                 progress(plan.done, n)
@@ -463,5 +557,7 @@ def embed_images(
         raise
     finally:
         del it
+        if tuner is not None:
+            tuner.close()
     writer.flush()
     return assemble_result(plan, t0, dev, prec)
