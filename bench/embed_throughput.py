@@ -22,7 +22,8 @@ Three measurements in one process on the same image list:
 
 Then, on ``--busy-limit`` images, each of ours (torch) and ours (onnx backend) idle and with
 another process spinning on one core (``--busy``), as the ratio busy / idle (target >= 0.7x),
-and JPEG draft-mode decoding (:mod:`core.embedders.jpeg_draft`) on ``--photos`` synthetic
+the thread tuner (:class:`core.extract.ThreadTuner`) against fixed T and T/2 threads
+(``--threads-limit``), and JPEG draft-mode decoding (:mod:`core.embedders.jpeg_draft`) on ``--photos`` synthetic
 large JPEGs (2400 x 1800) against the full decode, end to end.
 
 Model creation and ONNX export are not timed; each method gets a short warm-up. The machine
@@ -195,6 +196,41 @@ def draft_ratio(ours, n: int, bs: int) -> tuple[float, float, float]:
     return full_rate, draft_rate, float(cos.min())
 
 
+def thread_tuner_rounds(ours, paths, bs, rounds: int = 2) -> list[str]:
+    """Fixed T threads (tuner off), tuned from T, fixed T/2 threads: img/s per round, and what the tuner chose."""
+    from core import extract
+
+    base = torch.get_num_threads()
+    half = max(1, base // 2)
+    chosen: list = []
+    real = extract.ThreadTuner
+
+    class Recording(real):
+        def close(self) -> None:
+            chosen.append(self.history)
+            super().close()
+
+    lines = []
+    extract.ThreadTuner = Recording
+    try:
+        for _ in range(rounds):
+            out = []
+            for mode, threads, tune in ((f"{base} threads fixed", base, False), (f"tuned from {base}", base, True),
+                                        (f"{half} threads fixed", half, False)):
+                extract.TUNE_CPU_THREADS = tune
+                torch.set_num_threads(threads)
+                rate, _ = run_backend(ours, paths, bs, 0)
+                out.append(f"{mode} {rate:.1f}")
+            torch.set_num_threads(base)
+            picks = [(c, {k: round(v, 4) for k, v in per.items()}) for c, per in (chosen[-1] if chosen else [])]
+            lines.append(f"load {os.getloadavg()[0]:.1f}: " + ", ".join(out) + f" | tuner (threads, s/img): {picks}")
+    finally:
+        extract.ThreadTuner = real
+        extract.TUNE_CPU_THREADS = True
+        torch.set_num_threads(base)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "finegrained"))
@@ -205,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="ours and ORT (default: engine default)")
     ap.add_argument("--busy-limit", type=int, default=200, help="images for the busy-core test (0: skip)")
     ap.add_argument("--photos", type=int, default=24, help="synthetic large JPEGs for the draft test (0: skip)")
+    ap.add_argument("--threads-limit", type=int, default=240,
+                    help="images for the thread-tuner comparison: fixed T threads, tuned, fixed T/2 (0: skip)")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
@@ -305,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nanother process busy on one core ({len(sub)} images; target busy >= 0.7x idle):")
         for k, (idle, busy) in res.items():
             print(f"  {k:<28} idle {idle:6.1f} img/s, busy {busy:6.1f} img/s, busy/idle {busy / idle:.2f}x")
+    if args.threads_limit:
+        print(f"\nthread tuner ({min(args.threads_limit, len(paths))} images, interleaved, 2 rounds):")
+        print("  " + "\n  ".join(thread_tuner_rounds(ours, paths[: args.threads_limit], bs)))
     if args.photos:
         full_rate, draft_rate, cos = draft_ratio(ours, args.photos, bs)
         print(f"\nJPEG draft decoding ({args.photos} synthetic 2400x1800 JPEGs, ours torch): full {full_rate:.1f} img/s, "
