@@ -136,8 +136,12 @@ def check_throughput(emb, paths, dev: str, bs: int, workers: int, precision: str
         _sync(dev)
     model_only = reps * bs / (time.perf_counter() - t0)
     emb.to("cpu")
-    return {"end_to_end_img_s": round(e2e, 2), "model_only_img_s": round(model_only, 2),
-            "ratio": round(e2e / model_only, 3), "ok": bool(r.ok.all()) and e2e / model_only >= E2E_TARGET}
+    return {
+        "end_to_end_img_s": round(e2e, 2),
+        "model_only_img_s": round(model_only, 2),
+        "ratio": round(e2e / model_only, 3),
+        "ok": bool(r.ok.all()) and e2e / model_only >= E2E_TARGET,
+    }
 
 
 def gpu_jpeg_decode_rate(paths, dev: str, size: int = 224) -> dict:
@@ -154,7 +158,7 @@ def gpu_jpeg_decode_rate(paths, dev: str, size: int = 224) -> dict:
     datas = [torchvision.io.read_file(p) for p in paths]
     t0 = time.perf_counter()
     for k in range(0, len(datas), 32):
-        imgs = torchvision.io.decode_jpeg(datas[k:k + 32], device=dev)
+        imgs = torchvision.io.decode_jpeg(datas[k : k + 32], device=dev)
         [F.resize(im, [size, size], antialias=True) for im in imgs]
     _sync(dev)
     gpu = len(paths) / (time.perf_counter() - t0)
@@ -172,8 +176,16 @@ def check_ray(name: str, emb, paths, ref: np.ndarray, dry: bool, bs: int) -> dic
     from core.ray_engine import embed_images_ray
 
     stats: dict = {}
-    res = embed_images_ray(emb, functools.partial(build_embedder, name), paths, batch_size=bs,
-                           gpus_per_worker=0 if dry else 1, workers=1, num_cpus=2 if dry else None, stats=stats)
+    res = embed_images_ray(
+        emb,
+        functools.partial(build_embedder, name),
+        paths,
+        batch_size=bs,
+        gpus_per_worker=0 if dry else 1,
+        workers=1,
+        num_cpus=2 if dry else None,
+        stats=stats,
+    )
     cos = float(_cosine(res.features, ref).min())
     return {"min_cosine": cos, "precision": res.precision, **stats, "ok": bool(res.ok.all()) and cos >= FP16_MIN_COSINE}
 
@@ -200,9 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     data = Path(args.data) if args.data else None
     paths = _images(n, data, tmp / "photos")
     t_start = time.perf_counter()
-    report: dict = {"device": torch.cuda.get_device_name(0) if not dry else "cpu (dry run)",
-                    "torch": torch.__version__, "images": len(paths), "batch_size": bs, "workers": workers,
-                    "models": {}}
+    report: dict = {
+        "device": torch.cuda.get_device_name(0) if not dry else "cpu (dry run)",
+        "torch": torch.__version__,
+        "images": len(paths),
+        "batch_size": bs,
+        "workers": workers,
+        "models": {},
+    }
     ok = True
     embedders = _embedders(dry, tmp / "ws")
     first_ref = None
@@ -214,14 +231,19 @@ def main(argv: list[str] | None = None) -> int:
         thr = check_throughput(emb, paths, dev, bs, workers, "fp32" if dry else "fp16")
         report["models"][name] = {"features": feats, "selection": sel, "throughput": thr}
         ok &= feats["ok"] and sel["ok"]
-        print(f"{name}: fp32 rel diff {feats['fp32']['max_rel_diff']:.1e} (<= {FP32_TOL:g}), fp16 min cosine "
-              f"{feats['fp16']['min_cosine']:.5f} (>= {FP16_MIN_COSINE}), bf16 {feats['bf16']['min_cosine']:.5f}; "
-              f"selection equal: {all(v for k, v in sel.items() if k != 'ok')}; end to end "
-              f"{thr['end_to_end_img_s']} img/s vs model-only {thr['model_only_img_s']} = {thr['ratio']:.2f}x "
-              f"(target >= {E2E_TARGET})", flush=True)
+        print(
+            f"{name}: fp32 rel diff {feats['fp32']['max_rel_diff']:.1e} (<= {FP32_TOL:g}), fp16 min cosine "
+            f"{feats['fp16']['min_cosine']:.5f} (>= {FP16_MIN_COSINE}), bf16 {feats['bf16']['min_cosine']:.5f}; "
+            f"selection equal: {all(v for k, v in sel.items() if k != 'ok')}; end to end "
+            f"{thr['end_to_end_img_s']} img/s vs model-only {thr['model_only_img_s']} = {thr['ratio']:.2f}x "
+            f"(target >= {E2E_TARGET})",
+            flush=True,
+        )
     report["jpeg_decode"] = gpu_jpeg_decode_rate(paths[: min(len(paths), 128)], dev)
-    print(f"JPEG decode + resize: PIL {report['jpeg_decode']['pil_img_s']} img/s (one process), "
-          f"decode_jpeg on {dev} {report['jpeg_decode']['decode_jpeg_img_s']} img/s")
+    print(
+        f"JPEG decode + resize: PIL {report['jpeg_decode']['pil_img_s']} img/s (one process), "
+        f"decode_jpeg on {dev} {report['jpeg_decode']['decode_jpeg_img_s']} img/s"
+    )
     name, emb, ref = first_ref
     report["ray"] = check_ray(name, emb, paths, ref, dry, bs)
     if "ok" in report["ray"]:

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.embed_throughput import cpu_name, list_images
+from bench.embed_throughput import cpu_name, list_images  # noqa: E402 - after the sys.path insert
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +57,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     _connect(ray, None, cpus)
     init_s = time.perf_counter() - t0
-    print(f"machine: {cpu_name()}, {cpus} logical CPUs, load avg {os.getloadavg()[0]:.1f}; torch {torch.__version__}, "
-          f"ray {ray.__version__}; {len(paths)} images, batch {bs}; ray.init (local cluster) {init_s:.1f} s")
+    print(
+        f"machine: {cpu_name()}, {cpus} logical CPUs, load avg {os.getloadavg()[0]:.1f}; torch {torch.__version__}, "
+        f"ray {ray.__version__}; {len(paths)} images, batch {bs}; ray.init (local cluster) {init_s:.1f} s"
+    )
     embed_images(emb, paths[:16], device="cpu", batch_size=bs)  # warm-up
     rows: dict[str, list[dict]] = {"local": [], "ray, 1 worker": [], "ray, 2 workers": []}
     for r in range(args.repeats):
@@ -71,10 +73,18 @@ def main(argv: list[str] | None = None) -> int:
             steady_n = len(paths) - bs
             steady_rate = steady_n / max(1e-9, res.seconds - stats["startup_s"])
             rows[f"ray, {w} worker{'s' if w > 1 else ''}"].append(
-                {"rate": len(paths) / res.seconds, "startup": stats["startup_s"], "steady": steady_rate,
-                 "cpus": stats["cpus_per_worker"]})
-        print(f"round {r + 1} (load avg {os.getloadavg()[0]:.1f}): "
-              + ", ".join(f"{k} {v[-1]['rate']:.1f} img/s" for k, v in rows.items()), flush=True)
+                {
+                    "rate": len(paths) / res.seconds,
+                    "startup": stats["startup_s"],
+                    "steady": steady_rate,
+                    "cpus": stats["cpus_per_worker"],
+                }
+            )
+        print(
+            f"round {r + 1} (load avg {os.getloadavg()[0]:.1f}): "
+            + ", ".join(f"{k} {v[-1]['rate']:.1f} img/s" for k, v in rows.items()),
+            flush=True,
+        )
     ray.shutdown()
 
     local_best = max(x["rate"] for x in rows["local"])
@@ -86,9 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {k:<16} {best['rate']:8.1f} (med {med:5.1f})")
             continue
         overhead_ms = 1000 * (bs / best["steady"] - bs / local_best)
-        print(f"  {k:<16} {best['rate']:8.1f} (med {med:5.1f}) {best['startup']:9.1f} {best['steady']:13.1f} "
-              f"{overhead_ms:16.1f}   {best['rate'] / local_best:.2f}x end to end, "
-              f"{best['steady'] / local_best:.2f}x steady ({best['cpus']:g} CPUs per actor)")
+        print(
+            f"  {k:<16} {best['rate']:8.1f} (med {med:5.1f}) {best['startup']:9.1f} {best['steady']:13.1f} "
+            f"{overhead_ms:16.1f}   {best['rate'] / local_best:.2f}x end to end, "
+            f"{best['steady'] / local_best:.2f}x steady ({best['cpus']:g} CPUs per actor)"
+        )
     return 0
 
 

@@ -503,8 +503,8 @@ def embed_images(
         :class:`ExtractionResult` with float32 ``features [N, embedder.dim]``.
     """
     t0 = time.perf_counter()
-    paths = [os.fspath(p) for p in paths]
-    n = len(paths)
+    files: list[str] = [str(os.fspath(p)) for p in paths]
+    n = len(files)
     if file_ids is not None and len(file_ids) != n:
         raise CoresetError(f"file_ids has {len(file_ids)} entries for {n} paths; give one id per path.")
     dev = resolve_device(device)
@@ -512,7 +512,7 @@ def embed_images(
     if batch_size < 1:
         raise CoresetError(f"batch_size must be at least 1, got {batch_size}.")
     prec = _resolve_precision(precision, dev)
-    plan = plan_rows(paths, file_ids, cache_key(embedder, prec), int(embedder.dim), cache)
+    plan = plan_rows(files, file_ids, cache_key(embedder, prec), int(embedder.dim), cache)
     if progress is not None:
         progress(plan.done, n)
     if not plan.first:
@@ -523,7 +523,7 @@ def embed_images(
     channels_last = prepare_model(embedder, dev)
     workers = default_num_workers(len(first), batch_size, dev) if num_workers is None else max(0, int(num_workers))
     draft = getattr(embedder, "decode_draft", None)
-    it = iter(make_loader([paths[i] for i in first], embedder.transform, batch_size, workers, dev, draft))
+    it = iter(make_loader([files[i] for i in first], embedder.transform, batch_size, workers, dev, draft))
     tuner = (ThreadTuner() if TUNE_CPU_THREADS and dev.type == "cpu" and len(first) >= 16 * batch_size
              and getattr(embedder, "backend", "torch") == "torch" else None)
     try:

@@ -35,8 +35,8 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -64,8 +64,9 @@ def _file_sha256(path: Path, block: int = 1 << 24) -> str:
     return h.hexdigest()
 
 
-def save_feature_store(path: str | os.PathLike, fs, file_ids: Sequence[str] | None = None,
-                       chunk_rows: int = CHUNK_ROWS) -> Path:
+def save_feature_store(
+    path: str | os.PathLike, fs, file_ids: Sequence[str] | None = None, chunk_rows: int = CHUNK_ROWS
+) -> Path:
     """Write the :class:`~core.features.FeatureSet` ``fs`` as a store folder at ``path`` (atomically).
 
     ``file_ids``: the images' content hashes, one per row (optional). An existing store at
@@ -75,8 +76,10 @@ def save_feature_store(path: str | os.PathLike, fs, file_ids: Sequence[str] | No
 
     path = Path(path)
     if path.exists() and not is_feature_store(path):
-        raise CoresetError(f"{path} exists and is not a features store; give --out a new folder name "
-                           "(e.g. features.store) or a .npz file.")
+        raise CoresetError(
+            f"{path} exists and is not a features store; give --out a new folder name "
+            "(e.g. features.store) or a .npz file."
+        )
     n = len(fs)
     if file_ids is not None and len(file_ids) != n:
         raise CoresetError(f"file_ids has {len(file_ids)} entries for {n} rows.")
@@ -90,7 +93,7 @@ def save_feature_store(path: str | os.PathLike, fs, file_ids: Sequence[str] | No
             staging = tmp / f"{_SAFE.sub('_', name)}.npy.part"
             out = np.lib.format.open_memmap(staging, mode="w+", dtype=np.float32, shape=(n, d))
             for start in range(0, n, max(1, int(chunk_rows))):
-                out[start:start + chunk_rows] = np.asarray(x[start:start + chunk_rows], dtype=np.float32)
+                out[start : start + chunk_rows] = np.asarray(x[start : start + chunk_rows], dtype=np.float32)
             out.flush()
             del out
             digest = _file_sha256(staging)
@@ -98,16 +101,24 @@ def save_feature_store(path: str | os.PathLike, fs, file_ids: Sequence[str] | No
             os.replace(staging, tmp / final)
             models[name] = {"dim": d, "file": final, "sha256": digest}
         labels = np.asarray(fs.labels)
-        rows = pd.DataFrame({
-            "file_id": [str(f) for f in file_ids] if file_ids is not None else [""] * n,
-            "path": fs.paths.astype(str) if fs.paths is not None else [""] * n,
-            "label": labels if labels.dtype.kind in "iu" else labels.astype(str),
-            "split": fs.split.astype(str) if fs.split is not None else ["train"] * n,
-        })
+        rows = pd.DataFrame(
+            {
+                "file_id": [str(f) for f in file_ids] if file_ids is not None else [""] * n,
+                "path": fs.paths.astype(str) if fs.paths is not None else [""] * n,
+                "label": labels if labels.dtype.kind in "iu" else labels.astype(str),
+                "split": fs.split.astype(str) if fs.split is not None else ["train"] * n,
+            }
+        )
         rows.to_parquet(tmp / ROWS, index=False)
-        manifest = {"format": FORMAT, "version": VERSION, "n": n, "models": models,
-                    "has_paths": fs.paths is not None, "has_split": fs.split is not None,
-                    "meta": fs.meta or {}}
+        manifest = {
+            "format": FORMAT,
+            "version": VERSION,
+            "n": n,
+            "models": models,
+            "has_paths": fs.paths is not None,
+            "has_split": fs.split is not None,
+            "meta": fs.meta or {},
+        }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
         if path.exists():  # an older store: move it aside, put the new one in place, drop the old one
             old = path.parent / f".{path.name}.old-{secrets.token_hex(4)}"
@@ -130,8 +141,10 @@ def _manifest(path: Path) -> dict:
     if manifest.get("format") != FORMAT or not isinstance(manifest.get("models"), dict):
         raise CoresetError(f"Features store {path}: {MANIFEST} is not a Coreset Studio features store manifest.")
     if int(manifest.get("version", 0)) > VERSION:
-        raise CoresetError(f"Features store {path} has version {manifest['version']}, newer than this "
-                           f"Coreset Studio reads ({VERSION}); upgrade coreset-studio.")
+        raise CoresetError(
+            f"Features store {path} has version {manifest['version']}, newer than this "
+            f"Coreset Studio reads ({VERSION}); upgrade coreset-studio."
+        )
     return manifest
 
 
@@ -148,8 +161,9 @@ def open_feature_store(path: str | os.PathLike):
     try:
         rows = pd.read_parquet(path / ROWS)
     except Exception as exc:
-        raise CoresetError(f"Features store {path}: {ROWS} cannot be read ({type(exc).__name__}: {exc}); "
-                           "write the store again.") from exc
+        raise CoresetError(
+            f"Features store {path}: {ROWS} cannot be read ({type(exc).__name__}: {exc}); write the store again."
+        ) from exc
     if len(rows) != n:
         raise CoresetError(f"Features store {path}: {ROWS} has {len(rows)} rows, the manifest says {n}.")
     feats = {}
@@ -159,11 +173,15 @@ def open_feature_store(path: str | os.PathLike):
             # copy-on-write: the file is never changed, and torch.from_numpy gets a writable array
             x = np.load(file, mmap_mode="c", allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise CoresetError(f"Features store {path}: features of {name!r} ({file.name}) cannot be read "
-                               f"({exc}); write the store again.") from exc
+            raise CoresetError(
+                f"Features store {path}: features of {name!r} ({file.name}) cannot be read "
+                f"({exc}); write the store again."
+            ) from exc
         if x.dtype != np.float32 or x.shape != (n, int(spec["dim"])) or not x.flags.c_contiguous:
-            raise CoresetError(f"Features store {path}: {file.name} holds {x.dtype} {x.shape}, expected float32 "
-                               f"({n}, {spec['dim']}); write the store again.")
+            raise CoresetError(
+                f"Features store {path}: {file.name} holds {x.dtype} {x.shape}, expected float32 "
+                f"({n}, {spec['dim']}); write the store again."
+            )
         feats[name] = x
     fs = FeatureSet(
         features=feats,
@@ -186,5 +204,6 @@ def verify_feature_store(path: str | os.PathLike) -> list[str]:
     """Re-hash every feature file of the store; the models whose file does not match its sha256."""
     path = Path(path)
     manifest = _manifest(path)
-    return [name for name, spec in manifest["models"].items()
-            if _file_sha256(path / str(spec["file"])) != spec["sha256"]]
+    return [
+        name for name, spec in manifest["models"].items() if _file_sha256(path / str(spec["file"])) != spec["sha256"]
+    ]

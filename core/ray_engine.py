@@ -32,7 +32,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,8 +44,10 @@ if TYPE_CHECKING:  # pragma: no cover
     from .extract import ExtractionResult
 
 #: What ``--engine ray`` says when Ray Data is not installed.
-RAY_MISSING = ("--engine ray needs Ray Data, which is not installed: pip install 'coreset-studio[ray]' "
-               "(or pip install 'ray[data]'), or use the local engine (--engine local, the default).")
+RAY_MISSING = (
+    "--engine ray needs Ray Data, which is not installed: pip install 'coreset-studio[ray]' "
+    "(or pip install 'ray[data]'), or use the local engine (--engine local, the default)."
+)
 
 #: Object store of a local cluster started here (bytes): batches of features are small.
 LOCAL_OBJECT_STORE_BYTES = 512 * 1024 * 1024
@@ -103,7 +106,11 @@ class _EmbedActor:
             if self.device.type == "cuda":
                 stacked = stacked.pin_memory()
             feats[good] = forward_batch(self.embedder, stacked, self.device, self.precision, self.channels_last)
-        return {"i": np.asarray(batch["i"], dtype=np.int64), "features": feats, "reason": np.asarray(reasons, dtype=str)}
+        return {
+            "i": np.asarray(batch["i"], dtype=np.int64),
+            "features": feats,
+            "reason": np.asarray(reasons, dtype=str),
+        }
 
 
 def _connect(ray, address: str | None, num_cpus: int | None) -> bool:
@@ -137,8 +144,10 @@ def _pool_shape(ray, workers: int | None, gpus_per_worker: float) -> tuple[int, 
     if gpus_per_worker > 0:
         gpus = float(resources.get("GPU", 0))
         if gpus < gpus_per_worker:
-            raise CoresetError(f"--gpus-per-worker {gpus_per_worker} asks for GPUs, but the Ray cluster has {gpus:g}; "
-                               "start the workers with GPUs (ray start --num-gpus N) or leave --gpus-per-worker at 0.")
+            raise CoresetError(
+                f"--gpus-per-worker {gpus_per_worker} asks for GPUs, but the Ray cluster has {gpus:g}; "
+                "start the workers with GPUs (ray start --num-gpus N) or leave --gpus-per-worker at 0."
+            )
         n = int(workers) if workers else max(1, int(gpus // gpus_per_worker))
         return n, 1.0
     if workers:
@@ -160,12 +169,12 @@ def embed_images_ray(
     gpus_per_worker: float = 0.0,
     batch_size: int | None = None,
     precision: str = "auto",
-    cache: "EmbeddingCache | None" = None,
+    cache: EmbeddingCache | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     num_cpus: int | None = None,
     stats: dict | None = None,
-) -> "ExtractionResult":
+) -> ExtractionResult:
     """Embed ``paths`` on a Ray cluster; the result matches :func:`core.extract.embed_images` row for row.
 
     Args:
@@ -201,8 +210,8 @@ def embed_images_ray(
 
     ray = require_ray()
     t0 = time.perf_counter()
-    paths = [os.fspath(p) for p in paths]
-    n = len(paths)
+    files: list[str] = [str(os.fspath(p)) for p in paths]
+    n = len(files)
     if file_ids is not None and len(file_ids) != n:
         raise CoresetError(f"file_ids has {len(file_ids)} entries for {n} paths; give one id per path.")
     gpus_per_worker = float(gpus_per_worker or 0)
@@ -215,7 +224,7 @@ def embed_images_ray(
     if batch_size < 1:
         raise CoresetError(f"batch_size must be at least 1, got {batch_size}.")
     prec = _resolve_precision(precision, dev)
-    plan = plan_rows(paths, file_ids, cache_key(embedder, prec), int(embedder.dim), cache)
+    plan = plan_rows(files, file_ids, cache_key(embedder, prec), int(embedder.dim), cache)
     if progress is not None:
         progress(plan.done, n)
     if not plan.first:
@@ -227,16 +236,22 @@ def embed_images_ray(
         size, cpus = _pool_shape(ray, workers, gpus_per_worker)
         first = plan.first
         blocks = max(1, min(1000, math.ceil(len(first) / (2 * batch_size))))
-        ds = ray.data.from_items([{"i": i, "path": paths[i]} for i in first], override_num_blocks=blocks)
+        ds = ray.data.from_items([{"i": i, "path": files[i]} for i in first], override_num_blocks=blocks)
         remote: dict[str, Any] = {"num_cpus": cpus}
         if gpus_per_worker > 0:
             remote["num_gpus"] = gpus_per_worker
         ds = ds.map_batches(
             _EmbedActor,
-            fn_constructor_kwargs={"factory": factory, "device": str(dev), "precision": prec,
-                                   "threads": int(cpus) if gpus_per_worker == 0 else 0},
-            batch_size=batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=size), **remote,
+            fn_constructor_kwargs={
+                "factory": factory,
+                "device": str(dev),
+                "precision": prec,
+                "threads": int(cpus) if gpus_per_worker == 0 else 0,
+            },
+            batch_size=batch_size,
+            batch_format="numpy",
+            compute=ray.data.ActorPoolStrategy(size=size),
+            **remote,
         )
         first_batch_at = None
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -256,12 +271,13 @@ def embed_images_ray(
             if progress is not None:
                 progress(plan.done, n)
         if stats is not None:
-            stats.update(startup_s=round((first_batch_at or time.perf_counter()) - t0, 3),
-                         workers=size, cpus_per_worker=cpus)
+            stats.update(
+                startup_s=round((first_batch_at or time.perf_counter()) - t0, 3), workers=size, cpus_per_worker=cpus
+            )
     except BaseException:
         try:
             writer.flush()
-        except Exception:  # never hide the original exception behind a failed flush
+        except Exception:  # noqa: BLE001 - never hide the original exception behind a failed flush
             pass
         raise
     finally:

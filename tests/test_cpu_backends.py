@@ -41,8 +41,24 @@ def test_onnx_backend_gives_torch_features_and_reuses_its_export(lite0, image_tr
 def test_cli_backend_onnx_matches_torch(image_tree, tmp_path, capsys):
     a, b = tmp_path / "torch.npz", tmp_path / "onnx.npz"
     assert main(["embed", str(image_tree), "--models", "effnet-lite0", "--no-cache", "--out", str(a)]) == 0
-    assert main(["embed", str(image_tree), "--models", "effnet-lite0", "--no-cache", "--backend", "onnx",
-                 "--device", "cpu", "--out", str(b)]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(image_tree),
+                "--models",
+                "effnet-lite0",
+                "--no-cache",
+                "--backend",
+                "onnx",
+                "--device",
+                "cpu",
+                "--out",
+                str(b),
+            ]
+        )
+        == 0
+    )
     x, y = load_features(a).features["effnet-lite0"], load_features(b).features["effnet-lite0"]
     np.testing.assert_allclose(y, x, atol=1e-5 * max(1.0, np.abs(x).max()), rtol=0)
 
@@ -70,5 +86,7 @@ def test_jpeg_draft_decodes_large_photos_small_with_its_own_cache_key(lite0, tmp
     assert cos.min() > 0.98 and not np.array_equal(full, fast)
     png = str(tmp_path / "p.png")
     Image.open(jpgs[0]).save(png)  # other formats decode as before
-    np.testing.assert_array_equal(embed_images(draft, [png], device="cpu", num_workers=0).features,
-                                  embed_images(lite0, [png], device="cpu", num_workers=0).features)
+    np.testing.assert_array_equal(
+        embed_images(draft, [png], device="cpu", num_workers=0).features,
+        embed_images(lite0, [png], device="cpu", num_workers=0).features,
+    )

@@ -20,8 +20,10 @@ def _feature_set(n: int = 300, seed: int = 0) -> FeatureSet:
     labels = np.array(["ant", "bee", "cat"])[rng.integers(0, 3, n)]
     return FeatureSet(
         features={"m1": rng.normal(size=(n, 12)).astype(np.float32), "m2": rng.normal(size=(n, 5)).astype(np.float32)},
-        labels=labels, paths=np.array([f"img/{i:04d}.png" for i in range(n)]),
-        split=np.where(rng.random(n) < 0.8, "train", "test"), meta={"dataset": {"name": "toy"}},
+        labels=labels,
+        paths=np.array([f"img/{i:04d}.png" for i in range(n)]),
+        split=np.where(rng.random(n) < 0.8, "train", "test"),
+        meta={"dataset": {"name": "toy"}},
     )
 
 

@@ -17,9 +17,24 @@ REPO = Path(__file__).resolve().parents[1]
 def test_gpu_check_dry_run_passes_and_reports_every_check(tmp_path):
     out = tmp_path / "report.json"
     env = {**os.environ, "PYTHONPATH": str(REPO), "CORESET_STUDIO_HOME": str(tmp_path / "ws")}
-    proc = subprocess.run([sys.executable, str(REPO / "bench" / "gpu_check.py"), "--dry-run", "--images", "8",
-                           "--data", str(tmp_path / "none"), "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=600, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "bench" / "gpu_check.py"),
+            "--dry-run",
+            "--images",
+            "8",
+            "--data",
+            str(tmp_path / "none"),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
     assert report["ok"] is True and report["images"] == 8

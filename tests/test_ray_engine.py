@@ -38,8 +38,25 @@ def test_cli_ray_engine_matches_the_local_engine_row_for_row(ray_cluster, image_
     local_out, ray_out = tmp_path / "local.npz", tmp_path / "ray.npz"
     assert main(["embed", str(image_tree), "--models", "effnet-lite0", "--no-cache", "--out", str(local_out)]) == 0
     capsys.readouterr()
-    assert main(["embed", str(image_tree), "--models", "effnet-lite0", "--engine", "ray", "--workers", "2",
-                 "--batch-size", "2", "--out", str(ray_out)]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                str(image_tree),
+                "--models",
+                "effnet-lite0",
+                "--engine",
+                "ray",
+                "--workers",
+                "2",
+                "--batch-size",
+                "2",
+                "--out",
+                str(ray_out),
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert "dog1.png" in err  # reported, not fatal
     local, dist = load_features(local_out), load_features(ray_out)
@@ -70,8 +87,9 @@ def test_interrupted_ray_run_resumes_without_recomputing_finished_rows(ray_clust
         embed_images_ray(emb, fake_embedder, paths, batch_size=3, cache=cache, progress=progress)
     kept = cache.count(emb.identity)
     assert kept == calls[-1] and 0 < kept < n  # exactly the rows the driver had received
-    again = embed_images_ray(fake_embedder(), fake_embedder, paths, batch_size=3, workers=2,
-                             cache=EmbeddingCache(tmp_path / "cache"))
+    again = embed_images_ray(
+        fake_embedder(), fake_embedder, paths, batch_size=3, workers=2, cache=EmbeddingCache(tmp_path / "cache")
+    )
     assert (again.n_cached, again.n_computed) == (kept, n - kept)
     reference = embed_images(fake_embedder(), paths, batch_size=3, num_workers=0)
     np.testing.assert_allclose(again.features, reference.features, atol=1e-5, rtol=0)

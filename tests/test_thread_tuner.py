@@ -42,8 +42,10 @@ def test_tuner_picks_the_faster_count_and_reprobes(monkeypatch):
 
     probe = THREAD_PROBE_BATCHES + 1
     used = _run(tuner, clock, cost, 2 * probe + 20)
-    assert used[: 2 * probe] == [2] * probe + [4] * probe  # one probe of each, the fewer first (first batch not counted)
-    assert set(used[2 * probe:]) == {4} and tuner.choice == 4
+    assert (
+        used[: 2 * probe] == [2] * probe + [4] * probe
+    )  # one probe of each, the fewer first (first batch not counted)
+    assert set(used[2 * probe :]) == {4} and tuner.choice == 4
     busy_from = clock.t  # a busy process arrives: the slowdown triggers a new probe at once
     used = _run(tuner, clock, cost, THREAD_PROBE_BATCHES + 2 * probe + 10)
     assert tuner.choice == 2 and used[-10:] == [2] * 10

@@ -68,20 +68,30 @@ def export_onnx(embedder: Embedder, path: Path) -> Path:
     # the same arithmetic as plain conv2d + activation (ORT fuses them again itself).
     fused = [m for m in model.modules() if getattr(m, "use_mkldnn", False)]
     for m in fused:
-        m.use_mkldnn = False
+        setattr(m, "use_mkldnn", False)  # noqa: B010 - a plain attribute of FusedConvAct, not a torch field
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             model.to(memory_format=torch.contiguous_format)
-            torch.onnx.export(_Forward(embedder).eval(), (x,), buf, input_names=["x"], output_names=["y"],
-                              dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, opset_version=OPSET, dynamo=False)
+            torch.onnx.export(
+                _Forward(embedder).eval(),
+                (x,),
+                buf,  # type: ignore[arg-type]  # torch.onnx.export writes to a file object too
+                input_names=["x"],
+                output_names=["y"],
+                dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
     except Exception as exc:
-        raise OnnxBackendError(f"Embedder {embedder.name!r} could not be exported to ONNX "
-                               f"({type(exc).__name__}: {exc}); use the torch backend.") from exc
+        raise OnnxBackendError(
+            f"Embedder {embedder.name!r} could not be exported to ONNX "
+            f"({type(exc).__name__}: {exc}); use the torch backend."
+        ) from exc
     finally:
         model.train(was_training)
         for m in fused:
-            m.use_mkldnn = True
+            setattr(m, "use_mkldnn", True)  # noqa: B010
     return atomic_write_bytes(path, buf.getvalue())
 
 
@@ -106,8 +116,9 @@ def check_against_torch(embedder: Embedder, session, seed: int = 0, batch: int =
     return float(np.abs(got - ref).max() / max(1.0, float(np.abs(ref).max())))
 
 
-def onnx_embedder(embedder: Embedder, workspace: str | os.PathLike | None = None, *,
-                  threads: int | None = None) -> Embedder:
+def onnx_embedder(
+    embedder: Embedder, workspace: str | os.PathLike | None = None, *, threads: int | None = None
+) -> Embedder:
     """``embedder`` running on ONNX Runtime (CPU), exported at load (cached) and checked against torch.
 
     Args:
@@ -122,8 +133,9 @@ def onnx_embedder(embedder: Embedder, workspace: str | os.PathLike | None = None
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise CoresetError("--backend onnx needs ONNX Runtime: pip install onnxruntime onnx "
-                           "(or use --backend torch).") from None
+        raise CoresetError(
+            "--backend onnx needs ONNX Runtime: pip install onnxruntime onnx (or use --backend torch)."
+        ) from None
     embedder.to("cpu")
     path = onnx_path(embedder, workspace)
     if not path.is_file():
@@ -136,16 +148,27 @@ def onnx_embedder(embedder: Embedder, workspace: str | os.PathLike | None = None
         session = _session(path, threads)
     err = check_against_torch(embedder, session)
     if not err <= ORT_TOLERANCE:
-        raise OnnxBackendError(f"ONNX Runtime's features of {embedder.name!r} differ from torch's by {err:.2e} "
-                               f"(relative; the limit is {ORT_TOLERANCE:g}); use the torch backend.")
+        raise OnnxBackendError(
+            f"ONNX Runtime's features of {embedder.name!r} differ from torch's by {err:.2e} "
+            f"(relative; the limit is {ORT_TOLERANCE:g}); use the torch backend."
+        )
 
     def forward(model, x: torch.Tensor, _s=session) -> torch.Tensor:
         arr = np.ascontiguousarray(x.detach().to("cpu", dtype=torch.float32).numpy())
         return torch.from_numpy(_s.run(None, {"x": arr})[0])
 
-    out = Embedder(embedder.name, embedder.model, embedder.transform, embedder.dim, weights_id=embedder.weights_id,
-                   preprocess=embedder.preprocess, output=embedder.output, forward=forward, family=embedder.family,
-                   channels_last=False)
+    out = Embedder(
+        embedder.name,
+        embedder.model,
+        embedder.transform,
+        embedder.dim,
+        weights_id=embedder.weights_id,
+        preprocess=embedder.preprocess,
+        output=embedder.output,
+        forward=forward,
+        family=embedder.family,
+        channels_last=False,
+    )
     assert out.identity == embedder.identity
     out.backend = "onnxruntime"  # type: ignore[attr-defined]
     out.onnx_check = err  # type: ignore[attr-defined]
