@@ -16,6 +16,16 @@ Three measurements in one process on the same image list:
    same batch size) with 0, 1 and 2 decoding worker processes; the best of the three is
    the reference for the ratio (the same-settings figure is printed too).
 
+4. **ours (onnx backend)**: :func:`core.extract.embed_images` with ``--backend onnx``
+   (:mod:`core.embedders.onnx_runtime`: the engine's own model exported at load, checked
+   against torch to 1e-5), with 0 and 1 decoding workers.
+
+Then, on ``--busy-limit`` images, each of ours (torch) and ours (onnx backend) idle and with
+another process spinning on one core (``--busy``), as the ratio busy / idle (target >= 0.7x),
+the thread tuner (:class:`core.extract.ThreadTuner`) against fixed T and T/2 threads
+(``--threads-limit``), and JPEG draft-mode decoding (:mod:`core.embedders.jpeg_draft`) on ``--photos`` synthetic
+large JPEGs (2400 x 1800) against the full decode, end to end.
+
 Model creation and ONNX export are not timed; each method gets a short warm-up. The machine
 may be shared, so the methods run interleaved for ``--repeats`` rounds and the best and the
 median round are reported. Usage::
@@ -130,6 +140,97 @@ def run_ort(session, transform, paths, batch_size, workers):
     return len(paths) / (time.perf_counter() - t0), np.concatenate(out)
 
 
+def run_backend(embedder, paths, bs, workers):
+    from core.extract import embed_images
+
+    r = embed_images(embedder, paths, device="cpu", batch_size=bs, num_workers=workers, cache=None)
+    assert r.ok.all(), r.problems[:3]
+    return len(paths) / r.seconds, r.features
+
+
+def _spin(stop_at: float) -> None:  # pragma: no cover - a busy process for the contention test
+    x = 0
+    while time.time() < stop_at:
+        x += 1
+
+
+def busy_ratios(embedders: dict, paths, bs) -> dict[str, tuple[float, float]]:
+    """name -> (idle img/s, img/s with one other process spinning on a core), interleaved."""
+    import multiprocessing as mp
+
+    out = {}
+    for name, (emb, workers) in embedders.items():
+        idle, _ = run_backend(emb, paths, bs, workers)
+        proc = mp.get_context("spawn").Process(target=_spin, args=(time.time() + 600,), daemon=True)
+        proc.start()
+        try:
+            time.sleep(0.5)
+            busy, _ = run_backend(emb, paths, bs, workers)
+        finally:
+            proc.terminate()
+            proc.join()
+        out[name] = (idle, busy)
+    return out
+
+
+def draft_ratio(ours, n: int, bs: int) -> tuple[float, float, float]:
+    """(full decode img/s, draft img/s, min cosine full vs draft) on ``n`` synthetic 2400 x 1800 JPEGs."""
+    from PIL import Image
+
+    from core.embedders.jpeg_draft import with_jpeg_draft
+
+    folder = Path(tempfile.mkdtemp(prefix="cs-photos-"))
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(n):
+        small = rng.integers(0, 256, size=(45, 60, 3), dtype=np.uint8)
+        p = folder / f"photo{k:03d}.jpg"
+        Image.fromarray(small).resize((2400, 1800), Image.BILINEAR).save(p, quality=90)
+        paths.append(str(p))
+    full_rate, full = run_backend(ours, paths, bs, 0)
+    draft_rate, draft = run_backend(with_jpeg_draft(ours), paths, bs, 0)
+    cos = (full * draft).sum(1) / np.linalg.norm(full, axis=1) / np.linalg.norm(draft, axis=1)
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    return full_rate, draft_rate, float(cos.min())
+
+
+def thread_tuner_rounds(ours, paths, bs, rounds: int = 2) -> list[str]:
+    """Fixed T threads (tuner off), tuned from T, fixed T/2 threads: img/s per round, and what the tuner chose."""
+    from core import extract
+
+    base = torch.get_num_threads()
+    half = max(1, base // 2)
+    chosen: list = []
+    real = extract.ThreadTuner
+
+    class Recording(real):
+        def close(self) -> None:
+            chosen.append(self.history)
+            super().close()
+
+    lines = []
+    extract.ThreadTuner = Recording
+    try:
+        for _ in range(rounds):
+            out = []
+            for mode, threads, tune in ((f"{base} threads fixed", base, False), (f"tuned from {base}", base, True),
+                                        (f"{half} threads fixed", half, False)):
+                extract.TUNE_CPU_THREADS = tune
+                torch.set_num_threads(threads)
+                rate, _ = run_backend(ours, paths, bs, 0)
+                out.append(f"{mode} {rate:.1f}")
+            torch.set_num_threads(base)
+            picks = [(c, {k: round(v, 4) for k, v in per.items()}) for c, per in (chosen[-1] if chosen else [])]
+            lines.append(f"load {os.getloadavg()[0]:.1f}: " + ", ".join(out) + f" | tuner (threads, s/img): {picks}")
+    finally:
+        extract.ThreadTuner = real
+        extract.TUNE_CPU_THREADS = True
+        torch.set_num_threads(base)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "finegrained"))
@@ -138,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3, help="interleaved rounds (best and median reported)")
     ap.add_argument("--batch-size", type=int, default=None, help="ours and ORT (default: engine default)")
     ap.add_argument("--workers", type=int, default=None, help="ours and ORT (default: engine default)")
+    ap.add_argument("--busy-limit", type=int, default=200, help="images for the busy-core test (0: skip)")
+    ap.add_argument("--photos", type=int, default=24, help="synthetic large JPEGs for the draft test (0: skip)")
+    ap.add_argument("--threads-limit", type=int, default=240,
+                    help="images for the thread-tuner comparison: fixed T threads, tuned, fixed T/2 (0: skip)")
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
@@ -168,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     export_onnx(plain_model, ours.input_size, onnx_path)
     export_s = time.perf_counter() - t
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    from core.embedders.onnx_runtime import onnx_embedder
+
+    ours_ort = onnx_embedder(ours, workspace)
 
     cpu = torch.device("cpu")
     bs = args.batch_size or default_batch_size(cpu)
@@ -184,13 +292,18 @@ def main(argv: list[str] | None = None) -> int:
     run_ours(ours, warm, args)
     run_naive(plain_model, ours.transform, warm[:4])
     run_ort(session, ours.transform, warm, bs, 0)
+    run_backend(ours_ort, warm, bs, 0)
 
-    names = ["ours"] + [f"onnxruntime ({w} workers)" for w in ort_workers] + ["naive", "naive (no_grad)"]
+    names = (["ours", "ours onnx (0 workers)", "ours onnx (1 workers)"]
+             + [f"onnxruntime ({w} workers)" for w in ort_workers] + ["naive", "naive (no_grad)"])
     rates: dict[str, list[float]] = {k: [] for k in names}
     feats = {}
     for r in range(args.repeats):
         rate, feats["ours"] = run_ours(ours, paths, args)
         rates["ours"].append(rate)
+        for w in (0, 1):
+            rate, feats["ours_ort"] = run_backend(ours_ort, paths, bs, w)
+            rates[f"ours onnx ({w} workers)"].append(rate)
         for w in ort_workers:
             rate, feats["ort"] = run_ort(session, ours.transform, paths, bs, w)
             rates[f"onnxruntime ({w} workers)"].append(rate)
@@ -204,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     n = len(naive_paths)
     d_ort = float(np.abs(feats["ours"] - feats["ort"]).max())
     d_naive = float(np.abs(feats["ours"][:n] - feats["naive"]).max())
-    print(f"max |ours - ORT| = {d_ort:.2e}, max |ours - naive| = {d_naive:.2e} (same features)")
+    d_back = float(np.abs(feats["ours"] - feats["ours_ort"]).max())
+    print(f"max |ours - ORT| = {d_ort:.2e}, max |ours - naive| = {d_naive:.2e}, "
+          f"max |ours - ours onnx| = {d_back:.2e} (same features)")
     best = {k: max(v) for k, v in rates.items()}
     med = {k: statistics.median(v) for k, v in rates.items()}
     ort_same = f"onnxruntime ({nw} workers)"
@@ -217,6 +332,24 @@ def main(argv: list[str] | None = None) -> int:
         target = "  (target >= 0.8x)" if ref == ort_best else ("  (target >= 5x)" if ref == "naive" else "")
         print(f"ratio ours / {label:<22} best {best['ours'] / best[ref]:.2f}x, "
               f"median {med['ours'] / med[ref]:.2f}x{target}")
+    ours_onnx_best = max(("ours onnx (0 workers)", "ours onnx (1 workers)"), key=lambda k: med[k])
+    print(f"ratio {ours_onnx_best} / ORT, its best workers  best {best[ours_onnx_best] / best[ort_best]:.2f}x, "
+          f"median {med[ours_onnx_best] / med[ort_best]:.2f}x  (target >= 1.0x)")
+
+    if args.busy_limit:
+        sub = paths[: args.busy_limit]
+        w_onnx = int(ours_onnx_best.split("(")[1][0])
+        res = busy_ratios({"ours (torch)": (ours, nw), f"ours onnx ({w_onnx} workers)": (ours_ort, w_onnx)}, sub, bs)
+        print(f"\nanother process busy on one core ({len(sub)} images; target busy >= 0.7x idle):")
+        for k, (idle, busy) in res.items():
+            print(f"  {k:<28} idle {idle:6.1f} img/s, busy {busy:6.1f} img/s, busy/idle {busy / idle:.2f}x")
+    if args.threads_limit:
+        print(f"\nthread tuner ({min(args.threads_limit, len(paths))} images, interleaved, 2 rounds):")
+        print("  " + "\n  ".join(thread_tuner_rounds(ours, paths[: args.threads_limit], bs)))
+    if args.photos:
+        full_rate, draft_rate, cos = draft_ratio(ours, args.photos, bs)
+        print(f"\nJPEG draft decoding ({args.photos} synthetic 2400x1800 JPEGs, ours torch): full {full_rate:.1f} img/s, "
+              f"draft {draft_rate:.1f} img/s, draft/full {draft_rate / full_rate:.2f}x; min cosine full vs draft {cos:.4f}")
     return 0
 
 

@@ -32,6 +32,7 @@ class EmbeddingRun:
     features: FeatureSet
     problems: list[Problem] = field(default_factory=list)
     stats: dict[str, dict] = field(default_factory=dict)  # model -> cached/computed/seconds/images_per_s
+    file_ids: list[str] | None = None  # content hash of every row of ``features`` (the store's keys)
 
 
 def parse_models(text: str | Sequence[str]) -> list[str]:
@@ -41,6 +42,34 @@ def parse_models(text: str | Sequence[str]) -> list[str]:
     if not models:
         raise CoresetError("No model given; name at least one, e.g. --models effnet-lite0.")
     return models
+
+
+BACKENDS = ("torch", "onnx")
+
+
+def build_embedder(model: str, weights: str | os.PathLike | None = None, workspace: str | os.PathLike | None = None,
+                   backend: str = "torch", jpeg_draft: bool = False, base: Any = None) -> Any:
+    """The embedder ``model`` (or ``base``, already built) on ``backend``, with JPEG draft decoding when asked.
+
+    ``backend="onnx"``: :func:`core.embedders.onnx_runtime.onnx_embedder` (exported at load, cached,
+    checked against torch to 1e-5; same identity). ``jpeg_draft``:
+    :func:`core.embedders.jpeg_draft.with_jpeg_draft` (its own identity). Picklable by name, so the
+    Ray engine's actors build theirs with it.
+    """
+    from .embedders import create_embedder
+
+    if backend not in BACKENDS:
+        raise CoresetError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    embedder = base if base is not None else create_embedder(model, weights=weights, workspace=workspace)
+    if backend == "onnx":
+        from .embedders.onnx_runtime import onnx_embedder
+
+        embedder = onnx_embedder(embedder, workspace)
+    if jpeg_draft:
+        from .embedders.jpeg_draft import with_jpeg_draft
+
+        embedder = with_jpeg_draft(embedder)
+    return embedder
 
 
 def embed_dataset(
@@ -58,6 +87,10 @@ def embed_dataset(
     cancel: Callable[[], bool] | None = None,
     make_embedder: Callable[[str, str | None], Any] | None = None,
     cache: Any = None,
+    engine: str = "local",
+    ray_options: Mapping[str, Any] | None = None,
+    backend: str = "torch",
+    jpeg_draft: bool = False,
 ) -> EmbeddingRun:
     """Embed every image of ``dataset`` with every model in ``models``.
 
@@ -75,6 +108,12 @@ def embed_dataset(
             keep loaded models between runs (the app holds them in ``st.cache_resource``).
         cache: an :class:`~core.cache.EmbeddingCache` to use instead of the workspace's
             (ignored when ``use_cache`` is False); lets a caller see ``cache.write_error``.
+        engine: ``"local"`` (:func:`core.extract.embed_images` in this process) or ``"ray"``
+            (:func:`core.ray_engine.embed_images_ray` on a Ray cluster: same features, same cache).
+        backend: ``"torch"`` or ``"onnx"`` (ONNX Runtime on the CPU; see :func:`build_embedder`).
+        jpeg_draft: decode JPEGs in draft mode at the transform's resize size (own cache key).
+        ray_options: for ``engine="ray"``: ``address``, ``workers``, ``gpus_per_worker``, ``num_cpus``
+            (keyword arguments of :func:`~core.ray_engine.embed_images_ray`).
 
     An interrupt (``KeyboardInterrupt``, or a signal the caller turns into an exception)
     propagates after the rows finished so far are written to the cache. When the cache
@@ -90,6 +129,19 @@ def embed_dataset(
     from .embedders import create_embedder
     from .extract import embed_images
 
+    if engine not in ("local", "ray"):
+        raise CoresetError(f"Unknown engine {engine!r}; use 'local' or 'ray'.")
+    if backend not in BACKENDS:
+        raise CoresetError(f"Unknown backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    if backend == "onnx" and engine == "local":
+        from .devices import resolve_device
+
+        if resolve_device(device).type != "cpu":
+            raise CoresetError("--backend onnx runs on the CPU only; add --device cpu or use --backend torch.")
+    if engine == "ray":
+        from .ray_engine import require_ray
+
+        require_ray()
     models = parse_models(models)
     weights = dict(weights or {})
     unknown_weights = sorted(set(weights) - set(models))
@@ -111,12 +163,25 @@ def embed_dataset(
             embedder = make_embedder(model, None if w is None else str(w))
         else:
             embedder = create_embedder(model, weights=w, workspace=workspace)
+        if backend != "torch" or jpeg_draft:
+            embedder = build_embedder(model, w, workspace, backend, jpeg_draft, base=embedder)
         report = None if progress is None else (lambda done, total, m=model: progress(m, done, total))
         started = time.perf_counter()
-        result = embed_images(
-            embedder, dataset.paths, file_ids=dataset.file_ids, device=device, batch_size=batch_size,
-            num_workers=num_workers, precision=precision, cache=cache, progress=report, cancel=cancel,
-        )
+        if engine == "ray":
+            import functools
+
+            from .ray_engine import embed_images_ray
+
+            factory = functools.partial(build_embedder, model, w, workspace, backend, jpeg_draft)
+            result = embed_images_ray(
+                embedder, factory, dataset.paths, file_ids=dataset.file_ids, batch_size=batch_size,
+                precision=precision, cache=cache, progress=report, cancel=cancel, **dict(ray_options or {}),
+            )
+        else:
+            result = embed_images(
+                embedder, dataset.paths, file_ids=dataset.file_ids, device=device, batch_size=batch_size,
+                num_workers=num_workers, precision=precision, cache=cache, progress=report, cancel=cancel,
+            )
         arrays[model] = result.features
         ok &= result.ok
         for path, reason in result.problems:
@@ -144,4 +209,6 @@ def embed_dataset(
         split=np.asarray(dataset.splits)[keep],
         meta=meta,
     )
-    return EmbeddingRun(features=features, problems=list(problems.values()), stats=stats)
+    ids = dataset.file_ids
+    return EmbeddingRun(features=features, problems=list(problems.values()), stats=stats,
+                        file_ids=None if ids is None else [str(ids[i]) for i in keep])

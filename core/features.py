@@ -219,8 +219,16 @@ def _read_array(npz, key: str, path: Path) -> np.ndarray:
 
 
 def load_features(path: str | os.PathLike) -> FeatureSet:
-    """Read a features npz; raise :class:`CoresetError` naming the file on any problem."""
+    """Read a features npz, or a features store folder (:mod:`core.feature_store`, memory-mapped);
+    raise :class:`CoresetError` naming the file on any problem."""
     path = Path(path)
+    if path.is_dir():
+        from .feature_store import is_feature_store, open_feature_store
+
+        if not is_feature_store(path):
+            raise CoresetError(f"{path} is a folder but not a features store (no store.json); give a features "
+                               f".npz file or a store written by `coreset-studio embed --out NAME.store`.")
+        return open_feature_store(path)
     if not path.is_file():
         raise CoresetError(f"Features file {path} does not exist; create it with `coreset-studio embed`.")
     _refuse_non_npz(path)

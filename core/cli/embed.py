@@ -41,7 +41,25 @@ def add_parser(subparsers) -> None:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
                    help="autocast precision on CUDA (auto = fp16 on CUDA, fp32 elsewhere)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
-    p.add_argument("--out", required=True, help="features file to write (.npz)")
+    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
+                   help="torch (default) or onnx: ONNX Runtime on the CPU (the model exported at load, cached in "
+                        "the workspace, checked against torch to 1e-5; same features, same cache)")
+    p.add_argument("--jpeg-draft", action="store_true",
+                   help="decode JPEGs at a reduced scale still at least the model's resize size (faster on large "
+                        "photos; slightly different pixels, so cached under its own key)")
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local (this process, default) or ray (Ray Data actors: a local Ray cluster sized to this "
+                        "machine's CPUs, or the cluster at --ray-address; needs pip install 'coreset-studio[ray]')")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="with --engine ray: join this cluster ('auto', or ray://HEAD:10001) instead of starting one")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --engine ray: actors, one model each (default: one per node, or one per "
+                        "--gpus-per-worker GPUs)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="with --engine ray: GPUs per actor (default 0: CPU actors)")
+    p.add_argument("--out", required=True,
+                   help="features file to write (.npz), or a features store folder NAME.store (memory-mapped "
+                        ".npy per model + rows.parquet keyed by content hash; for features beyond memory)")
     add_dataset_arguments(p)
     p.set_defaults(func=run)
 
@@ -67,6 +85,21 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size is not None and args.batch_size < 1:
         raise CoresetError("--batch-size must be at least 1.")
     weights = parse_weights(args.weights)
+    ray_options = None
+    if args.engine == "ray":
+        from ..ray_engine import require_ray
+
+        require_ray()  # at once, before loading anything
+        if args.workers is not None and args.workers < 1:
+            raise CoresetError("--workers must be at least 1.")
+        if args.gpus_per_worker < 0:
+            raise CoresetError("--gpus-per-worker must be 0 or more.")
+        if args.device not in ("auto", "cpu"):
+            raise CoresetError(f"--device {args.device} does not apply to --engine ray: the actors run on the CPU, "
+                               "or on GPUs with --gpus-per-worker G.")
+        ray_options = {"address": args.ray_address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker}
+    elif args.ray_address or args.workers is not None or args.gpus_per_worker:
+        raise CoresetError("--ray-address, --workers and --gpus-per-worker need --engine ray.")
     dataset = load_dataset_verbose(args)
     cache = None if args.no_cache else EmbeddingCache.in_workspace(args.workspace)
     try:
@@ -75,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 dataset, args.models, weights=weights, device=args.device, batch_size=args.batch_size,
                 num_workers=args.num_workers, precision=args.precision, workspace=args.workspace,
                 use_cache=not args.no_cache, progress=progress, cache=cache,
+                engine=args.engine, ray_options=ray_options, backend=args.backend, jpeg_draft=args.jpeg_draft,
             )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated): the engine has flushed its rows
         print(f"stopped before the end: "
@@ -87,7 +121,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     clean_stale_temps(out.parent, name=out.name)  # what a run killed while writing this file left
     try:
-        path = save_features(out, run_.features)
+        if out.suffix == ".store":
+            from ..feature_store import save_feature_store
+
+            path = save_feature_store(out, run_.features, file_ids=run_.file_ids)
+        else:
+            path = save_features(out, run_.features)
     except OSError as exc:
         raise CoresetError(
             f"Cannot write the features file {out}: {exc.strerror or exc}"

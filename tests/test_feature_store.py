@@ -1,0 +1,112 @@
+"""The features store (core.feature_store): writing, memory-mapped reading, selection on it."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from core.cli import main
+from core.errors import CoresetError
+from core.feature_store import open_feature_store, save_feature_store, store_file_ids, verify_feature_store
+from core.features import FeatureSet, load_features, save_features
+from core.selection import run_selection
+
+
+def _feature_set(n: int = 300, seed: int = 0) -> FeatureSet:
+    rng = np.random.default_rng(seed)
+    labels = np.array(["ant", "bee", "cat"])[rng.integers(0, 3, n)]
+    return FeatureSet(
+        features={"m1": rng.normal(size=(n, 12)).astype(np.float32), "m2": rng.normal(size=(n, 5)).astype(np.float32)},
+        labels=labels,
+        paths=np.array([f"img/{i:04d}.png" for i in range(n)]),
+        split=np.where(rng.random(n) < 0.8, "train", "test"),
+        meta={"dataset": {"name": "toy"}},
+    )
+
+
+def _mapped(x: np.ndarray) -> bool:
+    """True when ``x``'s memory belongs to a file mapping (its innermost base is an ``mmap.mmap``)."""
+    import mmap
+
+    base = x
+    while getattr(base, "base", None) is not None:
+        base = base.base
+    return isinstance(base, mmap.mmap)
+
+
+def test_store_round_trip_is_memory_mapped_and_keyed_by_content(tmp_path):
+    fs = _feature_set()
+    ids = [f"hash{i:04d}" for i in range(len(fs))]
+    path = save_feature_store(tmp_path / "f.store", fs, file_ids=ids, chunk_rows=7)  # many chunks
+    got = open_feature_store(path)
+    for m in fs.models:
+        x = got.features[m]
+        assert _mapped(x) and x.dtype == np.float32
+        np.testing.assert_array_equal(x, fs.features[m])
+    got.features["m1"][0] = 99.0  # copy-on-write: the file keeps its values
+    np.testing.assert_array_equal(open_feature_store(path).features["m1"][0], fs.features["m1"][0])
+    assert list(got.labels) == list(fs.labels) and list(got.paths) == list(fs.paths)
+    assert list(got.split) == list(fs.split) and got.meta == fs.meta
+    assert list(store_file_ids(path)) == ids
+    manifest = json.loads((path / "store.json").read_text())
+    assert manifest["n"] == len(fs) and set(manifest["models"]) == {"m1", "m2"}
+    assert verify_feature_store(path) == []
+    # a feature file changed on disk is found by its content hash
+    f = path / manifest["models"]["m2"]["file"]
+    raw = bytearray(f.read_bytes())
+    raw[-1] ^= 0xFF
+    f.write_bytes(bytes(raw))
+    assert verify_feature_store(path) == ["m2"]
+
+
+def test_store_is_replaced_atomically_and_never_overwrites_other_folders(tmp_path):
+    path = save_feature_store(tmp_path / "f.store", _feature_set(seed=1))
+    save_feature_store(path, _feature_set(seed=2))
+    np.testing.assert_array_equal(load_features(path).features["m1"], _feature_set(seed=2).features["m1"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.store"]  # no temporaries left
+    other = tmp_path / "photos"
+    other.mkdir()
+    with pytest.raises(CoresetError, match="not a features store"):
+        save_feature_store(other, _feature_set())
+    with pytest.raises(CoresetError, match="not a features store"):
+        load_features(other)
+
+
+@pytest.mark.parametrize("method", ["ram_apl", "random", "moderate_ds"])
+@pytest.mark.parametrize("budget", ["paper", "difficulty"])
+def test_selection_on_the_memory_mapped_store_equals_selection_in_memory(tmp_path, method, budget):
+    fs = _feature_set()
+    mapped = open_feature_store(save_feature_store(tmp_path / "f.store", fs))
+    assert _mapped(mapped.features["m1"])
+    a = run_selection(method, fs.features, fs.labels, 0.3, budget=budget, seed=3, device="cpu")
+    b = run_selection(method, mapped.features, mapped.labels, 0.3, budget=budget, seed=3, device="cpu")
+    np.testing.assert_array_equal(a.selected, b.selected)
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_select_cli_reads_a_store_like_the_npz(tmp_path):
+    fs = _feature_set()
+    npz = save_features(tmp_path / "f.npz", fs)
+    store = save_feature_store(tmp_path / "f.store", fs)
+    for src, out in ((npz, "a"), (store, "b")):
+        assert main(["select", str(src), "--method", "ram_apl", "--fraction", "0.2", "--out", str(tmp_path / out)]) == 0
+    a, b = (pd.read_csv(tmp_path / o / "subset.csv") for o in "ab")
+    pd.testing.assert_frame_equal(a, b)
+    assert len(a) > 0
+
+
+def test_embed_cli_writes_a_store(image_tree, tmp_path, fake_app_model):
+    out = tmp_path / "feat.store"
+    assert main(["embed", str(image_tree), "--models", fake_app_model, "--out", str(out)]) == 0
+    npz = tmp_path / "feat.npz"
+    assert main(["embed", str(image_tree), "--models", fake_app_model, "--out", str(npz)]) == 0
+    a, b = load_features(out), load_features(npz)
+    np.testing.assert_array_equal(a.features[fake_app_model], b.features[fake_app_model])
+    assert list(a.paths) == list(b.paths) and list(a.labels) == list(b.labels)
+    from core.datasets import load_folder
+
+    ds = load_folder(image_tree)
+    assert list(store_file_ids(out)) == [ds.file_ids[ds.paths.index(p)] for p in a.paths]
