@@ -25,8 +25,9 @@ import json
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -152,15 +153,36 @@ def _pool_size(fs: FeatureSet) -> int:
     return len(fs) if pool is None else int(np.count_nonzero(pool))
 
 
-def _run(fs: FeatureSet, method: str, fraction: float, budget: str, seed: int, params: dict,
-         budget_counts: dict | None, progress=None, **extra) -> SelectionResult:
+def _run(
+    fs: FeatureSet,
+    method: str,
+    fraction: float,
+    budget: str,
+    seed: int,
+    params: dict,
+    budget_counts: dict | None,
+    progress=None,
+    **extra,
+) -> SelectionResult:
     from core.selection import run_selection
 
     from .services import selection_pool
 
-    return run_selection(method, fs.features, fs.labels, fraction, budget=budget, seed=seed,
-                         budget_counts=budget_counts or None, pool=selection_pool(fs), device="cpu",
-                         label_issues=_pool_size(fs) <= LABEL_ISSUES_MAX, progress=progress, **extra, **params)
+    return run_selection(
+        method,
+        fs.features,
+        fs.labels,
+        fraction,
+        budget=budget,
+        seed=seed,
+        budget_counts=budget_counts or None,
+        pool=selection_pool(fs),
+        device="cpu",
+        label_issues=_pool_size(fs) <= LABEL_ISSUES_MAX,
+        progress=progress,
+        **extra,
+        **params,
+    )
 
 
 def selection(spec: RunSpec, progress=None) -> SelectionResult | None:
@@ -188,7 +210,9 @@ def selection(spec: RunSpec, progress=None) -> SelectionResult | None:
     sel = get_selector(spec.method)
     params = dict(spec.params)
     if sel.prefix_consistent and spec.budget != "manual" and _pool_size(fs) <= RANK_ALL_MAX:
-        rkey = f"{spec.embedding_key}|ranking|{spec.method}|{spec.budget}|{spec.seed}|{json.dumps(params, sort_keys=True)}"
+        rkey = (
+            f"{spec.embedding_key}|ranking|{spec.method}|{spec.budget}|{spec.seed}|{json.dumps(params, sort_keys=True)}"
+        )
         base = store.get(rkey)
         if base is None:
             base = _run(fs, spec.method, 1.0, spec.budget, spec.seed, params, None, progress, rank_all=True)
@@ -196,8 +220,9 @@ def selection(spec: RunSpec, progress=None) -> SelectionResult | None:
         result = base.reslice(spec.fraction)
         result.details = {**result.details, "resliced": True}
     else:
-        result = _run(fs, spec.method, spec.fraction, spec.budget, spec.seed, params,
-                      dict(spec.budget_counts), progress)
+        result = _run(
+            fs, spec.method, spec.fraction, spec.budget, spec.seed, params, dict(spec.budget_counts), progress
+        )
     store.put(key, result)
     return result
 
@@ -226,8 +251,9 @@ def save_run(spec: RunSpec, models: Sequence[str], result: SelectionResult) -> s
     if not spec.dataset_key:
         return None
     try:
-        run_store().save_run(spec.dataset_key, spec.run_id, spec.key,
-                             {**spec.to_config(), "models": list(models)}, result)
+        run_store().save_run(
+            spec.dataset_key, spec.run_id, spec.key, {**spec.to_config(), "models": list(models)}, result
+        )
     except (OSError, ValueError, CoresetError) as exc:
         return f"The run could not be saved in the workspace ({exc}); it stays in this session only."
     return None
@@ -369,8 +395,9 @@ def pool_check(spec: RunSpec) -> dict | None:
             cand = candidate_spec(spec.method, dict(spec.params), defaults)
         except SelectionInputError:
             return None
-        r = _run(fs, "auto", spec.fraction, spec.budget, spec.seed, {"candidates": f"random,{cand}", "margin": 1e9},
-                 None)
+        r = _run(
+            fs, "auto", spec.fraction, spec.budget, spec.seed, {"candidates": f"random,{cand}", "margin": 1e9}, None
+        )
         store.put(key, estimate_for(r.details, cand) or {})
     return store[key] or None
 

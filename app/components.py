@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import streamlit as st
 
 from core.errors import CoresetError, WeightsUnavailableError
 from core.extract import ExtractionCancelled
 from core.features import FeatureSet
-from core.text import display_text
 from core.selection import SelectionResult
+from core.text import display_text
 
 from . import cached, services
 from .state import get_state
@@ -28,13 +29,18 @@ def user_errors(what: str) -> Iterator[None]:
     except ExtractionCancelled as exc:
         st.warning(f"{what} cancelled: {exc} Earlier results are kept.", icon=":material/stop_circle:")
     except WeightsUnavailableError as exc:
-        st.error(f"{what} failed: {exc} In this app: type the weights file's path in the "
-                 "'Local weights file' field above, or pick an offline model (effnet-lite0/1/2).", icon=":material/error:")
+        st.error(
+            f"{what} failed: {exc} In this app: type the weights file's path in the "
+            "'Local weights file' field above, or pick an offline model (effnet-lite0/1/2).",
+            icon=":material/error:",
+        )
     except CoresetError as exc:
         st.error(f"{what} failed: {exc}", icon=":material/error:")
     except (OSError, ValueError, KeyError, RuntimeError, ImportError) as exc:
-        st.error(f"{what} failed: {type(exc).__name__}: {exc}. Check the input and try again; "
-                 "earlier results are kept.", icon=":material/error:")
+        st.error(
+            f"{what} failed: {type(exc).__name__}: {exc}. Check the input and try again; earlier results are kept.",
+            icon=":material/error:",
+        )
 
 
 class ProgressBar:
@@ -94,9 +100,11 @@ def review_queue(result: SelectionResult, fs: FeatureSet, run_id: str, edits, ba
         if uri:
             left.image(uri, width=224)
         right.markdown(f"**{pos + 1} of {len(queue)}** · `{display_text(path.rsplit('/', 1)[-1])}`")
-        right.markdown(f"Label: **{row['label']}** → the models suggest **{row.get('suggested_class', '?')}** "
-                       f"(confidence {float(row.get('label_confidence', float('nan'))):.0%}; support of its own "
-                       f"label {float(row.get('label_agreement', float('nan'))):.0%})")
+        right.markdown(
+            f"Label: **{row['label']}** → the models suggest **{row.get('suggested_class', '?')}** "
+            f"(confidence {float(row.get('label_confidence', float('nan'))):.0%}; support of its own "
+            f"label {float(row.get('label_agreement', float('nan'))):.0%})"
+        )
         right.caption(f"{'In' if kept else 'Not in'} the subset. {display_text(path)}")
         b1, b2, b3, b4 = right.columns(4)
         if b1.button("Previous", key=f"review_prev|{run_id}", disabled=pos == 0):
@@ -133,9 +141,12 @@ def need_dataset():
     ds = cached.get_dataset(state.dataset_key)
     if ds is None:
         if state.dataset_key:
-            st.info(f"This session's dataset ({state.dataset_label or 'unnamed'}) is no longer in the app's "
-                    "memory (the app restarted, or many datasets were loaded since): load it again on the "
-                    "**Data** page; its embeddings come back from the disk cache.", icon=":material/arrow_back:")
+            st.info(
+                f"This session's dataset ({state.dataset_label or 'unnamed'}) is no longer in the app's "
+                "memory (the app restarted, or many datasets were loaded since): load it again on the "
+                "**Data** page; its embeddings come back from the disk cache.",
+                icon=":material/arrow_back:",
+            )
         else:
             st.info("No dataset yet: load one on the **Data** page.", icon=":material/arrow_back:")
         st.page_link("views/data.py", label="Go to Data", icon=":material/folder_open:")
@@ -150,9 +161,12 @@ def need_features():
     fs = cached.get_features(state.embedding_key)
     if fs is None:
         if state.embedding_key:
-            st.info(f"This session's embeddings ({', '.join(state.embedding_models)}) are no longer in the "
-                    "app's memory: press **Compute embeddings** on the **Models** page (a look-up in the disk "
-                    "cache, not a recomputation).", icon=":material/arrow_back:")
+            st.info(
+                f"This session's embeddings ({', '.join(state.embedding_models)}) are no longer in the "
+                "app's memory: press **Compute embeddings** on the **Models** page (a look-up in the disk "
+                "cache, not a recomputation).",
+                icon=":material/arrow_back:",
+            )
         else:
             st.info("No embeddings yet: compute them on the **Models** page.", icon=":material/arrow_back:")
         st.page_link("views/models.py", label="Go to Models", icon=":material/memory:")
@@ -196,9 +210,16 @@ def need_run() -> ActiveRun | None:
     return ActiveRun(rid, fs, edits, services.apply_edits(base, edits.added, edits.dropped), base)
 
 
-def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, columns: int = 8, size: int = 64,
-               key: str = "", rows: Sequence[int] | None = None, active: "ActiveRun | None" = None,
-               page: str = "explore") -> None:
+def thumb_grid(
+    paths: Sequence[str],
+    captions: Sequence[str] | None = None,
+    columns: int = 8,
+    size: int = 64,
+    key: str = "",
+    rows: Sequence[int] | None = None,
+    active: ActiveRun | None = None,
+    page: str = "explore",
+) -> None:
     """Images in a grid of ``columns`` (cached square thumbnails, centre-cropped).
 
     With ``rows`` (the feature rows of ``paths``), ``active`` and a ``key``, each image gets a
@@ -217,8 +238,12 @@ def thumb_grid(paths: Sequence[str], captions: Sequence[str] | None = None, colu
                 st.image(uri, caption=cap, width=size)
             else:
                 st.caption(f"unreadable: {cap or display_text(p)}")
-            if openable and st.button(services.short_name(p), key=f"{key}_open_{int(rows[k])}", type="tertiary",
-                                      help=f"{display_text(str(p))}: open it large"):
+            if openable and st.button(
+                services.short_name(p),
+                key=f"{key}_open_{int(rows[k])}",
+                type="tertiary",
+                help=f"{display_text(str(p))}: open it large",
+            ):
                 from . import sample_view
 
                 sample_view.request(int(rows[k]), active.run_id, page)
@@ -228,9 +253,10 @@ def sidebar_status(slot=None) -> None:
     """The session's summary in the sidebar (in ``slot``, a placeholder made before the page ran)."""
     state = get_state()
     ds = cached.get_dataset(state.dataset_key)
-    with (slot.container() if slot is not None else st.sidebar):
+    with slot.container() if slot is not None else st.sidebar:
         st.markdown("**Session**")
         st.caption(f"Dataset: {ds.name} ({len(ds)} images)" if ds else "Dataset: none")
-        st.caption("Models: " + (", ".join(state.embedding_models) if cached.get_features(state.embedding_key)
-                                 else "none"))
+        st.caption(
+            "Models: " + (", ".join(state.embedding_models) if cached.get_features(state.embedding_key) else "none")
+        )
         st.caption(f"Selection: {state.active_run}" if state.active_run else "Selection: none")

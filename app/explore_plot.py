@@ -9,7 +9,7 @@ Classes keep the order of the bar charts (sorted) in the legend and get colours 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,8 +54,9 @@ def _hover(points: pd.DataFrame, score_cols: Sequence[str]) -> tuple[np.ndarray,
     return custom, "<br>".join(lines) + "<extra></extra>"
 
 
-def point_figure(points: pd.DataFrame, colour: str, score_cols: Sequence[str], title: str,
-                 height: int = 560) -> go.Figure:
+def point_figure(
+    points: pd.DataFrame, colour: str, score_cols: Sequence[str], title: str, height: int = 560
+) -> go.Figure:
     """The map as scatter traces (``Scattergl`` above :data:`WEBGL_ABOVE` points): one per class (``colour="class"``), kept/dropped
     (``"kept"``), or one trace coloured by a score column (Viridis, with a colour bar).
     ``points`` needs ``x``, ``y``, ``index``, ``file``, ``class``, ``kept`` and ``score_cols``."""
@@ -70,18 +71,49 @@ def point_figure(points: pd.DataFrame, colour: str, score_cols: Sequence[str], t
         for name, col in groups.items():
             part = points[points[colour].astype(str) == name]
             custom, template = _hover(part, score_cols)
-            fig.add_trace(trace(x=part["x"], y=part["y"], mode="markers", name=display_text(name),
-                                       marker={**marker, "color": col}, customdata=custom,
-                                       hovertemplate=template))
+            fig.add_trace(
+                trace(
+                    x=part["x"],
+                    y=part["y"],
+                    mode="markers",
+                    name=display_text(name),
+                    marker={**marker, "color": col},
+                    customdata=custom,
+                    hovertemplate=template,
+                )
+            )
     else:
         custom, template = _hover(points, score_cols)
-        fig.add_trace(trace(x=points["x"], y=points["y"], mode="markers", name=colour,
-                                   marker={**marker, "color": points[colour], "colorscale": "Viridis",
-                                           "showscale": True, "colorbar": {"title": {"text": colour}}},
-                                   customdata=custom, hovertemplate=template, showlegend=False))
-    fig.update_layout(title=title, height=height, margin=dict(l=10, r=10, t=40, b=10), dragmode="lasso",
-                      xaxis_title="", yaxis_title="", legend_title_text="", hovermode="closest", clickmode="event+select",
-                      legend=dict(itemsizing="constant"))
+        fig.add_trace(
+            trace(
+                x=points["x"],
+                y=points["y"],
+                mode="markers",
+                name=colour,
+                marker={
+                    **marker,
+                    "color": points[colour],
+                    "colorscale": "Viridis",
+                    "showscale": True,
+                    "colorbar": {"title": {"text": colour}},
+                },
+                customdata=custom,
+                hovertemplate=template,
+                showlegend=False,
+            )
+        )
+    fig.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        dragmode="lasso",
+        xaxis_title="",
+        yaxis_title="",
+        legend_title_text="",
+        hovermode="closest",
+        clickmode="event+select",
+        legend=dict(itemsizing="constant"),
+    )
     return fig
 
 

@@ -187,8 +187,14 @@ def _state(key: str) -> Mapping:
     return held if hasattr(held, "get") else {}
 
 
-def hover_thumbnails(plot_key: str, rows: Sequence[int], paths: Sequence[str], data_key: str, key: str,
-                     thumbnails: Callable[[Sequence[str]], Mapping[str, str | None]]) -> str:
+def hover_thumbnails(
+    plot_key: str,
+    rows: Sequence[int],
+    paths: Sequence[str],
+    data_key: str,
+    key: str,
+    thumbnails: Callable[[Sequence[str]], Mapping[str, str | None]],
+) -> str:
     """Show the image of ``paths[k]`` when the chart with widget key ``plot_key`` is hovered on a
     point whose ``customdata[0]`` is ``rows[k]``.
 
@@ -217,8 +223,13 @@ def hover_thumbnails(plot_key: str, rows: Sequence[int], paths: Sequence[str], d
 
 
 @st.fragment
-def _lazy(plot_key: str, version: str, path_of: Mapping[int, str], key: str,
-          thumbnails: Callable[[Sequence[str]], Mapping[str, str | None]]) -> None:
+def _lazy(
+    plot_key: str,
+    version: str,
+    path_of: Mapping[int, str],
+    key: str,
+    thumbnails: Callable[[Sequence[str]], Mapping[str, str | None]],
+) -> None:
     """The lazy component: answers the row the browser asked for (its own rerun only)."""
     payload: dict = {"plot": plot_key, "version": version, "lazy": True}
     want = _state(key).get("want")

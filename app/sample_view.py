@@ -19,8 +19,8 @@ from core.text import display_text
 
 from . import cached, services
 
-OPEN_KEY = "_sample_view_open"    # {"row", "run", "page"} while a view is open
-_SEEN_KEY = "_sample_view_seen"   # source -> the selection that last asked for the view
+OPEN_KEY = "_sample_view_open"  # {"row", "run", "page"} while a view is open
+_SEEN_KEY = "_sample_view_seen"  # source -> the selection that last asked for the view
 NEIGHBOURS = 8
 VIEW_PX = 320
 
@@ -80,8 +80,9 @@ def score_items(result, i: int) -> list[tuple[str, str]]:
     return out
 
 
-def neighbours(embedding_key: str, fs, model: str, i: int, k: int = NEIGHBOURS,
-               rows: np.ndarray | None = None) -> pd.DataFrame:
+def neighbours(
+    embedding_key: str, fs, model: str, i: int, k: int = NEIGHBOURS, rows: np.ndarray | None = None
+) -> pd.DataFrame:
     """The ``k`` nearest rows to row ``i`` by cosine similarity in ``model``'s features (among
     ``rows``, default all), nearest first: ``index``, ``label``, ``similarity``."""
     unit = cached.unit_features(embedding_key, model)
@@ -96,8 +97,13 @@ def neighbours(embedding_key: str, fs, model: str, i: int, k: int = NEIGHBOURS,
         return pd.DataFrame({"index": [], "label": [], "similarity": []})
     top = np.argpartition(-sims, k - 1)[:k]
     top = top[np.lexsort((top, -sims[top]))]  # nearest first, ties by row
-    return pd.DataFrame({"index": top.astype(np.int64), "label": [str(fs.labels[j]) for j in top],
-                         "similarity": sims[top].astype(float)})
+    return pd.DataFrame(
+        {
+            "index": top.astype(np.int64),
+            "label": [str(fs.labels[j]) for j in top],
+            "similarity": sims[top].astype(float),
+        }
+    )
 
 
 @st.dialog("Image", width="large", on_dismiss=close)
@@ -113,8 +119,9 @@ def _dialog(i: int, active) -> None:
         left.caption("The image could not be read.")
     right.markdown(f"**{display_text(path.rsplit('/', 1)[-1])}**")
     right.caption(display_text(path))
-    right.markdown(f"Label: **{display_text(str(fs.labels[i]))}** · "
-                   f"{'**in** the subset' if kept_now else '**not in** the subset'}")
+    right.markdown(
+        f"Label: **{display_text(str(fs.labels[i]))}** · {'**in** the subset' if kept_now else '**not in** the subset'}"
+    )
     items = score_items(result, i)
     if items:
         right.dataframe(pd.DataFrame(items, columns=["score", "value"]), hide_index=True, key="sample_scores")

@@ -74,23 +74,71 @@ def selection_pool(fs: FeatureSet) -> np.ndarray | None:
     return _selection_pool(fs)[0]
 
 
-def run_evaluation(fs: FeatureSet, result: SelectionResult, out: Path | None = None, *, seeds: int = 5,
-                   trainer: str = "linear", eval_model: str | None = None, device: str = "auto", edited: bool = False,
-                   step: Callable[[float, str], None] | None = None) -> EvaluationOutcome:
+def run_evaluation(
+    fs: FeatureSet,
+    result: SelectionResult,
+    out: Path | None = None,
+    *,
+    seeds: int = 5,
+    trainer: str = "linear",
+    eval_model: str | None = None,
+    device: str = "auto",
+    edited: bool = False,
+    step: Callable[[float, str], None] | None = None,
+) -> EvaluationOutcome:
     """:func:`core.workflows.evaluate_result`: the report files come back as bytes in memory.
 
     ``out`` is accepted for the pages' sake and not used: nothing is written to disk."""
-    return evaluate_result(fs, result, seeds=seeds, trainer=trainer, eval_model=eval_model, device=device,
-                           edited=edited, step=step)
+    return evaluate_result(
+        fs, result, seeds=seeds, trainer=trainer, eval_model=eval_model, device=device, edited=edited, step=step
+    )
 
 
 __all__ = [
-    "AUTO_ESTIMATE_NOTE", "EvaluationOutcome", "Gallery", "Headline", "ROOTS_ENV", "accuracy_frame", "allowed_roots",
-    "apply_edits", "auto_estimates_frame", "budget_frame", "check_server_path", "chosen_rows", "class_count_frame",
-    "class_paths", "comparison_frame", "edit_subset", "evaluation_key", "gallery_caption", "gallery_rows", "headline",
-    "headline_difference", "independent_model_hint", "load_demo_dataset", "load_server_path",
-    "load_uploaded_manifest", "load_uploaded_zip", "mislabel_help", "overlap_frame", "point_frame",
-    "point_score_columns", "ranking_frame", "review_queue", "run_evaluation", "save_upload", "selection_pool",
-    "subset_csv_bytes", "subset_zip", "suspected_mislabels", "compare_summary_frame", "count_text",
-    "overlap_by_class", "ranking_order", "ranking_page", "saved_runs_frame", "shared_counts_frame", "short_name",
+    "AUTO_ESTIMATE_NOTE",
+    "EvaluationOutcome",
+    "Gallery",
+    "Headline",
+    "ROOTS_ENV",
+    "accuracy_frame",
+    "allowed_roots",
+    "apply_edits",
+    "auto_estimates_frame",
+    "budget_frame",
+    "check_server_path",
+    "chosen_rows",
+    "class_count_frame",
+    "class_paths",
+    "comparison_frame",
+    "edit_subset",
+    "evaluation_key",
+    "gallery_caption",
+    "gallery_rows",
+    "headline",
+    "headline_difference",
+    "independent_model_hint",
+    "load_demo_dataset",
+    "load_server_path",
+    "load_uploaded_manifest",
+    "load_uploaded_zip",
+    "mislabel_help",
+    "overlap_frame",
+    "point_frame",
+    "point_score_columns",
+    "ranking_frame",
+    "review_queue",
+    "run_evaluation",
+    "save_upload",
+    "selection_pool",
+    "subset_csv_bytes",
+    "subset_zip",
+    "suspected_mislabels",
+    "compare_summary_frame",
+    "count_text",
+    "overlap_by_class",
+    "ranking_order",
+    "ranking_page",
+    "saved_runs_frame",
+    "shared_counts_frame",
+    "short_name",
 ]

@@ -17,8 +17,9 @@ ROOTS_ENV = "CORESET_STUDIO_ROOTS"
 
 
 # --------------------------------------------------------------------------- folder roots
-def allowed_roots(workspace: str | os.PathLike | None = None,
-                  configured: Sequence[str | os.PathLike] | None = None) -> list[Path]:
+def allowed_roots(
+    workspace: str | os.PathLike | None = None, configured: Sequence[str | os.PathLike] | None = None
+) -> list[Path]:
     """Folders the Data page may read from, first found of: ``$CORESET_STUDIO_ROOTS``
     (os.pathsep-separated); ``configured`` (the ``roots`` list of ``[coreset_studio]`` in
     ``.streamlit/secrets.toml``); the working directory and the workspace."""
@@ -52,10 +53,13 @@ def check_server_path(text: str, roots: Sequence[Path]) -> Path:
         raise CoresetError(
             f"{path} is outside the folders this app may read. Allowed: {names}. "
             f"Move the data under one of them, or restart the app with {ROOTS_ENV}=<folder> "
-            f"(several joined by '{os.pathsep}').")
+            f"(several joined by '{os.pathsep}')."
+        )
     if not path.exists():
-        raise DatasetError(f"{path} does not exist; give a folder, a .csv/.parquet manifest or a .zip inside "
-                           f"{', '.join(str(r) for r in roots)}.")
+        raise DatasetError(
+            f"{path} does not exist; give a folder, a .csv/.parquet manifest or a .zip inside "
+            f"{', '.join(str(r) for r in roots)}."
+        )
     return path
 
 
@@ -64,8 +68,9 @@ def load_server_path(text: str, roots: Sequence[Path], workspace=None, progress=
     entries, manifest rows, links) must lie inside ``roots`` too: one outside is refused before
     it is read (an ``outside_allowed_roots`` row that does not say whether the file exists);
     a zip's contents are confined to its own extraction folder."""
-    return load_dataset(check_server_path(text, roots), workspace=workspace, progress=progress,
-                        allowed_roots=list(roots))
+    return load_dataset(
+        check_server_path(text, roots), workspace=workspace, progress=progress, allowed_roots=list(roots)
+    )
 
 
 def save_upload(data: bytes, name: str, workspace=None) -> Path:
@@ -87,8 +92,9 @@ def load_uploaded_zip(data: bytes, name: str, workspace=None, progress=None) -> 
     return load_dataset(path, workspace=workspace, progress=progress, allowed_roots=[path.parent])
 
 
-def load_uploaded_manifest(csv_data: bytes, csv_name: str, zip_data: bytes, zip_name: str, workspace=None,
-                           progress=None) -> Dataset:
+def load_uploaded_manifest(
+    csv_data: bytes, csv_name: str, zip_data: bytes, zip_name: str, workspace=None, progress=None
+) -> Dataset:
     """A CSV manifest (``path,label[,split]``, paths relative to the zip's top) plus a zip of its images.
     Only paths inside the zip's extraction folder are read: a row naming any other server path
     gets an ``outside_allowed_roots`` row that does not say whether the file exists."""
@@ -120,5 +126,13 @@ def load_demo_dataset(progress=None) -> Dataset:
     return load_demo(progress=progress)
 
 
-__all__ = ["ROOTS_ENV", "allowed_roots", "check_server_path", "load_demo_dataset", "load_server_path",
-           "load_uploaded_manifest", "load_uploaded_zip", "save_upload"]
+__all__ = [
+    "ROOTS_ENV",
+    "allowed_roots",
+    "check_server_path",
+    "load_demo_dataset",
+    "load_server_path",
+    "load_uploaded_manifest",
+    "load_uploaded_zip",
+    "save_upload",
+]

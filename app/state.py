@@ -48,9 +48,17 @@ class RunSpec:
         return f"{self.method} {self.fraction * 100:g}% {self.budget} seed {self.seed}{extra}"
 
     def to_json(self) -> str:
-        return json.dumps({"method": self.method, "fraction": self.fraction, "budget": self.budget,
-                           "seed": self.seed, "params": dict(self.params),
-                           "budget_counts": dict(self.budget_counts)}, sort_keys=True)
+        return json.dumps(
+            {
+                "method": self.method,
+                "fraction": self.fraction,
+                "budget": self.budget,
+                "seed": self.seed,
+                "params": dict(self.params),
+                "budget_counts": dict(self.budget_counts),
+            },
+            sort_keys=True,
+        )
 
     @property
     def key(self) -> str:
@@ -63,12 +71,18 @@ class RunSpec:
         return {"embedding_key": self.embedding_key, **json.loads(self.to_json())}
 
     @classmethod
-    def from_config(cls, config: dict, dataset_key: str = "") -> "RunSpec":
+    def from_config(cls, config: dict, dataset_key: str = "") -> RunSpec:
         """The spec back from :meth:`to_config` (raises KeyError/TypeError/ValueError on a bad one)."""
-        return cls(str(config["embedding_key"]), str(config["method"]), float(config["fraction"]),
-                   str(config["budget"]), int(config["seed"]), tuple(sorted(dict(config.get("params", {})).items())),
-                   tuple(sorted((str(k), int(v)) for k, v in dict(config.get("budget_counts", {})).items())),
-                   dataset_key=dataset_key)
+        return cls(
+            str(config["embedding_key"]),
+            str(config["method"]),
+            float(config["fraction"]),
+            str(config["budget"]),
+            int(config["seed"]),
+            tuple(sorted(dict(config.get("params", {})).items())),
+            tuple(sorted((str(k), int(v)) for k, v in dict(config.get("budget_counts", {})).items())),
+            dataset_key=dataset_key,
+        )
 
 
 @dataclass
@@ -87,17 +101,17 @@ class AppState:
     """What the app remembers for one browser session."""
 
     # Data page
-    dataset_key: str | None = None          # Dataset.fingerprint, key into cached.dataset_store()
-    dataset_label: str | None = None        # what was loaded, for people ("demo", a path, an upload)
+    dataset_key: str | None = None  # Dataset.fingerprint, key into cached.dataset_store()
+    dataset_label: str | None = None  # what was loaded, for people ("demo", a path, an upload)
     # Models page
-    embedding_key: str | None = None        # key into cached.feature_store()
+    embedding_key: str | None = None  # key into cached.feature_store()
     embedding_models: list[str] = field(default_factory=list)
     embedding_stats: dict[str, dict] = field(default_factory=dict)
     embedding_problems: list[tuple[str, str]] = field(default_factory=list)
     # Select page
-    runs: dict[str, RunSpec] = field(default_factory=dict)   # run_id -> spec, in creation order
+    runs: dict[str, RunSpec] = field(default_factory=dict)  # run_id -> spec, in creation order
     active_run: str | None = None
-    edits: dict[str, Edits] = field(default_factory=dict)     # run_id -> edits
+    edits: dict[str, Edits] = field(default_factory=dict)  # run_id -> edits
     # Evaluate page
     evaluations: dict[str, str] = field(default_factory=dict)  # run_id (+ edits) -> evaluation key
     # saved runs (core.runs.RunStore): embedding keys whose saved runs were restored, and the
@@ -127,7 +141,7 @@ MAX_SESSIONS = 64
 
 
 @st.cache_resource(show_spinner=False)
-def _sessions() -> "OrderedDict[str, AppState]":
+def _sessions() -> OrderedDict[str, AppState]:
     """Session id -> AppState for this server process (most recent last)."""
     return OrderedDict()
 

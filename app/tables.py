@@ -22,13 +22,15 @@ from core.workflows import EvaluationOutcome
 def class_count_frame(ds: Dataset) -> pd.DataFrame:
     """Long table: class, split, images (for a stacked bar chart)."""
     counts = ds.class_counts()
-    return counts.reset_index().melt(id_vars="label", var_name="split", value_name="images").rename(
-        columns={"label": "class"})
+    return (
+        counts.reset_index()
+        .melt(id_vars="label", var_name="split", value_name="images")
+        .rename(columns={"label": "class"})
+    )
 
 
 def class_paths(ds: Dataset, label: str, limit: int = 24, split: str | None = None) -> list[str]:
-    out = [p for p, lab, sp in zip(ds.paths, ds.labels, ds.splits)
-           if lab == label and (split is None or sp == split)]
+    out = [p for p, lab, sp in zip(ds.paths, ds.labels, ds.splits) if lab == label and (split is None or sp == split)]
     return out[:limit]
 
 
@@ -54,24 +56,32 @@ class Headline:
 
 def headline(result: SelectionResult) -> Headline:
     known = "suspected_mislabel" in result.table.columns or "apl" in result.table.columns
-    return Headline(kept=int(result.n_selected), pool=int(len(result.table)),
-                    classes=int((result.budget_table["kept"] > 0).sum()),
-                    mislabels=int(len(suspected_mislabels(result))) if known else None)
+    return Headline(
+        kept=int(result.n_selected),
+        pool=int(len(result.table)),
+        classes=int((result.budget_table["kept"] > 0).sum()),
+        mislabels=int(len(suspected_mislabels(result))) if known else None,
+    )
 
 
 def mislabel_help(n_models: int) -> str:
     """What the "suspected mislabels" figure means, for the number of models used."""
-    base = ("Label consensus: for each image, its 10 nearest neighbours and the nearest class mean vote in every "
-            "model; an image is flagged when another class is clearly better supported than its own label "
-            "(own label's support ≤ 5 %). The suggested class is the best-supported one.")
+    base = (
+        "Label consensus: for each image, its 10 nearest neighbours and the nearest class mean vote in every "
+        "model; an image is flagged when another class is clearly better supported than its own label "
+        "(own label's support ≤ 5 %). The suggested class is the best-supported one."
+    )
     if n_models <= 1:
-        return base + (" With one model every vote comes from one feature space, so look-alike classes are "
-                       "flagged more often; embed a second model to make the flags sharper.")
+        return base + (
+            " With one model every vote comes from one feature space, so look-alike classes are "
+            "flagged more often; embed a second model to make the flags sharper."
+        )
     return base + f" {n_models} models vote; an image must look like another class in all of them."
 
 
-def ranking_order(result: SelectionResult, classes: Sequence[str] | None = None,
-                  only_kept: bool = False) -> pd.DataFrame:
+def ranking_order(
+    result: SelectionResult, classes: Sequence[str] | None = None, only_kept: bool = False
+) -> pd.DataFrame:
     """The per-sample table in ranking order: kept first in selection order, then the dropped
     (pool order); filtered to ``classes`` and to the kept rows when asked."""
     t = result.table
@@ -86,36 +96,55 @@ def ranking_order(result: SelectionResult, classes: Sequence[str] | None = None,
 def _ranking_display(t: pd.DataFrame, fs: FeatureSet, thumbs: Mapping[str, str] | None) -> pd.DataFrame:
     idx = t["index"].to_numpy(dtype=np.int64)
     paths = fs.paths[idx] if fs.paths is not None else np.full(len(t), "", dtype=object)
-    front = pd.DataFrame({
-        "thumbnail": [thumbs.get(p) if thumbs else None for p in paths],
-        "file": [display_text(Path(p).name) for p in paths],
-    }, index=t.index)
+    front = pd.DataFrame(
+        {
+            "thumbnail": [thumbs.get(p) if thumbs else None for p in paths],
+            "file": [display_text(Path(p).name) for p in paths],
+        },
+        index=t.index,
+    )
     cols = [c for c in t.columns if not c.startswith("distance[")]
     return pd.concat([front, t[cols]], axis=1).reset_index(drop=True)
 
 
-def ranking_frame(result: SelectionResult, fs: FeatureSet, thumbs: Mapping[str, str] | None = None,
-                  classes: Sequence[str] | None = None) -> pd.DataFrame:
+def ranking_frame(
+    result: SelectionResult,
+    fs: FeatureSet,
+    thumbs: Mapping[str, str] | None = None,
+    classes: Sequence[str] | None = None,
+) -> pd.DataFrame:
     """The per-sample table for display: thumbnail, file, then the method's columns (all rows)."""
     return _ranking_display(ranking_order(result, classes), fs, thumbs)
 
 
-def ranking_page(result: SelectionResult, fs: FeatureSet, page: int, page_size: int,
-                 classes: Sequence[str] | None = None, only_kept: bool = False) -> tuple[pd.DataFrame, int]:
+def ranking_page(
+    result: SelectionResult,
+    fs: FeatureSet,
+    page: int,
+    page_size: int,
+    classes: Sequence[str] | None = None,
+    only_kept: bool = False,
+) -> tuple[pd.DataFrame, int]:
     """One page of :func:`ranking_frame` (``page`` from 0; the display columns are made for that
     page only, so a page of a 100,000-image pool costs as little as one of the demo's) and the
     number of rows of the whole ranking."""
     order = ranking_order(result, classes, only_kept)
     start = max(0, int(page)) * int(page_size)
-    return _ranking_display(order.iloc[start:start + int(page_size)], fs, None), len(order)
+    return _ranking_display(order.iloc[start : start + int(page_size)], fs, None), len(order)
 
 
 def budget_frame(result: SelectionResult) -> pd.DataFrame:
     """class, kept, dropped (for stacked bars) plus size and budget."""
     b = result.budget_table
-    return pd.DataFrame({"class": b["class"].astype(str), "kept": b["kept"].astype(int),
-                         "dropped": (b["size"] - b["kept"]).astype(int), "size": b["size"].astype(int),
-                         "budget": b["budget"].astype(int)})
+    return pd.DataFrame(
+        {
+            "class": b["class"].astype(str),
+            "kept": b["kept"].astype(int),
+            "dropped": (b["size"] - b["kept"]).astype(int),
+            "size": b["size"].astype(int),
+            "budget": b["budget"].astype(int),
+        }
+    )
 
 
 def overlap_frame(results: Mapping[str, SelectionResult]) -> pd.DataFrame:
@@ -140,8 +169,12 @@ def count_text(value) -> str:
 
 def compare_summary_frame(results: Mapping[str, SelectionResult]) -> pd.DataFrame:
     """Runs side by side: images kept and suspected mislabels ("–" when not computed)."""
-    return pd.DataFrame([{"run": rid, "kept": r.n_selected, "mislabels": count_text(headline(r).mislabels)}
-                         for rid, r in results.items()])
+    return pd.DataFrame(
+        [
+            {"run": rid, "kept": r.n_selected, "mislabels": count_text(headline(r).mislabels)}
+            for rid, r in results.items()
+        ]
+    )
 
 
 def shared_counts_frame(results: Mapping[str, SelectionResult]) -> pd.DataFrame:
@@ -153,6 +186,7 @@ def shared_counts_frame(results: Mapping[str, SelectionResult]) -> pd.DataFrame:
 
 def overlap_by_class(a: SelectionResult, b: SelectionResult) -> pd.DataFrame:
     """Per class: images kept by run ``a``, by run ``b``, by both, and both / the smaller count."""
+
     def kept(r: SelectionResult) -> pd.Series:
         t = r.table
         return t.loc[t["selected"].to_numpy(dtype=bool)].groupby(t["label"].astype(str))["index"].apply(set)
@@ -162,8 +196,15 @@ def overlap_by_class(a: SelectionResult, b: SelectionResult) -> pd.DataFrame:
     for c in sorted(set(a.table["label"].astype(str)) | set(b.table["label"].astype(str))):
         sa, sb = ka.get(c, set()), kb.get(c, set())
         shared = len(sa & sb)
-        rows.append({"class": c, "first run": len(sa), "second run": len(sb), "both": shared,
-                     "overlap": round(shared / max(1, min(len(sa), len(sb))), 3)})
+        rows.append(
+            {
+                "class": c,
+                "first run": len(sa),
+                "second run": len(sb),
+                "both": shared,
+                "overlap": round(shared / max(1, min(len(sa), len(sb))), 3),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -171,14 +212,19 @@ def saved_runs_frame(records, embedding_key: str | None) -> pd.DataFrame:
     """The saved runs of a dataset for display: run, models, when, edits, evaluations, open here."""
     import datetime as _dt
 
-    return pd.DataFrame([{
-        "run": r.run_id,
-        "models": ", ".join(r.config.get("models", [])),
-        "saved": _dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
-        "hand edits": r.n_edits,
-        "evaluations": len(r.evaluations),
-        "open here": r.config.get("embedding_key") == embedding_key,
-    } for r in records])
+    return pd.DataFrame(
+        [
+            {
+                "run": r.run_id,
+                "models": ", ".join(r.config.get("models", [])),
+                "saved": _dt.datetime.fromtimestamp(r.created).strftime("%Y-%m-%d %H:%M"),
+                "hand edits": r.n_edits,
+                "evaluations": len(r.evaluations),
+                "open here": r.config.get("embedding_key") == embedding_key,
+            }
+            for r in records
+        ]
+    )
 
 
 @dataclass(frozen=True)
@@ -205,24 +251,44 @@ def gallery_rows(result: SelectionResult, label: str, k: int = 12, offset: int =
     out: dict[str, Gallery] = {}
     if col:
         low_first = spec.representative == "low"
-        out["representative"] = Gallery("Most representative", t.sort_values([col, "index"], ascending=[low_first, True]).iloc[offset:offset + k],
-                                        f"{'Lowest' if low_first else 'Highest'} {col}: the typical end of {spec.name}'s ranking.")
-        out["hardest"] = Gallery("Hardest", t.sort_values([col, "index"], ascending=[not low_first, True]).iloc[offset:offset + k],
-                                 f"{'Highest' if low_first else 'Lowest'} {col}: the other end of {spec.name}'s ranking.")
+        out["representative"] = Gallery(
+            "Most representative",
+            t.sort_values([col, "index"], ascending=[low_first, True]).iloc[offset : offset + k],
+            f"{'Lowest' if low_first else 'Highest'} {col}: the typical end of {spec.name}'s ranking.",
+        )
+        out["hardest"] = Gallery(
+            "Hardest",
+            t.sort_values([col, "index"], ascending=[not low_first, True]).iloc[offset : offset + k],
+            f"{'Highest' if low_first else 'Lowest'} {col}: the other end of {spec.name}'s ranking.",
+        )
     else:
-        out["representative"] = Gallery("Picked first", t[t["selected"]].sort_values("order").iloc[offset:offset + k],
-                                        f"{spec.name} has no per-image score; these are the images it picked first.")
+        out["representative"] = Gallery(
+            "Picked first",
+            t[t["selected"]].sort_values("order").iloc[offset : offset + k],
+            f"{spec.name} has no per-image score; these are the images it picked first.",
+        )
         if "label_agreement" in t.columns:
-            out["hardest"] = Gallery("Hardest", t.sort_values(["label_agreement", "index"]).iloc[offset:offset + k],
-                                     "Least label agreement: the models' neighbours and class means vote least for "
-                                     "this class.")
+            out["hardest"] = Gallery(
+                "Hardest",
+                t.sort_values(["label_agreement", "index"]).iloc[offset : offset + k],
+                "Least label agreement: the models' neighbours and class means vote least for this class.",
+            )
         else:
-            out["hardest"] = Gallery("Hardest", t[~t["selected"]].iloc[offset:offset + k], "Dropped images (no score to rank by).")
+            out["hardest"] = Gallery(
+                "Hardest", t[~t["selected"]].iloc[offset : offset + k], "Dropped images (no score to rank by)."
+            )
     mis = suspected_mislabels(result)
-    out["mislabels"] = Gallery("Suspected mislabels", mis[mis["label"].astype(str) == str(label)].iloc[offset:offset + k],
-                               "Flagged by the label consensus; the caption names the class the models suggest.")
-    out["kept"] = Gallery("Kept", t[t["selected"]].sort_values("order").iloc[offset:offset + k], "Kept, in selection order.")
-    out["dropped"] = Gallery("Dropped", t[~t["selected"]].iloc[offset:offset + k], f"{int((~t['selected']).sum())} dropped.")
+    out["mislabels"] = Gallery(
+        "Suspected mislabels",
+        mis[mis["label"].astype(str) == str(label)].iloc[offset : offset + k],
+        "Flagged by the label consensus; the caption names the class the models suggest.",
+    )
+    out["kept"] = Gallery(
+        "Kept", t[t["selected"]].sort_values("order").iloc[offset : offset + k], "Kept, in selection order."
+    )
+    out["dropped"] = Gallery(
+        "Dropped", t[~t["selected"]].iloc[offset : offset + k], f"{int((~t['selected']).sum())} dropped."
+    )
     return out
 
 
@@ -240,13 +306,15 @@ def gallery_caption(row: pd.Series, score_column: str | None) -> str:
 def short_name(path: str, width: int = 14) -> str:
     """A file name cut to ``width`` characters (middle elided) for a button under a thumbnail."""
     name = display_text(os.path.basename(str(path)))
-    return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width - width // 2):]
+    return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width - width // 2) :]
 
 
-AUTO_ESTIMATE_NOTE = ("Each candidate selected from 2 of 3 folds of your training images at this fraction; a "
-                      "linear probe (the evaluation's logistic regression) trained on its subset was scored on the third fold and compared with random "
-                      "subsets of the same per-class sizes. Gain in percentage points with a 95 % interval over "
-                      "the folds. Test images are never used.")
+AUTO_ESTIMATE_NOTE = (
+    "Each candidate selected from 2 of 3 folds of your training images at this fraction; a "
+    "linear probe (the evaluation's logistic regression) trained on its subset was scored on the third fold and compared with random "
+    "subsets of the same per-class sizes. Gain in percentage points with a 95 % interval over "
+    "the folds. Test images are never used."
+)
 
 
 def auto_estimates_frame(details: dict) -> pd.DataFrame:
@@ -254,10 +322,15 @@ def auto_estimates_frame(details: dict) -> pd.DataFrame:
     rows = []
     for e in details.get("estimates", []):
         lo, hi = e.get("gain_low"), e.get("gain_high")
-        rows.append({"candidate": e["candidate"], "chosen": e["candidate"] == details.get("chosen"),
-                     "pool accuracy %": round(float(e["accuracy"]), 1),
-                     "gain over random (pp)": round(float(e["gain"]), 1),
-                     "95 % interval": "–" if lo is None or hi is None else f"[{lo:+.1f}, {hi:+.1f}]"})
+        rows.append(
+            {
+                "candidate": e["candidate"],
+                "chosen": e["candidate"] == details.get("chosen"),
+                "pool accuracy %": round(float(e["accuracy"]), 1),
+                "gain over random (pp)": round(float(e["gain"]), 1),
+                "95 % interval": "–" if lo is None or hi is None else f"[{lo:+.1f}, {hi:+.1f}]",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -269,8 +342,9 @@ def review_queue(result: SelectionResult) -> pd.DataFrame:
     return mis.sort_values("index").reset_index(drop=True)
 
 
-def point_frame(result: SelectionResult, fs: FeatureSet, coords: np.ndarray,
-                rows: np.ndarray | None = None) -> pd.DataFrame:
+def point_frame(
+    result: SelectionResult, fs: FeatureSet, coords: np.ndarray, rows: np.ndarray | None = None
+) -> pd.DataFrame:
     """One row per drawn pool sample for the Explore plot (``rows``: the feature rows to draw,
     default the whole pool, in pool order): x, y, index, class, file (the file name, for the
     tooltip), kept and the scores."""
@@ -279,12 +353,21 @@ def point_frame(result: SelectionResult, fs: FeatureSet, coords: np.ndarray,
         pos = pd.Index(t["index"].to_numpy(dtype=np.int64)).get_indexer(np.asarray(rows, dtype=np.int64))
         t = t.iloc[pos[pos >= 0]]
     idx = t["index"].to_numpy(dtype=np.int64)
-    names = [display_text(os.path.basename(str(p))) for p in fs.paths[idx]] if fs.paths is not None \
+    names = (
+        [display_text(os.path.basename(str(p))) for p in fs.paths[idx]]
+        if fs.paths is not None
         else [f"#{i}" for i in idx]
-    frame = pd.DataFrame({
-        "x": coords[idx, 0], "y": coords[idx, 1], "index": idx, "class": t["label"].astype(str).to_numpy(),
-        "file": names, "kept": np.where(t["selected"].to_numpy(), "kept", "dropped"),
-    })
+    )
+    frame = pd.DataFrame(
+        {
+            "x": coords[idx, 0],
+            "y": coords[idx, 1],
+            "index": idx,
+            "class": t["label"].astype(str).to_numpy(),
+            "file": names,
+            "kept": np.where(t["selected"].to_numpy(), "kept", "dropped"),
+        }
+    )
     for col in point_score_columns(result):
         frame[col] = t[col].to_numpy()
     return frame
@@ -296,8 +379,9 @@ def point_score_columns(result: SelectionResult) -> list[str]:
     from core.selection import get_selector
 
     score = get_selector(result.method).score_column
-    return [c for c in dict.fromkeys(["ram", "apl", "score", score, "label_agreement"])
-            if c and c in result.table.columns]
+    return [
+        c for c in dict.fromkeys(["ram", "apl", "score", score, "label_agreement"]) if c and c in result.table.columns
+    ]
 
 
 def headline_difference(cell) -> str:
@@ -315,8 +399,14 @@ def accuracy_frame(report) -> pd.DataFrame:
     rows = []
     for name, g in (("subset", cell.method_result), ("random", cell.random), ("full", cell.full)):
         m, s = g.mean, g.std
-        rows.append({"group": name, "accuracy": 100 * m, "std": 100 * s if np.isfinite(s) else 0.0,
-                     "train images": int(g.n_train[0]) if g.n_train else 0})
+        rows.append(
+            {
+                "group": name,
+                "accuracy": 100 * m,
+                "std": 100 * s if np.isfinite(s) else 0.0,
+                "train images": int(g.n_train[0]) if g.n_train else 0,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -330,23 +420,46 @@ def comparison_frame(outcomes: Mapping[str, EvaluationOutcome]) -> pd.DataFrame:
         cell = report.cells[0]
         d = cell.difference
         cfg = report.config
-        rows.append({
-            "dataset": str(report.dataset.get("name") or ""),
-            "run": run_id,
-            "kept": int(cell.method_result.n_train[0]) if cell.method_result.n_train else 0,
-            "evaluation": f"{cfg.get('trainer', '?')} on {report.features.get('eval_model') or 'images'}",
-            "seeds": len(cell.seeds),
-            "subset %": round(100 * cell.method_result.mean, 1),
-            "random %": round(100 * cell.random.mean, 1),
-            "subset − random (pts)": round(100 * d.diff, 1),
-            "interval (pts)": ("" if not (np.isfinite(d.low) and np.isfinite(d.high))
-                               else f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({100 * d.confidence:g} %)"),
-            "full %": round(100 * cell.full.mean, 1),
-        })
+        rows.append(
+            {
+                "dataset": str(report.dataset.get("name") or ""),
+                "run": run_id,
+                "kept": int(cell.method_result.n_train[0]) if cell.method_result.n_train else 0,
+                "evaluation": f"{cfg.get('trainer', '?')} on {report.features.get('eval_model') or 'images'}",
+                "seeds": len(cell.seeds),
+                "subset %": round(100 * cell.method_result.mean, 1),
+                "random %": round(100 * cell.random.mean, 1),
+                "subset − random (pts)": round(100 * d.diff, 1),
+                "interval (pts)": (
+                    ""
+                    if not (np.isfinite(d.low) and np.isfinite(d.high))
+                    else f"[{100 * d.low:+.1f}, {100 * d.high:+.1f}] ({100 * d.confidence:g} %)"
+                ),
+                "full %": round(100 * cell.full.mean, 1),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-__all__ = ["AUTO_ESTIMATE_NOTE", "Gallery", "Headline", "accuracy_frame", "auto_estimates_frame", "budget_frame",
-           "class_count_frame", "class_paths", "comparison_frame", "gallery_caption", "gallery_rows", "headline",
-           "headline_difference", "mislabel_help", "overlap_frame", "point_frame", "point_score_columns",
-           "ranking_frame", "review_queue", "suspected_mislabels"]
+__all__ = [
+    "AUTO_ESTIMATE_NOTE",
+    "Gallery",
+    "Headline",
+    "accuracy_frame",
+    "auto_estimates_frame",
+    "budget_frame",
+    "class_count_frame",
+    "class_paths",
+    "comparison_frame",
+    "gallery_caption",
+    "gallery_rows",
+    "headline",
+    "headline_difference",
+    "mislabel_help",
+    "overlap_frame",
+    "point_frame",
+    "point_score_columns",
+    "ranking_frame",
+    "review_queue",
+    "suspected_mislabels",
+]

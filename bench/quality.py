@@ -57,8 +57,7 @@ from core.export import export_report  # noqa: E402
 from core.workspace import resolve_workspace  # noqa: E402
 
 DATASETS = ("flowers", "fashion-mnist")
-METHODS = ("random,ram_apl,min,moderate_ds,kcenter,herding,facility_location,ram_apl@difficulty,"
-           "cleaned,ccs,bws,auto")
+METHODS = "random,ram_apl,min,moderate_ds,kcenter,herding,facility_location,ram_apl@difficulty,cleaned,ccs,bws,auto"
 FRACTIONS = "0.01,0.1,0.3,0.5,0.7"
 SELECTION_MODELS = ("effnet-lite0", "effnet-lite1")
 EVAL_MODEL = "effnet-lite2"
@@ -92,9 +91,16 @@ def limit_dataset(ds, per_class: int, seed: int = 0):
             keep.append(idx if len(idx) <= per_class else rng.choice(idx, per_class, replace=False))
     keep = np.sort(np.concatenate(keep))
     pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
-    return dataclasses.replace(ds, name=f"{ds.name} (limit {per_class})", paths=pick(ds.paths),
-                               labels=pick(ds.labels), splits=pick(ds.splits), file_ids=pick(ds.file_ids),
-                               image_sizes=pick(ds.image_sizes), fingerprint="")
+    return dataclasses.replace(
+        ds,
+        name=f"{ds.name} (limit {per_class})",
+        paths=pick(ds.paths),
+        labels=pick(ds.labels),
+        splits=pick(ds.splits),
+        file_ids=pick(ds.file_ids),
+        image_sizes=pick(ds.image_sizes),
+        fingerprint="",
+    )
 
 
 # --------------------------------------------------------------------------- markdown
@@ -108,35 +114,55 @@ def dataset_markdown(name: str, report: EvaluationReport, embed_s: float, wall_s
     cfg = report.config
     fractions = report.plan["fractions"]
     lines = [f"## {name}", ""]
-    lines.append(f"- data: {report.dataset.get('name')} — {split['n_pool']} training images (selection pool), "
-                 f"{split['n_test']} test images ({split['source']}), {len(report.protocol['classes'])} classes; "
-                 f"fingerprint `{str(report.dataset.get('fingerprint', ''))[:16]}`")
-    lines.append(f"- selection features: {', '.join(report.features['selection_models'])}; evaluation: "
-                 f"{cfg['trainer']} probe (C = {cfg['trainer_params'].get('C')}) on {report.features['eval_model']}")
-    lines.append(f"- seeds: {', '.join(map(str, cfg['seeds']))}; label noise: "
-                 + ", ".join(f"{n['rate']:g} ({n['n_flipped']} training labels flipped, seed {n['seed']})"
-                             for n in report.protocol["noise"]))
-    lines.append(f"- wall time: {wall_s / 60:.1f} min (embedding {embed_s / 60:.1f} min; selection "
-                 f"{report.timing_s.get('select', 0) / 60:.1f} min, training {report.timing_s.get('train', 0) / 60:.1f} "
-                 f"min; {report.stats['cells_computed']} cells computed, {report.stats['cells_cached']} from cache, "
-                 f"{report.stats['fits']} probe fits)")
+    lines.append(
+        f"- data: {report.dataset.get('name')} — {split['n_pool']} training images (selection pool), "
+        f"{split['n_test']} test images ({split['source']}), {len(report.protocol['classes'])} classes; "
+        f"fingerprint `{str(report.dataset.get('fingerprint', ''))[:16]}`"
+    )
+    lines.append(
+        f"- selection features: {', '.join(report.features['selection_models'])}; evaluation: "
+        f"{cfg['trainer']} probe (C = {cfg['trainer_params'].get('C')}) on {report.features['eval_model']}"
+    )
+    lines.append(
+        f"- seeds: {', '.join(map(str, cfg['seeds']))}; label noise: "
+        + ", ".join(
+            f"{n['rate']:g} ({n['n_flipped']} training labels flipped, seed {n['seed']})"
+            for n in report.protocol["noise"]
+        )
+    )
+    lines.append(
+        f"- wall time: {wall_s / 60:.1f} min (embedding {embed_s / 60:.1f} min; selection "
+        f"{report.timing_s.get('select', 0) / 60:.1f} min, training {report.timing_s.get('train', 0) / 60:.1f} "
+        f"min; {report.stats['cells_computed']} cells computed, {report.stats['cells_cached']} from cache, "
+        f"{report.stats['fits']} probe fits)"
+    )
     lines.append("")
     ranks = report.mean_ranks()
     for noise in report.plan["noise_levels"]:
         sub = frame[frame["noise"] == noise]
         title = "clean labels" if noise == 0 else f"{noise:.0%} symmetric label noise"
         full = sub["full"].mean()
-        lines += [f"### {name}, {title}", "",
-                  f"Full training set: **{_f(full)} %** top-1. Accuracy in %, mean ± sample std over the seeds "
-                  "(deterministic selectors give one subset: their std is 0 with a linear probe).", ""]
+        lines += [
+            f"### {name}, {title}",
+            "",
+            f"Full training set: **{_f(full)} %** top-1. Accuracy in %, mean ± sample std over the seeds "
+            "(deterministic selectors give one subset: their std is 0 with a linear probe).",
+            "",
+        ]
         head = "| method | " + " | ".join(f"{p:g}" for p in fractions) + " | mean rank |"
         lines += [head, "|---|" + "---:|" * (len(fractions) + 1)]
         for method in dict.fromkeys(sub["method"]):
             m = sub[sub["method"] == method].set_index("fraction")
             cells = [f"{_f(m.loc[p, 'acc'])} ± {_f(m.loc[p, 'acc_std'])}" if p in m.index else "–" for p in fractions]
-            lines.append(f"| {method} | " + " | ".join(cells) + f" | {_f(ranks.get(noise, {}).get(method, math.nan))} |")
-        lines += ["", "Difference to random at the same per-class budgets (percentage points, 95 % interval; "
-                      "**bold**: the interval excludes 0):", ""]
+            lines.append(
+                f"| {method} | " + " | ".join(cells) + f" | {_f(ranks.get(noise, {}).get(method, math.nan))} |"
+            )
+        lines += [
+            "",
+            "Difference to random at the same per-class budgets (percentage points, 95 % interval; "
+            "**bold**: the interval excludes 0):",
+            "",
+        ]
         lines += ["| method | " + " | ".join(f"{p:g}" for p in fractions) + " |", "|---|" + "---:|" * len(fractions)]
         for method in dict.fromkeys(sub["method"]):
             if method == "random":
@@ -153,13 +179,18 @@ def dataset_markdown(name: str, report: EvaluationReport, embed_s: float, wall_s
                 cells.append(f"**{txt}**" if sig else txt)
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         if noise > 0:
-            lines += ["", "Label-flipped samples kept (mean over seeds; random: its own subsets at the paper budget):",
-                      "", "| method | " + " | ".join(f"{p:g}" for p in fractions) + " |",
-                      "|---|" + "---:|" * len(fractions)]
+            lines += [
+                "",
+                "Label-flipped samples kept (mean over seeds; random: its own subsets at the paper budget):",
+                "",
+                "| method | " + " | ".join(f"{p:g}" for p in fractions) + " |",
+                "|---|" + "---:|" * len(fractions),
+            ]
             for method in dict.fromkeys(sub["method"]):
                 m = sub[sub["method"] == method].set_index("fraction")
-                cells = [f"{m.loc[p, 'flipped_kept']:.0f} / {m.loc[p, 'kept']}" if p in m.index else "–"
-                         for p in fractions]
+                cells = [
+                    f"{m.loc[p, 'flipped_kept']:.0f} / {m.loc[p, 'kept']}" if p in m.index else "–" for p in fractions
+                ]
                 lines.append(f"| {method} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += auto_section(name, report)
@@ -182,38 +213,53 @@ def auto_section(name: str, report: EvaluationReport) -> list[str]:
     cells = [c for c in report.cells if c.method == "auto" and c.budget == "paper"]
     if not cells:
         return []
-    lines = [f"### {name}: what `auto` chose, and its regret", "",
-             "Per cell: the method `auto` picked from the pool alone (k-fold inside the training pool, ridge probe on "
-             "the selection features; no test label read), its pool estimate of the gain over random (pp, 95 % "
-             "interval over the folds), and on the test set its difference to random and its regret (pp below the "
-             "best method of the cell).", "",
-             "| noise | fraction | chosen | pool estimate (pp) | test: diff to random (pp) | regret (pp) |",
-             "|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        f"### {name}: what `auto` chose, and its regret",
+        "",
+        "Per cell: the method `auto` picked from the pool alone (k-fold inside the training pool, ridge probe on "
+        "the selection features; no test label read), its pool estimate of the gain over random (pp, 95 % "
+        "interval over the folds), and on the test set its difference to random and its regret (pp below the "
+        "best method of the cell).",
+        "",
+        "| noise | fraction | chosen | pool estimate (pp) | test: diff to random (pp) | regret (pp) |",
+        "|---:|---:|---|---:|---:|---:|",
+    ]
     regrets = regret_table(frame)
     for c in cells:
         d = c.selection.get("details", {})
         est = {e["candidate"]: e for e in d.get("estimates", [])}.get(d.get("chosen"), {})
-        e_txt = (f"{est['gain']:+.2f} [{_f(est.get('gain_low'))}, {_f(est.get('gain_high'))}]"
-                 if est.get("gain") is not None else "–")
+        e_txt = (
+            f"{est['gain']:+.2f} [{_f(est.get('gain_low'))}, {_f(est.get('gain_high'))}]"
+            if est.get("gain") is not None
+            else "–"
+        )
         row = frame[(frame["method"] == "auto") & (frame["noise"] == c.label_noise) & (frame["fraction"] == c.fraction)]
         r = row.iloc[0]
         sig = math.isfinite(r["ci_low"]) and (r["ci_low"] > 0 or r["ci_high"] < 0)
         diff = f"{r['diff']:+.2f} [{_f(r['ci_low'])}, {_f(r['ci_high'])}]"
-        lines.append(f"| {c.label_noise:g} | {c.fraction:g} | {d.get('chosen', '?')} | {e_txt} | "
-                     f"{'**' + diff + '**' if sig else diff} | {regrets[(c.label_noise, c.fraction)]['auto']:.2f} |")
+        lines.append(
+            f"| {c.label_noise:g} | {c.fraction:g} | {d.get('chosen', '?')} | {e_txt} | "
+            f"{'**' + diff + '**' if sig else diff} | {regrets[(c.label_noise, c.fraction)]['auto']:.2f} |"
+        )
     methods = [m for m in dict.fromkeys(frame["method"]) if m != "auto"]
     mean_regret = {m: float(np.mean([r[m] for r in regrets.values() if m in r])) for m in methods + ["auto"]}
     best_fixed = min(methods, key=lambda m: mean_regret[m])
     auto_rows = frame[frame["method"] == "auto"]
     n_cells = len(auto_rows)
-    not_below = int(((auto_rows["diff"] >= -0.5)).sum())
+    not_below = int((auto_rows["diff"] >= -0.5).sum())
     above = int((auto_rows["ci_low"] > 0).sum())
-    lines += ["", f"Mean regret over the {len(regrets)} cells: **auto {mean_regret['auto']:.2f} pp**; best fixed method "
-              f"**{best_fixed} {mean_regret[best_fixed]:.2f} pp**; others: "
-              + ", ".join(f"{m} {mean_regret[m]:.2f}" for m in sorted(methods, key=lambda m: mean_regret[m])
-                          if m != best_fixed) + ".",
-              f"`auto` is at or above random (point estimate within −0.5 pp) in {not_below} of {n_cells} cells and "
-              f"significantly above random in {above} of {n_cells}.", ""]
+    lines += [
+        "",
+        f"Mean regret over the {len(regrets)} cells: **auto {mean_regret['auto']:.2f} pp**; best fixed method "
+        f"**{best_fixed} {mean_regret[best_fixed]:.2f} pp**; others: "
+        + ", ".join(
+            f"{m} {mean_regret[m]:.2f}" for m in sorted(methods, key=lambda m: mean_regret[m]) if m != best_fixed
+        )
+        + ".",
+        f"`auto` is at or above random (point estimate within −0.5 pp) in {not_below} of {n_cells} cells and "
+        f"significantly above random in {above} of {n_cells}.",
+        "",
+    ]
     return lines
 
 
@@ -250,38 +296,56 @@ def label_issue_rows(name: str, fs, pool: np.ndarray, test_rows: np.ndarray, rat
     cons_sugg = cons.suggested  # codes are indices into the pool's sorted classes
     pool_classes = np.unique(noisy[pool])
     cons_sugg = np.searchsorted(classes, pool_classes[cons_sugg])
-    for who, flag, sugg, secs in (("ours", cons.suspect, cons_sugg, t_ours),
-                                  ("cleanlab", cl_flag, np.argmax(probs, axis=1), t_cl)):
+    for who, flag, sugg, secs in (
+        ("ours", cons.suspect, cons_sugg, t_ours),
+        ("cleanlab", cl_flag, np.argmax(probs, axis=1), t_cl),
+    ):
         tp = int((flag & flips).sum())
         prec = tp / max(int(flag.sum()), 1)
         rec = tp / max(int(flips.sum()), 1) if flips.any() else math.nan
         f1 = 2 * prec * rec / (prec + rec) if flips.any() and prec + rec > 0 else math.nan
         hit = flag & flips
-        rows.append({"dataset": name, "noise": rate, "who": who, "flagged": int(flag.sum()), "share": flag.mean(),
-                     "precision": prec if flips.any() else math.nan, "recall": rec, "f1": f1,
-                     "suggested_ok": float((sugg[hit] == true[hit]).mean()) if hit.any() else math.nan,
-                     "seconds": secs})
+        rows.append(
+            {
+                "dataset": name,
+                "noise": rate,
+                "who": who,
+                "flagged": int(flag.sum()),
+                "share": flag.mean(),
+                "precision": prec if flips.any() else math.nan,
+                "recall": rec,
+                "f1": f1,
+                "suggested_ok": float((sugg[hit] == true[hit]).mean()) if hit.any() else math.nan,
+                "seconds": secs,
+            }
+        )
     return rows
 
 
 def label_issue_markdown(rows: list[dict]) -> list[str]:
     if not rows:
         return []
-    lines = ["## Label issues: our label consensus vs cleanlab", "",
-             "Same pool, same selection features (effnet-lite0 + effnet-lite1). Ours: `core.selection.label_consensus` "
-             "(k-NN and nearest-class-mean votes across the models, defaults). cleanlab: `cleanlab.filter."
-             "find_label_issues` on 5-fold out-of-fold probabilities of a logistic probe (standardised, C = 1) on the "
-             "L2-normalised concatenated features. At 20 % symmetric flips (seed 0) the flipped rows are known; on the "
-             "clean labels every flag is a false alarm (or a real error of the dataset). `suggested ok`: share of the "
-             "flagged flipped rows whose suggested class (ours: the consensus; cleanlab: the probe's argmax) is the "
-             "true class.", "",
-             "| dataset | labels | method | flagged | share | precision | recall | F1 | suggested ok | seconds |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "## Label issues: our label consensus vs cleanlab",
+        "",
+        "Same pool, same selection features (effnet-lite0 + effnet-lite1). Ours: `core.selection.label_consensus` "
+        "(k-NN and nearest-class-mean votes across the models, defaults). cleanlab: `cleanlab.filter."
+        "find_label_issues` on 5-fold out-of-fold probabilities of a logistic probe (standardised, C = 1) on the "
+        "L2-normalised concatenated features. At 20 % symmetric flips (seed 0) the flipped rows are known; on the "
+        "clean labels every flag is a false alarm (or a real error of the dataset). `suggested ok`: share of the "
+        "flagged flipped rows whose suggested class (ours: the consensus; cleanlab: the probe's argmax) is the "
+        "true class.",
+        "",
+        "| dataset | labels | method | flagged | share | precision | recall | F1 | suggested ok | seconds |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for r in rows:
         lab = "clean" if r["noise"] == 0 else f"{r['noise']:.0%} flips"
-        lines.append(f"| {r['dataset']} | {lab} | {r['who']} | {r['flagged']} | {100 * r['share']:.1f} % | "
-                     f"{_f(r['precision'])} | {_f(r['recall'])} | {_f(r['f1'])} | {_f(r['suggested_ok'])} | "
-                     f"{r['seconds']:.1f} |")
+        lines.append(
+            f"| {r['dataset']} | {lab} | {r['who']} | {r['flagged']} | {100 * r['share']:.1f} % | "
+            f"{_f(r['precision'])} | {_f(r['recall'])} | {_f(r['f1'])} | {_f(r['suggested_ok'])} | "
+            f"{r['seconds']:.1f} |"
+        )
     return lines + [""]
 
 
@@ -299,12 +363,15 @@ def ram_apl_notes(name: str, frame) -> list[str]:
     where = ", ".join(f"p = {r.fraction:g} (noise {r.noise:g}: {r.diff:+.2f} pp)" for r in not_better.itertuples())
     out[0] += f"Not significantly better than random at {where}"
     if not worse.empty:
-        out[0] += "; significantly worse at " + ", ".join(f"p = {r.fraction:g} (noise {r.noise:g})"
-                                                          for r in worse.itertuples())
+        out[0] += "; significantly worse at " + ", ".join(
+            f"p = {r.fraction:g} (noise {r.noise:g})" for r in worse.itertuples()
+        )
     out[0] += "."
     out.append("")
-    out.append("What these figures suggest, and why, is discussed by hand in `bench/README.md` (section "
-               "\"Selection quality\"; written by hand, so re-read it when these figures change).")
+    out.append(
+        "What these figures suggest, and why, is discussed by hand in `bench/README.md` (section "
+        '"Selection quality"; written by hand, so re-read it when these figures change).'
+    )
     out.append("")
     return out
 
@@ -318,8 +385,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--noise", default="0,0.2", help="label-noise levels (default 0,0.2)")
     ap.add_argument("--limit", type=int, default=None, help="at most N images per class and split (smoke runs)")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-size", type=int, default=None,
-                    help="images per forward pass (default: the engine's, 8 on the CPU, 64 on a GPU)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: the engine's, 8 on the CPU, 64 on a GPU)",
+    )
     ap.add_argument("--workspace", default=None, help="cache/scratch folder (default: the coreset-studio workspace)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "quality.md"))
     ap.add_argument("--no-label-issues", action="store_true", help="skip the label-issue comparison with cleanlab")
@@ -342,9 +413,14 @@ def main(argv: list[str] | None = None) -> int:
             ds = limit_dataset(ds, args.limit)
         print(ds.summary(), file=sys.stderr)
         t_embed = time.perf_counter()
-        run_ = embed_dataset(ds, list(SELECTION_MODELS) + [EVAL_MODEL], device=args.device, batch_size=args.batch_size,
-                             workspace=workspace,
-                             progress=lambda m, d, t: print(f"\rembedding {m}: {d}/{t}", end="", file=sys.stderr))
+        run_ = embed_dataset(
+            ds,
+            list(SELECTION_MODELS) + [EVAL_MODEL],
+            device=args.device,
+            batch_size=args.batch_size,
+            workspace=workspace,
+            progress=lambda m, d, t: print(f"\rembedding {m}: {d}/{t}", end="", file=sys.stderr),
+        )
         print("", file=sys.stderr)
         embed_s = time.perf_counter() - t_embed
         tag = name + (f"-limit{args.limit}" if args.limit else "")
@@ -356,9 +432,18 @@ def main(argv: list[str] | None = None) -> int:
                 last[0] = now
                 print(f"[{name}] {done}/{total} cells ({what}) {now - t0:.0f} s", file=sys.stderr)
 
-        report = run_plan(run_.features, specs, fractions, config, noise_levels=levels,
-                          selection_models=list(SELECTION_MODELS), cache_dir=workspace / "bench-quality" / "cells" / tag,
-                          device=args.device, progress=progress, extra_timing={"embedding": embed_s})
+        report = run_plan(
+            run_.features,
+            specs,
+            fractions,
+            config,
+            noise_levels=levels,
+            selection_models=list(SELECTION_MODELS),
+            cache_dir=workspace / "bench-quality" / "cells" / tag,
+            device=args.device,
+            progress=progress,
+            extra_timing={"embedding": embed_s},
+        )
         wall = time.perf_counter() - t0
         report.timing_s["wall"] = wall
         export_report(workspace / "bench-quality" / tag, report, run_.features, selections=False)
@@ -370,28 +455,37 @@ def main(argv: list[str] | None = None) -> int:
             split = make_split(run_.features, config.holdout, config.holdout_seed)
             for rate in levels:
                 issue_rows += label_issue_rows(name, run_.features, split.pool, split.test, rate)
-                print(f"[{name}] label issues at noise {rate:g}: " + "; ".join(
-                    f"{r['who']} F1 {_f(r['f1'])} share {100 * r['share']:.1f} %" for r in issue_rows[-2:]),
-                    file=sys.stderr)
+                print(
+                    f"[{name}] label issues at noise {rate:g}: "
+                    + "; ".join(f"{r['who']} F1 {_f(r['f1'])} share {100 * r['share']:.1f} %" for r in issue_rows[-2:]),
+                    file=sys.stderr,
+                )
         full = report.results_frame().groupby("noise")["full"].mean()
-        summary.append(f"| {name} | " + " | ".join(f"{_f(full.get(n, math.nan))}" for n in levels) + f" | {wall / 60:.1f} |")
+        summary.append(
+            f"| {name} | " + " | ".join(f"{_f(full.get(n, math.nan))}" for n in levels) + f" | {wall / 60:.1f} |"
+        )
         print(report.format_table(), file=sys.stderr)
         print(f"[{name}] report.html: {workspace / 'bench-quality' / tag / 'report.html'}", file=sys.stderr)
-        write_markdown(out_md, args, levels, summary, sections + label_issue_markdown(issue_rows),
-                       time.perf_counter() - started)
+        write_markdown(
+            out_md, args, levels, summary, sections + label_issue_markdown(issue_rows), time.perf_counter() - started
+        )
     return 0
 
 
-def write_markdown(out_md: Path, args: argparse.Namespace, levels: list[float], summary: list[str],
-                   sections: list[str], total: float) -> None:
+def write_markdown(
+    out_md: Path, args: argparse.Namespace, levels: list[float], summary: list[str], sections: list[str], total: float
+) -> None:
     """Write quality.md with the datasets finished so far (called after each dataset)."""
     from core.provenance import machine_description, package_versions
 
     header = [
-        "# Quality benchmark: selected subset vs random subset vs full training set", "",
-        "Generated by `bench/quality.py`" + (f" with `{' '.join(sys.argv[1:])}`" if sys.argv[1:] else "")
+        "# Quality benchmark: selected subset vs random subset vs full training set",
+        "",
+        "Generated by `bench/quality.py`"
+        + (f" with `{' '.join(sys.argv[1:])}`" if sys.argv[1:] else "")
         + f". Total wall time {total / 60:.1f} min on {machine_description()['platform']} "
-        f"({machine_description()['cpus']} CPUs, device {args.device}).", "",
+        f"({machine_description()['cpus']} CPUs, device {args.device}).",
+        "",
         "Protocol: selection on `effnet-lite0` + `effnet-lite1` features; evaluation by a linear probe (standardised "
         "features, multinomial logistic regression, C = 1.0 fixed, never tuned on test data) on `effnet-lite2` "
         "features. Each method is compared with random subsets at exactly its per-class budgets (one per seed) and "
@@ -400,10 +494,14 @@ def write_markdown(out_md: Path, args: argparse.Namespace, levels: list[float], 
         "probe) this is the one-sample t interval over the random seeds. Label noise: each training label flipped "
         "with probability η to a uniformly drawn other class (seed 0); selection and training see the noisy "
         "labels, test labels are clean. Mean rank: rank of the mean accuracy among the methods at each fraction "
-        "(1 = best), averaged over the fractions.", "",
+        "(1 = best), averaged over the fractions.",
+        "",
         "| dataset | " + " | ".join(f"full-data acc. %, noise {n:g}" for n in levels) + " | wall time (min) |",
-        "|---|" + "---:|" * (len(levels) + 1), *summary, "",
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in package_versions().items()), "",
+        "|---|" + "---:|" * (len(levels) + 1),
+        *summary,
+        "",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in package_versions().items()),
+        "",
     ]
     out_md.parent.mkdir(parents=True, exist_ok=True)
     from core.workspace import atomic_write_text

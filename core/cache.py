@@ -168,8 +168,9 @@ class EmbeddingCache:
         return out
 
     # ------------------------------------------------------------------ API
-    def lookup(self, embedder_identity: str, file_ids: Sequence[str], dim: int | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(
+        self, embedder_identity: str, file_ids: Sequence[str], dim: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Return (found mask ``[N]`` bool, features ``[N, D]`` float32 with NaN rows where missing).
 
         ``dim``: read only the shards of that width (``D == dim``); others are left alone.
@@ -198,8 +199,9 @@ class EmbeddingCache:
                 feats[i] = shards[hit[0]][2][hit[1]]
         return found, feats
 
-    def store(self, embedder_identity: str, file_ids: Sequence[str], features: np.ndarray, *,
-              meta: dict | None = None) -> None:
+    def store(
+        self, embedder_identity: str, file_ids: Sequence[str], features: np.ndarray, *, meta: dict | None = None
+    ) -> None:
         """Append rows (``file_ids[i]`` -> ``features[i]``) as one new shard, atomically.
 
         ``meta`` (optional, JSON-serialisable) is written once as ``meta.json``.
@@ -223,8 +225,9 @@ class EmbeddingCache:
         if len(shards) > self.max_shards:
             self.compact(embedder_identity)
 
-    def try_store(self, embedder_identity: str, file_ids: Sequence[str], features: np.ndarray, *,
-                  meta: dict | None = None) -> bool:
+    def try_store(
+        self, embedder_identity: str, file_ids: Sequence[str], features: np.ndarray, *, meta: dict | None = None
+    ) -> bool:
         """:meth:`store`, but a failed write (``OSError``) warns once and disables further writes.
 
         The :class:`CacheWriteWarning` names the cache folder, the error and what to do.

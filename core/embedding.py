@@ -47,8 +47,14 @@ def parse_models(text: str | Sequence[str]) -> list[str]:
 BACKENDS = ("torch", "onnx")
 
 
-def build_embedder(model: str, weights: str | os.PathLike | None = None, workspace: str | os.PathLike | None = None,
-                   backend: str = "torch", jpeg_draft: bool = False, base: Any = None) -> Any:
+def build_embedder(
+    model: str,
+    weights: str | os.PathLike | None = None,
+    workspace: str | os.PathLike | None = None,
+    backend: str = "torch",
+    jpeg_draft: bool = False,
+    base: Any = None,
+) -> Any:
     """The embedder ``model`` (or ``base``, already built) on ``backend``, with JPEG draft decoding when asked.
 
     ``backend="onnx"``: :func:`core.embedders.onnx_runtime.onnx_embedder` (exported at load, cached,
@@ -174,30 +180,55 @@ def embed_dataset(
 
             factory = functools.partial(build_embedder, model, w, workspace, backend, jpeg_draft)
             result = embed_images_ray(
-                embedder, factory, dataset.paths, file_ids=dataset.file_ids, batch_size=batch_size,
-                precision=precision, cache=cache, progress=report, cancel=cancel, **dict(ray_options or {}),
+                embedder,
+                factory,
+                dataset.paths,
+                file_ids=dataset.file_ids,
+                batch_size=batch_size,
+                precision=precision,
+                cache=cache,
+                progress=report,
+                cancel=cancel,
+                **dict(ray_options or {}),
             )
         else:
             result = embed_images(
-                embedder, dataset.paths, file_ids=dataset.file_ids, device=device, batch_size=batch_size,
-                num_workers=num_workers, precision=precision, cache=cache, progress=report, cancel=cancel,
+                embedder,
+                dataset.paths,
+                file_ids=dataset.file_ids,
+                device=device,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                precision=precision,
+                cache=cache,
+                progress=report,
+                cancel=cancel,
             )
         arrays[model] = result.features
         ok &= result.ok
         for path, reason in result.problems:
             problems.setdefault(path, Problem(path, "unreadable_during_embedding", reason))
         stats[model] = {
-            "cached": int(result.n_cached), "computed": int(result.n_computed),
-            "seconds": round(time.perf_counter() - started, 3), "images_per_s": round(result.images_per_s, 1),
-            "device": result.device, "dim": int(result.features.shape[1]),
+            "cached": int(result.n_cached),
+            "computed": int(result.n_computed),
+            "seconds": round(time.perf_counter() - started, 3),
+            "images_per_s": round(result.images_per_s, 1),
+            "device": result.device,
+            "dim": int(result.features.shape[1]),
         }
         identities[model] = {"identity": embedder.identity, "dim": int(embedder.dim)}
     if not ok.any():
         raise CoresetError("No image could be embedded; see the problem report.")
     keep = np.flatnonzero(ok)
     meta = {
-        "dataset": {"name": dataset.name, "root": str(dataset.root), "source": dataset.source,
-                    "fingerprint": dataset.fingerprint, "images": n, "embedded": int(ok.sum())},
+        "dataset": {
+            "name": dataset.name,
+            "root": str(dataset.root),
+            "source": dataset.source,
+            "fingerprint": dataset.fingerprint,
+            "images": n,
+            "embedded": int(ok.sum()),
+        },
         "models": identities,
         "versions": package_versions(),
         "stats": stats,
@@ -210,5 +241,9 @@ def embed_dataset(
         meta=meta,
     )
     ids = dataset.file_ids
-    return EmbeddingRun(features=features, problems=list(problems.values()), stats=stats,
-                        file_ids=None if ids is None else [str(ids[i]) for i in keep])
+    return EmbeddingRun(
+        features=features,
+        problems=list(problems.values()),
+        stats=stats,
+        file_ids=None if ids is None else [str(ids[i]) for i in keep],
+    )

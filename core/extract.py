@@ -31,15 +31,15 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .datasets.images import file_identity  # noqa: F401  (re-exported: the one content hash)
-from .datasets.images import open_rgb
+from .datasets.images import file_identity, open_rgb
 from .devices import resolve_device
 from .errors import CoresetError
 
@@ -60,7 +60,7 @@ class ExtractionCancelled(CoresetError):
     """``cancel()`` returned True. Rows embedded before that are in the cache (if one was given);
     ``partial`` holds the :class:`ExtractionResult` so far (unfinished rows NaN, ok False)."""
 
-    def __init__(self, message: str, partial: "ExtractionResult") -> None:
+    def __init__(self, message: str, partial: ExtractionResult) -> None:
         super().__init__(message)
         self.partial = partial
 
@@ -113,8 +113,9 @@ class _ImageFiles(Dataset):
         return i, x, reason
 
 
-def decode_image(path: str, transform: Callable, draft: tuple[int, int] | None = None
-                 ) -> tuple[torch.Tensor | None, str | None]:
+def decode_image(
+    path: str, transform: Callable, draft: tuple[int, int] | None = None
+) -> tuple[torch.Tensor | None, str | None]:
     """``(transform(open_rgb(path, draft=draft)) [3, H, W], None)``, or ``(None, reason)`` when the file
     cannot be read or decoded (a bad image is reported, never fatal). Shared by the local and the Ray
     engine. ``draft``: JPEG draft-mode size (:mod:`core.embedders.jpeg_draft`), None for a full decode."""
@@ -123,7 +124,7 @@ def decode_image(path: str, transform: Callable, draft: tuple[int, int] | None =
         if not isinstance(x, torch.Tensor) or x.ndim != 3:
             raise TypeError(f"transform returned {type(x).__name__} {getattr(x, 'shape', '')}, expected [3, H, W]")
         return x, None
-    except Exception as exc:  # a bad image is reported, never fatal
+    except Exception as exc:  # noqa: BLE001 - a bad image (any decoder error) is reported, never fatal
         return None, f"{type(exc).__name__}: {exc}"
 
 
@@ -236,8 +237,9 @@ class RowPlan:
         return [self.ids[first_rows[k]] for k in good], out[good]
 
 
-def plan_rows(paths: Sequence[str], file_ids: Sequence[str] | None, key: str, dim: int,
-              cache: "EmbeddingCache | None") -> RowPlan:
+def plan_rows(
+    paths: Sequence[str], file_ids: Sequence[str] | None, key: str, dim: int, cache: EmbeddingCache | None
+) -> RowPlan:
     """Look the rows up in ``cache`` (hashing files when ``file_ids`` is None) and list what is left.
 
     A file that cannot be hashed fails here with its ``OSError``.
@@ -279,8 +281,19 @@ def plan_rows(paths: Sequence[str], file_ids: Sequence[str] | None, key: str, di
     else:
         first = todo
     members = {i: (groups[ids[i]] if ids is not None else [i]) for i in first}
-    return RowPlan(paths=paths, ids=ids, key=key, features=features, ok=ok, failed=failed, problems=problems,
-                   n_cached=n_cached, first=first, members=members, done=n - len(todo))
+    return RowPlan(
+        paths=paths,
+        ids=ids,
+        key=key,
+        features=features,
+        ok=ok,
+        failed=failed,
+        problems=problems,
+        n_cached=n_cached,
+        first=first,
+        members=members,
+        done=n - len(todo),
+    )
 
 
 class CacheWriter:
@@ -288,7 +301,7 @@ class CacheWriter:
     :data:`CACHE_FLUSH_SECONDS` seconds (``_clock``), and on :meth:`flush`. Without a cache it keeps nothing.
     A failed write warns once and is not retried (:meth:`~core.cache.EmbeddingCache.try_store`)."""
 
-    def __init__(self, cache: "EmbeddingCache | None", key: str, meta: dict | None) -> None:
+    def __init__(self, cache: EmbeddingCache | None, key: str, meta: dict | None) -> None:
         self.cache, self.key, self.meta = cache, key, meta
         self.ids: list[str] = []
         self.rows: list[np.ndarray] = []
@@ -313,8 +326,14 @@ class CacheWriter:
         self.rows.clear()
 
 
-def make_loader(paths: Sequence[str], transform: Callable, batch_size: int, num_workers: int,
-                device: torch.device, draft: tuple[int, int] | None = None) -> DataLoader:
+def make_loader(
+    paths: Sequence[str],
+    transform: Callable,
+    batch_size: int,
+    num_workers: int,
+    device: torch.device,
+    draft: tuple[int, int] | None = None,
+) -> DataLoader:
     """Batches ``(index, images [B, 3, H, W] or None, [(index, reason), ...])`` decoded in ``num_workers``
     processes (pinned memory on CUDA)."""
     return DataLoader(
@@ -328,7 +347,7 @@ def make_loader(paths: Sequence[str], transform: Callable, batch_size: int, num_
     )
 
 
-def prepare_model(embedder: "Embedder", device: torch.device) -> bool:
+def prepare_model(embedder: Embedder, device: torch.device) -> bool:
     """Move the model to ``device`` (channels-last when the embedder asks); returns channels_last."""
     embedder.to(device)
     channels_last = bool(getattr(embedder, "channels_last", False))
@@ -337,8 +356,9 @@ def prepare_model(embedder: "Embedder", device: torch.device) -> bool:
     return channels_last
 
 
-def forward_batch(embedder: "Embedder", xs: torch.Tensor, device: torch.device, precision: str,
-                  channels_last: bool) -> np.ndarray:
+def forward_batch(
+    embedder: Embedder, xs: torch.Tensor, device: torch.device, precision: str, channels_last: bool
+) -> np.ndarray:
     """One forward pass under inference mode and autocast: ``[B, 3, H, W]`` -> float32 numpy ``[B, dim]``."""
     xs = xs.to(device, non_blocking=device.type == "cuda")
     if channels_last:
@@ -366,14 +386,15 @@ def assemble_result(plan: RowPlan, t0: float, device: torch.device | str, precis
     )
 
 
-def cancelled_message(plan: RowPlan, cache: "EmbeddingCache | None") -> str:
-    return (f"Extraction cancelled after {plan.done} of {plan.n} images; "
-            + ("the rows embedded so far are cached and will not be recomputed."
-               if cache is not None and cache.write_error is None
-               else "nothing was cached (no cache given, or it could not be written)."))
+def cancelled_message(plan: RowPlan, cache: EmbeddingCache | None) -> str:
+    return f"Extraction cancelled after {plan.done} of {plan.n} images; " + (
+        "the rows embedded so far are cached and will not be recomputed."
+        if cache is not None and cache.write_error is None
+        else "nothing was cached (no cache given, or it could not be written)."
+    )
 
 
-def cache_key(embedder: "Embedder", precision: str) -> str:
+def cache_key(embedder: Embedder, precision: str) -> str:
     """The cache folder of an embedder at a precision: its identity, plus ``-<precision>`` when not fp32."""
     return embedder.identity if precision == "fp32" else f"{embedder.identity}-{precision}"
 
@@ -467,7 +488,7 @@ class ThreadTuner:
 
 # ----------------------------------------------------------------------------- engine
 def embed_images(
-    embedder: "Embedder",
+    embedder: Embedder,
     paths: Sequence[str | os.PathLike],
     *,
     file_ids: Sequence[str] | None = None,
@@ -475,7 +496,7 @@ def embed_images(
     batch_size: int | None = None,
     num_workers: int | None = None,
     precision: str = "auto",
-    cache: "EmbeddingCache | None" = None,
+    cache: EmbeddingCache | None = None,
     progress: Callable[[int, int], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> ExtractionResult:
@@ -524,8 +545,14 @@ def embed_images(
     workers = default_num_workers(len(first), batch_size, dev) if num_workers is None else max(0, int(num_workers))
     draft = getattr(embedder, "decode_draft", None)
     it = iter(make_loader([files[i] for i in first], embedder.transform, batch_size, workers, dev, draft))
-    tuner = (ThreadTuner() if TUNE_CPU_THREADS and dev.type == "cpu" and len(first) >= 16 * batch_size
-             and getattr(embedder, "backend", "torch") == "torch" else None)
+    tuner = (
+        ThreadTuner()
+        if TUNE_CPU_THREADS
+        and dev.type == "cpu"
+        and len(first) >= 16 * batch_size
+        and getattr(embedder, "backend", "torch") == "torch"
+        else None
+    )
     try:
         while True:
             if cancel is not None and cancel():
@@ -552,7 +579,7 @@ def embed_images(
         # callback): keep the finished rows, then let the exception go on.
         try:
             writer.flush()
-        except Exception:  # never hide the original exception behind a failed flush
+        except Exception:  # noqa: BLE001 - never hide the original exception behind a failed flush
             pass
         raise
     finally:

@@ -45,8 +45,10 @@ FEAT_PREFIX = "feat_"
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 #: What a features file must look like, for error messages.
-HOW_TO_WRITE = ("write it with `coreset-studio embed`, or with numpy.savez(path, feat_<model>=<float array [N, D]>, "
-                "labels=<array [N]>)")
+HOW_TO_WRITE = (
+    "write it with `coreset-studio embed`, or with numpy.savez(path, feat_<model>=<float array [N, D]>, "
+    "labels=<array [N]>)"
+)
 
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a zip's first entry, or an empty zip
 _NPY_MAGIC = b"\x93NUMPY"
@@ -63,7 +65,7 @@ def beyond_float32(x: np.ndarray, chunk_rows: int = 4096) -> tuple[int, int, flo
         return None
     x2 = x.reshape(len(x), -1)
     for start in range(0, len(x2), chunk_rows):
-        block = x2[start:start + chunk_rows]
+        block = x2[start : start + chunk_rows]
         with np.errstate(invalid="ignore"):
             over = (np.abs(block) > FLOAT32_MAX) & np.isfinite(block)
         if over.any():
@@ -74,9 +76,11 @@ def beyond_float32(x: np.ndarray, chunk_rows: int = 4096) -> tuple[int, int, flo
 
 def float32_range_message(name: str, where: tuple[int, int, float]) -> str:
     row, col, value = where
-    return (f"Features of model {name!r} have finite values beyond the float32 range (|x| up to {FLOAT32_MAX:.3g}), "
-            f"e.g. {value:.3g} at row {row}, column {col}; features are used as float32, where these would become "
-            "infinite: rescale them (divide by their largest absolute value) or L2-normalise them before saving.")
+    return (
+        f"Features of model {name!r} have finite values beyond the float32 range (|x| up to {FLOAT32_MAX:.3g}), "
+        f"e.g. {value:.3g} at row {row}, column {col}; features are used as float32, where these would become "
+        "infinite: rescale them (divide by their largest absolute value) or L2-normalise them before saving."
+    )
 
 
 def _decode_text_array(value: np.ndarray, attr: str) -> np.ndarray:
@@ -92,7 +96,8 @@ def _decode_text_array(value: np.ndarray, attr: str) -> np.ndarray:
             except UnicodeDecodeError as exc:
                 raise CoresetError(
                     f"{attr} row {i} is not UTF-8 text ({raw!r}: byte {raw[exc.start]:#04x} at position {exc.start}); "
-                    f"write {attr} as text (a numpy str array) or UTF-8 bytes.") from None
+                    f"write {attr} as text (a numpy str array) or UTF-8 bytes."
+                ) from None
         return np.array(out, dtype=str).reshape(arr.shape)
     return arr.astype(str)
 
@@ -138,7 +143,8 @@ class FeatureSet:
             if arr.dtype.kind not in "biuf":
                 raise CoresetError(
                     f"Features of model {name!r} are not numbers (dtype {arr.dtype}); every feat_* array must be a "
-                    "float (or integer) array [N, D]: convert it with .astype(numpy.float32) before saving.")
+                    "float (or integer) array [N, D]: convert it with .astype(numpy.float32) before saving."
+                )
             where = beyond_float32(arr)
             if where is not None:
                 raise CoresetError(float32_range_message(name, where))
@@ -192,15 +198,22 @@ def _refuse_non_npz(path: Path) -> None:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except OSError as exc:
-        raise CoresetError(f"Features file {path} cannot be read ({exc.strerror or exc}); check its permissions.") from exc
+        raise CoresetError(
+            f"Features file {path} cannot be read ({exc.strerror or exc}); check its permissions."
+        ) from exc
     if not head:
         raise CoresetError(f"Features file {path} is empty (0 bytes); {HOW_TO_WRITE}.")
     if head.startswith(_NPY_MAGIC):
-        raise CoresetError(f"Features file {path} is a single .npy array, not a .npz archive of named arrays "
-                           f"(feat_<model>, labels, ...); {HOW_TO_WRITE}.")
+        raise CoresetError(
+            f"Features file {path} is a single .npy array, not a .npz archive of named arrays "
+            f"(feat_<model>, labels, ...); {HOW_TO_WRITE}."
+        )
     if not head.startswith(_ZIP_MAGIC):
-        what = ("it looks like a Python pickle, which is never loaded" if head[:1] == b"\x80"
-                else "it does not start like a zip archive")
+        what = (
+            "it looks like a Python pickle, which is never loaded"
+            if head[:1] == b"\x80"
+            else "it does not start like a zip archive"
+        )
         raise CoresetError(f"Features file {path} is not a .npz archive ({what}); {HOW_TO_WRITE}.")
 
 
@@ -211,11 +224,15 @@ def _read_array(npz, key: str, path: Path) -> np.ndarray:
         if "pickle" in str(exc).lower() or "object arrays" in str(exc).lower():
             raise CoresetError(
                 f"Features file {path}: array {key!r} holds Python objects (pickled data), which are never loaded; "
-                f"save it as numbers or text (e.g. labels.astype(str)); {HOW_TO_WRITE}.") from None
-        raise CoresetError(f"Features file {path}: entry {key!r} is not a numpy array ({exc}); {HOW_TO_WRITE}.") from exc
+                f"save it as numbers or text (e.g. labels.astype(str)); {HOW_TO_WRITE}."
+            ) from None
+        raise CoresetError(
+            f"Features file {path}: entry {key!r} is not a numpy array ({exc}); {HOW_TO_WRITE}."
+        ) from exc
     except (zipfile.BadZipFile, zlib.error, OSError, EOFError, KeyError) as exc:
-        raise CoresetError(f"Features file {path}: entry {key!r} is damaged ({type(exc).__name__}: {exc}); "
-                           "write the file again.") from exc
+        raise CoresetError(
+            f"Features file {path}: entry {key!r} is damaged ({type(exc).__name__}: {exc}); write the file again."
+        ) from exc
 
 
 def load_features(path: str | os.PathLike) -> FeatureSet:
@@ -226,8 +243,10 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
         from .feature_store import is_feature_store, open_feature_store
 
         if not is_feature_store(path):
-            raise CoresetError(f"{path} is a folder but not a features store (no store.json); give a features "
-                               f".npz file or a store written by `coreset-studio embed --out NAME.store`.")
+            raise CoresetError(
+                f"{path} is a folder but not a features store (no store.json); give a features "
+                f".npz file or a store written by `coreset-studio embed --out NAME.store`."
+            )
         return open_feature_store(path)
     if not path.is_file():
         raise CoresetError(f"Features file {path} does not exist; create it with `coreset-studio embed`.")
@@ -236,9 +255,11 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
         with np.load(path, allow_pickle=False) as npz:
             data = {k: _read_array(npz, k, path) for k in npz.files}
     except (zipfile.BadZipFile, zlib.error, ValueError, OSError, EOFError) as exc:
-        raise CoresetError(f"Features file {path} is a damaged or truncated .npz archive ({type(exc).__name__}: "
-                           f"{exc}); write it again (e.g. with `coreset-studio embed`).") from exc
-    feats = {k[len(FEAT_PREFIX):]: v for k, v in data.items() if k.startswith(FEAT_PREFIX)}
+        raise CoresetError(
+            f"Features file {path} is a damaged or truncated .npz archive ({type(exc).__name__}: "
+            f"{exc}); write it again (e.g. with `coreset-studio embed`)."
+        ) from exc
+    feats = {k[len(FEAT_PREFIX) :]: v for k, v in data.items() if k.startswith(FEAT_PREFIX)}
     if not feats:
         raise CoresetError(
             f"Features file {path} has no feat_<model> arrays (found keys: {sorted(data)}); "
@@ -254,11 +275,7 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
             meta = {}
     try:
         return FeatureSet(
-            features=feats,
-            labels=data["labels"],
-            paths=data.get("paths"),
-            split=data.get("split"),
-            meta=meta,
+            features=feats, labels=data["labels"], paths=data.get("paths"), split=data.get("split"), meta=meta
         )
     except CoresetError as exc:
         raise CoresetError(f"Features file {path}: {exc}") from exc

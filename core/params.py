@@ -72,15 +72,27 @@ def coerce_value(value: Any, tp: Any) -> Any:
 
 
 # --------------------------------------------------------------------------- declared parameters
-def param(default: Any = dataclasses.MISSING, help: str = "", *, minimum: float | None = None,
-          maximum: float | None = None, exclusive_minimum: bool = False, exclusive_maximum: bool = False,
-          default_factory: Any = dataclasses.MISSING) -> Any:
+def param(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: bool = False,
+    exclusive_maximum: bool = False,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
     """Declare one parameter: a dataclass field with its help text and an optional numeric
     range (bounds inclusive unless ``exclusive_*``). The type comes from the annotation
     (``bool``, ``int``, ``float``, ``str``, ``str | None`` or ``Literal[...]`` of strings: the
     choices); other annotations (tuples, dicts) are checked by the class's ``validate``."""
-    meta = {"help": help, "minimum": minimum, "maximum": maximum, "exclusive_minimum": exclusive_minimum,
-            "exclusive_maximum": exclusive_maximum}
+    meta = {
+        "help": help,
+        "minimum": minimum,
+        "maximum": maximum,
+        "exclusive_minimum": exclusive_minimum,
+        "exclusive_maximum": exclusive_maximum,
+    }
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -202,12 +214,25 @@ class Params:
                 kind, choices = "choice", tuple(typing.get_args(tp))
             else:
                 kind, choices = getattr(tp, "__name__", str(tp)), None
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            )
             m = f.metadata
-            infos.append(ParamInfo(f.name, kind, default, m.get("help", ""), choices, m.get("minimum"),
-                                   m.get("maximum"), bool(m.get("exclusive_minimum")),
-                                   bool(m.get("exclusive_maximum"))))
+            infos.append(
+                ParamInfo(
+                    f.name,
+                    kind,
+                    default,
+                    m.get("help", ""),
+                    choices,
+                    m.get("minimum"),
+                    m.get("maximum"),
+                    bool(m.get("exclusive_minimum")),
+                    bool(m.get("exclusive_maximum")),
+                )
+            )
         return infos
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,9 +249,16 @@ def split_assignment(item: str) -> tuple[str, str] | None:
     return name, value.strip()
 
 
-def parse_assignments(items: Iterable[str] | None, what: str, *, form: str = "NAME=VALUE", hint: str = "",
-                      error: type[Exception] = CoresetError, require_value: bool = False,
-                      scope: str | None = None) -> dict[str, Any]:
+def parse_assignments(
+    items: Iterable[str] | None,
+    what: str,
+    *,
+    form: str = "NAME=VALUE",
+    hint: str = "",
+    error: type[Exception] = CoresetError,
+    require_value: bool = False,
+    scope: str | None = None,
+) -> dict[str, Any]:
     """The one ``NAME=VALUE`` parser of the command line: ``["a=0.2", "k=1"]`` -> ``{"a": "0.2", "k": "1"}``
     (values stay strings; the parameter classes convert them).
 

@@ -44,7 +44,8 @@ def selection_pool(fs, source: str | Path | None = None) -> tuple[np.ndarray | N
     raise SelectionInputError(
         f"{where} has a split array but no 'train' rows (found: {found or 'no rows'}); select picks only from the "
         "training rows: mark the rows to select from as 'train' in the dataset (an empty split cell of a manifest "
-        "means train), or remove the split array to select from every row.")
+        "means train), or remove the split array to select from every row."
+    )
 
 
 def evaluation_candidates(split: Any, n: int) -> np.ndarray:

@@ -67,18 +67,19 @@ def _nearest(queries: np.ndarray, refs: np.ndarray, k: int, block: int = 8192) -
     idx = np.empty((len(queries), k), dtype=np.int64)
     dist = np.empty((len(queries), k), dtype=np.float64)
     for s in range(0, len(queries), block):
-        q = queries[s:s + block]
+        q = queries[s : s + block]
         d2 = np.einsum("ij,ij->i", q, q)[:, None] - 2.0 * (q @ refs.T) + ref_sq[None, :]
         part = np.argpartition(d2, k - 1, axis=1)[:, :k]
         pd2 = np.take_along_axis(d2, part, axis=1)
         order = np.argsort(pd2, axis=1, kind="stable")
-        idx[s:s + block] = np.take_along_axis(part, order, axis=1)
-        dist[s:s + block] = np.maximum(np.take_along_axis(pd2, order, axis=1), 0.0)
+        idx[s : s + block] = np.take_along_axis(part, order, axis=1)
+        dist[s : s + block] = np.maximum(np.take_along_axis(pd2, order, axis=1), 0.0)
     return idx, dist
 
 
-def umap_2d(x: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
-            landmarks: int = UMAP_LANDMARKS) -> np.ndarray:
+def umap_2d(
+    x: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1, landmarks: int = UMAP_LANDMARKS
+) -> np.ndarray:
     """UMAP embedding to 2-D (PCA-reduced to 50 dims first when wider); float32 ``[N, 2]``.
 
     Up to ``landmarks`` points (default 20,000) every point is in the UMAP fit. Above, UMAP is
@@ -103,8 +104,9 @@ def umap_2d(x: np.ndarray, seed: int = 0, n_neighbors: int = 15, min_dist: float
     if landmarks and n > landmarks:
         fit_rows = np.sort(np.random.default_rng(seed).choice(n, size=int(landmarks), replace=False))
     m = len(fit_rows)
-    reducer = umap.UMAP(n_components=2, n_neighbors=max(2, min(n_neighbors, m - 1)), min_dist=min_dist,
-                        random_state=seed, n_jobs=1)
+    reducer = umap.UMAP(
+        n_components=2, n_neighbors=max(2, min(n_neighbors, m - 1)), min_dist=min_dist, random_state=seed, n_jobs=1
+    )
     fitted = np.asarray(reducer.fit_transform(x[fit_rows]), dtype=np.float64)
     if m == n:
         return fitted.astype(np.float32)

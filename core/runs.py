@@ -27,9 +27,10 @@ import json
 import re
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -86,8 +87,9 @@ class RunStore:
         return self._dataset_dir(fingerprint) / _folder_name(key)
 
     # ------------------------------------------------------------------ runs
-    def save_run(self, fingerprint: str, run_id: str, key: str, config: Mapping[str, Any],
-                 result: SelectionResult) -> Path:
+    def save_run(
+        self, fingerprint: str, run_id: str, key: str, config: Mapping[str, Any], result: SelectionResult
+    ) -> Path:
         """Save (or overwrite) a run: its config and its result. ``key`` identifies the run
         (what determines its result, e.g. the embedding key and the config); ``run_id`` is the
         name people see. Returns the run folder."""
@@ -96,8 +98,13 @@ class RunStore:
         result.table.to_parquet(buf, index=False)
         atomic_write_bytes(folder / "table.parquet", buf.getvalue())
         atomic_write_text(folder / "selection.json", result.to_json(include_table=False))
-        meta = {"run_id": run_id, "key": key, "config": dict(config), "created": time.time(),
-                "versions": dict(result.versions)}
+        meta = {
+            "run_id": run_id,
+            "key": key,
+            "config": dict(config),
+            "created": time.time(),
+            "versions": dict(result.versions),
+        }
         atomic_write_text(folder / "config.json", json.dumps(meta, sort_keys=True, default=str))
         return folder
 
@@ -126,12 +133,29 @@ class RunStore:
             if meta is None:
                 continue
             evals = folder / "evaluations"
-            keys = tuple(p.name for p in sorted(
-                (p for p in evals.iterdir() if (p / "meta.json").is_file()),
-                key=lambda p: ((p / "meta.json").stat().st_mtime_ns, p.name))) if evals.is_dir() else ()
+            keys = (
+                tuple(
+                    p.name
+                    for p in sorted(
+                        (p for p in evals.iterdir() if (p / "meta.json").is_file()),
+                        key=lambda p: ((p / "meta.json").stat().st_mtime_ns, p.name),
+                    )
+                )
+                if evals.is_dir()
+                else ()
+            )
             added, dropped = self.load_edits_in(folder)
-            out.append(RunRecord(str(meta["run_id"]), str(meta["key"]), dict(meta["config"]),
-                                 float(meta.get("created", 0.0)), folder, keys, len(added) + len(dropped)))
+            out.append(
+                RunRecord(
+                    str(meta["run_id"]),
+                    str(meta["key"]),
+                    dict(meta["config"]),
+                    float(meta.get("created", 0.0)),
+                    folder,
+                    keys,
+                    len(added) + len(dropped),
+                )
+            )
         return sorted(out, key=lambda r: (r.created, r.run_id))
 
     def problems(self) -> list[str]:
@@ -163,8 +187,10 @@ class RunStore:
         folder = self.folder(fingerprint, key)
         if not (folder / "config.json").is_file():
             return  # not a saved run (it was deleted): nothing to attach the edits to
-        atomic_write_text(folder / "edits.json", json.dumps({"added": sorted(int(i) for i in added),
-                                                            "dropped": sorted(int(i) for i in dropped)}))
+        atomic_write_text(
+            folder / "edits.json",
+            json.dumps({"added": sorted(int(i) for i in added), "dropped": sorted(int(i) for i in dropped)}),
+        )
 
     @staticmethod
     def load_edits_in(folder: Path) -> tuple[set[int], set[int]]:
@@ -179,8 +205,9 @@ class RunStore:
         return self.load_edits_in(self.folder(fingerprint, key))
 
     # ------------------------------------------------------------------ evaluations
-    def save_evaluation(self, fingerprint: str, key: str, eval_key: str, files: Mapping[str, bytes],
-                        note: str = "") -> None:
+    def save_evaluation(
+        self, fingerprint: str, key: str, eval_key: str, files: Mapping[str, bytes], note: str = ""
+    ) -> None:
         """Save an evaluation of a saved run: its note and report files (``REPORT_FILES``)."""
         if not _EVAL_KEY.match(eval_key):
             raise ValueError(f"not an evaluation key: {eval_key!r}")

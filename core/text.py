@@ -78,5 +78,4 @@ def display_array(values: np.ndarray) -> np.ndarray:
     return np.array([display_text(v) for v in flat], dtype=str).reshape(arr.shape)
 
 
-__all__ = ["FORMULA_PREFIXES", "display_array", "display_text", "escape_csv_cell", "is_encodable",
-           "unescape_csv_cell"]
+__all__ = ["FORMULA_PREFIXES", "display_array", "display_text", "escape_csv_cell", "is_encodable", "unescape_csv_cell"]

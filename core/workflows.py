@@ -44,8 +44,9 @@ def subset_zip(result: SelectionResult, fs: FeatureSet, subset_csv: bytes) -> by
 
         raise CoresetError("These features have no image paths, so there are no images to put in a zip.")
     sel = np.asarray(result.selected, dtype=np.int64)
-    return subset_zip_bytes(fs.paths[sel].tolist(), np.asarray(fs.labels)[sel].astype(str).tolist(),
-                            extra={"subset.csv": subset_csv})
+    return subset_zip_bytes(
+        fs.paths[sel].tolist(), np.asarray(fs.labels)[sel].astype(str).tolist(), extra={"subset.csv": subset_csv}
+    )
 
 
 @dataclass
@@ -67,8 +68,10 @@ def evaluation_key(embedding_key: str, result: SelectionResult, seeds: int, trai
     """A 20-hex-digit key of one evaluation: SHA-256 of the embeddings' key, the selection
     (method, budget, fraction, parameters, kept rows) and the evaluation set-up."""
     h = hashlib.sha256()
-    h.update(f"{embedding_key}|{result.method}|{result.budget}|{result.fraction}|{sorted(result.params.items())}|"
-             f"{seeds}|{trainer}|{eval_model}|".encode())
+    h.update(
+        f"{embedding_key}|{result.method}|{result.budget}|{result.fraction}|{sorted(result.params.items())}|"
+        f"{seeds}|{trainer}|{eval_model}|".encode()
+    )
     h.update(np.asarray(result.selected, dtype=np.int64).tobytes())
     return h.hexdigest()[:20]
 
@@ -81,9 +84,17 @@ def independent_model_hint(selection_models: Sequence[str]) -> str:
     return next((m for m in EVAL_MODEL_PREFERENCE if m not in used), "another model")
 
 
-def evaluate_result(fs: FeatureSet, result: SelectionResult, *, seeds: int = 5, trainer: str = "linear",
-                    eval_model: str | None = None, device: str = "auto", edited: bool = False,
-                    step: Callable[[float, str], None] | None = None) -> EvaluationOutcome:
+def evaluate_result(
+    fs: FeatureSet,
+    result: SelectionResult,
+    *,
+    seeds: int = 5,
+    trainer: str = "linear",
+    eval_model: str | None = None,
+    device: str = "auto",
+    edited: bool = False,
+    step: Callable[[float, str], None] | None = None,
+) -> EvaluationOutcome:
     """Evaluate ``result`` (seeds ``0 .. seeds-1``, the ``trainer`` on ``eval_model``'s features)
     and make its files in memory, as ``coreset-studio evaluate`` writes them.
 
@@ -112,11 +123,20 @@ def evaluate_result(fs: FeatureSet, result: SelectionResult, *, seeds: int = 5, 
     files = {name: data for name, data in report_files(report, fs).items() if name in EVALUATION_FILES}
     step(1.0, "done")
     if ev.eval_also_selects and not note:
-        note = (f"The evaluation features ({ev.eval_model}) were also used for selection; embed another model "
-                f"(e.g. {independent_model_hint(result.models)}) on the Models page and evaluate on it for an "
-                "independent evaluation.")
+        note = (
+            f"The evaluation features ({ev.eval_model}) were also used for selection; embed another model "
+            f"(e.g. {independent_model_hint(result.models)}) on the Models page and evaluate on it for an "
+            "independent evaluation."
+        )
     return EvaluationOutcome(report=report, files=files, note=note)
 
 
-__all__ = ["EVALUATION_FILES", "EvaluationOutcome", "evaluate_result", "evaluation_key", "independent_model_hint",
-           "selection_files", "subset_zip"]
+__all__ = [
+    "EVALUATION_FILES",
+    "EvaluationOutcome",
+    "evaluate_result",
+    "evaluation_key",
+    "independent_model_hint",
+    "selection_files",
+    "subset_zip",
+]

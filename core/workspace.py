@@ -146,8 +146,9 @@ def _newest_mtime(entry: os.DirEntry, cutoff: float) -> float:
     return newest
 
 
-def clean_stale_temps(folder: str | os.PathLike, older_than_s: float = STALE_TEMP_SECONDS, *,
-                      name: str | None = None) -> list[Path]:
+def clean_stale_temps(
+    folder: str | os.PathLike, older_than_s: float = STALE_TEMP_SECONDS, *, name: str | None = None
+) -> list[Path]:
     """Remove the stale temporary files and folders killed runs left directly in ``folder``.
 
     A temporary is a hidden entry named as :func:`temp_prefix` makes them
@@ -230,21 +231,29 @@ def output_error(path: str | os.PathLike, exc: OSError, *, folder: bool = False)
     code = exc.errno
     existing = _first_existing(parent)
     if folder and existing == path and not path.is_dir():
-        reason = ("it is an existing file, not a folder; give the path of a folder (it is created when missing), "
-                  "or move the file away")
+        reason = (
+            "it is an existing file, not a folder; give the path of a folder (it is created when missing), "
+            "or move the file away"
+        )
     elif existing is not None and not existing.is_dir():
-        reason = (f"{existing} is a file, not a folder, so nothing can be written under it; choose an output "
-                  "path that is not inside a file")
+        reason = (
+            f"{existing} is a file, not a folder, so nothing can be written under it; choose an output "
+            "path that is not inside a file"
+        )
     elif not folder and path.is_dir():
         reason = "a folder of that name is in the way; remove it or choose another file name"
     elif code in (errno.EACCES, errno.EPERM):
-        reason = (f"permission denied: {existing or parent} is not writable; choose another output folder "
-                  "or fix its permissions")
+        reason = (
+            f"permission denied: {existing or parent} is not writable; choose another output folder "
+            "or fix its permissions"
+        )
     elif code == errno.EROFS:
         reason = f"the file system holding {parent} is read-only; choose an output folder elsewhere"
     elif code in (errno.ENOSPC, errno.EDQUOT):
-        reason = (f"the disk holding {parent} is full ({exc.strerror}); free some space or choose an output "
-                  "folder on another disk")
+        reason = (
+            f"the disk holding {parent} is full ({exc.strerror}); free some space or choose an output "
+            "folder on another disk"
+        )
     elif code == errno.ENAMETOOLONG:
         reason = "the name is too long for the file system; choose a shorter path"
     else:
@@ -283,6 +292,7 @@ def make_output_dir(path: str | os.PathLike) -> Path:
 def _output_errors(fn):
     """Decorate a writer of ``path``: an ``OSError`` while writing becomes an
     :class:`~core.errors.OutputError` (see :func:`output_error`); ``path`` is left as it was."""
+
     @functools.wraps(fn)
     def wrapper(path, *args, **kwargs):
         from .errors import OutputError

@@ -16,9 +16,15 @@ def register_fake() -> None:
 
     from ._embed_helpers import fake_embedder
 
-    register_embedder(FAKE, lambda weights=None, workspace=None: fake_embedder(FAKE, dim=8),
-                      description="fake test embedder", family="test", availability="offline", dim=8,
-                      overwrite=True)
+    register_embedder(
+        FAKE,
+        lambda weights=None, workspace=None: fake_embedder(FAKE, dim=8),
+        description="fake test embedder",
+        family="test",
+        availability="offline",
+        dim=8,
+        overwrite=True,
+    )
 
 
 def errors(at: AppTest) -> list[str]:

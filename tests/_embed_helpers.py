@@ -81,5 +81,12 @@ def fake_embedder(name: str = "fake", dim: int = 6, weights_id: str = "fake-weig
     from core.embedders import Embedder
 
     tf = transforms.Compose([transforms.Resize((16, 16)), transforms.ToTensor()])
-    return Embedder(name, CountingNet(dim), tf, dim, weights_id=weights_id,
-                    preprocess={"input_size": (3, 16, 16), "resize": 16}, output="mean of a 3x3 conv")
+    return Embedder(
+        name,
+        CountingNet(dim),
+        tf,
+        dim,
+        weights_id=weights_id,
+        preprocess={"input_size": (3, 16, 16), "resize": 16},
+        output="mean of a 3x3 conv",
+    )

@@ -39,5 +39,12 @@ def make():
 def register() -> None:
     from core.embedders import register_embedder
 
-    register_embedder(NAME, lambda weights=None, workspace=None: make(), description="test: slow fake",
-                      family="timm", availability="offline", dim=DIM, overwrite=True)
+    register_embedder(
+        NAME,
+        lambda weights=None, workspace=None: make(),
+        description="test: slow fake",
+        family="timm",
+        availability="offline",
+        dim=DIM,
+        overwrite=True,
+    )

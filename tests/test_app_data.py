@@ -101,8 +101,10 @@ def test_zip_upload_and_broken_zip(image_tree):
 
 
 def test_manifest_plus_zip_upload_reports_missing_files(image_tree):
-    csv = "path,label,split\ncat/cat0.png,cat,train\ncat/cat1.png,cat,train\ndog/dog0.png,dog,\n" \
-          "fox/fox0.png,fox,test\nfox/missing.png,fox,train\n"
+    csv = (
+        "path,label,split\ncat/cat0.png,cat,train\ncat/cat1.png,cat,train\ndog/dog0.png,dog,\n"
+        "fox/fox0.png,fox,test\nfox/missing.png,fox,train\n"
+    )
     at = start()
     at.radio(key="data_source").set_value("Upload a manifest + zip").run()
     at.file_uploader(key="data_manifest_csv").set_value(("labels.csv", csv.encode(), "text/csv"))
@@ -163,7 +165,8 @@ def test_paths_in_a_server_manifest_are_confined_to_the_roots(roots, tmp_path_fa
     write_image(roots / "data" / "cat" / "b.png", seed=2)
     rows = [str(secret), "/etc/hostname", str(outside / "made-up.png"), "../../../../../../../../etc/hostname"]
     (roots / "data" / "manifest.csv").write_text(
-        "path,label\ncat/a.png,cat\ncat/b.png,cat\n" + "".join(f"{r},cat\n" for r in rows))
+        "path,label\ncat/a.png,cat\ncat/b.png,cat\n" + "".join(f"{r},cat\n" for r in rows)
+    )
     at = start()
     at.radio(key="data_source").set_value("Folder on the server").run()
     at.text_input(key="data_folder").set_value(str(roots / "data"))

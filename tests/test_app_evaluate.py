@@ -57,8 +57,9 @@ def test_run_evaluation_shows_chart_metrics_and_report_downloads():
     # the evaluated CSVs are the page's own subset.csv / scores.csv here: offered once, not twice
     st0 = state(at)
     outcome0 = cached.evaluation_store()[st0.evaluations[st0.active_run]]
-    page_scores, page_subset = services.subset_csv_bytes(cached.selection(st0.runs[st0.active_run]),
-                                                         cached.get_features(st0.embedding_key))
+    page_scores, page_subset = services.subset_csv_bytes(
+        cached.selection(st0.runs[st0.active_run]), cached.get_features(st0.embedding_key)
+    )
     assert ("subset.csv (evaluated)" in downloads) == (outcome0.files["subset.csv"] != page_subset)
     assert ("scores.csv (evaluated)" in downloads) == (outcome0.files["scores.csv"] != page_scores)
     assert downloads.count("subset.csv") == 1
@@ -189,7 +190,7 @@ def test_evaluation_progress_text_says_the_time_left(monkeypatch):
 
     clock = iter([100.0, 130.0, 131.0, 160.0])
     monkeypatch.setattr(components.time, "perf_counter", lambda: next(clock))
-    eta = components.FractionETA()                     # started at t = 100 s
+    eta = components.FractionETA()  # started at t = 100 s
     assert eta.text(0.25, "training") == "training · 25% · about 90 s left"  # 30 s for a quarter
     assert eta.text(0.02, "training") == "training · 2%"  # too early to say
     assert eta.text(1.0, "done") == "done · 100%"

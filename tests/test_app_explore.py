@@ -42,7 +42,9 @@ def test_pca_map_coloured_by_class_and_kept():
     # the tooltip names the file, not its absolute path; the legend lists classes in the bar charts' order
     fs = cached.get_features(state(at).embedding_key)
     first = fig["data"][0]["customdata"][0]
-    assert first[1] == fs.paths[int(first[0])].rsplit("/", 1)[-1] and "%{customdata[1]}" in fig["data"][0]["hovertemplate"]
+    assert (
+        first[1] == fs.paths[int(first[0])].rsplit("/", 1)[-1] and "%{customdata[1]}" in fig["data"][0]["hovertemplate"]
+    )
     assert not any(str(fs.paths[int(cd[0])]) in json.dumps(cd) for cd in fig["data"][0]["customdata"][:20])
     names = [t["name"] for t in fig["data"]]
     assert names == sorted(names)
@@ -81,8 +83,7 @@ class _Lasso:
         def plotly_chart(fig, *args, **kwargs):
             original(fig, *args, **kwargs)
             points = [{"customdata": [i], "point_index": k, "curve_number": 0} for k, i in enumerate(self.rows)]
-            return {"selection": {"points": points, "point_indices": list(range(len(points))), "box": [],
-                                  "lasso": []}}
+            return {"selection": {"points": points, "point_indices": list(range(len(points))), "box": [], "lasso": []}}
 
         monkeypatch.setattr(st, "plotly_chart", plotly_chart)
 
@@ -253,8 +254,11 @@ def test_gallery_captions_read_the_registry_and_name_the_suggested_class():
     label = sorted(result.budget_table["class"].astype(str))[0]
     g = services.gallery_rows(result, label, k=5)
     scores = g["representative"].rows["score"].tolist()
-    assert scores == sorted(scores) and g["hardest"].rows["score"].tolist() == sorted(
-        result.table.loc[result.table["label"] == label, "score"], reverse=True)[:5]
+    assert (
+        scores == sorted(scores)
+        and g["hardest"].rows["score"].tolist()
+        == sorted(result.table.loc[result.table["label"] == label, "score"], reverse=True)[:5]
+    )
     mis = g["mislabels"].rows
     if len(mis):
         cap = services.gallery_caption(mis.iloc[0], "score")
@@ -274,5 +278,6 @@ def run_like(result, method):
     at_fs = cached.get_features(next(iter(cached.feature_store())))
     from app.services import selection_pool
 
-    return run_selection(method, at_fs.features, at_fs.labels, result.fraction, pool=selection_pool(at_fs),
-                         label_issues=True)
+    return run_selection(
+        method, at_fs.features, at_fs.labels, result.fraction, pool=selection_pool(at_fs), label_issues=True
+    )

@@ -44,8 +44,7 @@ def test_weights_status_is_shown_and_local_file_field_appears():
     at.multiselect(key="models_pick_hub").set_value(["clip-vit-b32"]).run()
     assert [t.key for t in at.text_input] == ["models_weights_clip-vit-b32"]  # offline models need no file
     at.text_input(key="models_weights_clip-vit-b32").set_value("/some/file.safetensors").run()
-    assert "clip-vit-b32**: local file" in at.caption[-1].value or any(
-        "local file" in c.value for c in at.caption)
+    assert "clip-vit-b32**: local file" in at.caption[-1].value or any("local file" in c.value for c in at.caption)
 
 
 def test_model_without_weights_shows_error_and_keeps_earlier_embeddings():
@@ -100,8 +99,7 @@ def test_cancel_stops_embedding_keeps_earlier_results_and_caches_the_rows_done()
         emb.model.forward = forward_then_click_cancel
         return emb
 
-    register_embedder(slow, factory, description="test", family="test", availability="offline", dim=8,
-                      overwrite=True)
+    register_embedder(slow, factory, description="test", family="test", availability="offline", dim=8, overwrite=True)
     try:
         at = embedded()
         before = state(at).embedding_key
@@ -132,8 +130,7 @@ def test_models_are_loaded_once_and_kept_for_the_next_dataset(image_tree, monkey
         made.append(weights)
         return fake_embedder(FAKE, dim=8)
 
-    register_embedder(FAKE, factory, description="fake", family="test", availability="offline", dim=8,
-                      overwrite=True)
+    register_embedder(FAKE, factory, description="fake", family="test", availability="offline", dim=8, overwrite=True)
     at = embedded()
     assert len(made) == 1 and len(cached.get_features(state(at).embedding_key)) == 1200
     # another dataset, the same model: computed with the loaded model, not a new one

@@ -65,8 +65,7 @@ def test_manual_budget_uses_the_edited_table():
     at.selectbox(key="select_budget").set_value("manual").run()
     editor = at.data_editor
     assert len(editor) == 1 and editor[0].value["count"].tolist() == [10] * 10  # starts at the paper budget
-    at.session_state["select_manual_counts"] = {"edited_rows": {0: {"count": 3}}, "added_rows": [],
-                                                "deleted_rows": []}
+    at.session_state["select_manual_counts"] = {"edited_rows": {0: {"count": 3}}, "added_rows": [], "deleted_rows": []}
     at.run()
     at.button(key="select_run").click().run()
     assert not errors(at) and not at.exception
@@ -118,13 +117,15 @@ def test_a_picked_method_below_random_is_warned_about(monkeypatch):
     check = cached.pool_check(state(at).runs["ram_apl 30% paper seed 0"])
     # the real check: auto's estimate of ram_apl against random on the same pool
     assert check["candidate"] == "ram_apl" and check["gain_low"] <= check["gain"] <= check["gain_high"]
-    monkeypatch.setattr(cached, "pool_check", lambda spec: {"candidate": "ram_apl", "gain": -5.0,
-                                                            "gain_low": -7.0, "gain_high": -3.0})
+    monkeypatch.setattr(
+        cached, "pool_check", lambda spec: {"candidate": "ram_apl", "gain": -5.0, "gain_low": -7.0, "gain_high": -3.0}
+    )
     at.run()
     warns = [w.value for w in at.warning]
     assert any("below random" in w and "ram_apl" in w and "-5.0 pp" in w for w in warns), warns
-    monkeypatch.setattr(cached, "pool_check", lambda spec: {"candidate": "ram_apl", "gain": 2.0,
-                                                            "gain_low": 0.5, "gain_high": 3.5})
+    monkeypatch.setattr(
+        cached, "pool_check", lambda spec: {"candidate": "ram_apl", "gain": 2.0, "gain_low": 0.5, "gain_high": 3.5}
+    )
     at.run()
     assert not any("below random" in w.value for w in at.warning)
 

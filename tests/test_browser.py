@@ -33,8 +33,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
-ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SHOTS = REPO / "docs" / "screenshots"
 LONG = 240_000  # ms: embedding the demo with effnet-lite0 takes ~15 s here, more on a busy CPU
 
@@ -54,13 +62,34 @@ def home(tmp_path_factory):
 @contextmanager
 def _streamlit(tmp_path, home, **extra_env):
     port = _free_port()
-    env = dict(os.environ, CORESET_STUDIO_HOME=str(home), HF_HUB_OFFLINE="1",
-               STREAMLIT_BROWSER_GATHER_USAGE_STATS="false", **extra_env)
+    env = dict(
+        os.environ,
+        CORESET_STUDIO_HOME=str(home),
+        HF_HUB_OFFLINE="1",
+        STREAMLIT_BROWSER_GATHER_USAGE_STATS="false",
+        **extra_env,
+    )
     log = open(tmp_path / "streamlit.log", "wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port", str(port),
-         "--server.headless", "true", "--server.address", "127.0.0.1"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "app/main.py",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 90
     try:
@@ -100,8 +129,10 @@ def lazy_server(tmp_path, home):
 @pytest.fixture
 def browser_page():
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium` "
-                    "(or set CHROMIUM_PATH). The browser test never downloads a browser.")
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install it with `apt-get install chromium` "
+            "(or set CHROMIUM_PATH). The browser test never downloads a browser."
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -117,8 +148,7 @@ def browser_page():
 def _settle(page) -> None:
     """Wait until Streamlit has finished running the script (no 'running' indicator)."""
     page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=LONG)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=LONG)
     page.wait_for_timeout(500)
 
 
@@ -130,9 +160,13 @@ def _shot(page, folder: Path, name: str) -> Path:
 
 def _point_centres(page) -> list[tuple[float, float]]:
     """Screen centres of the Explore plot's dots (svg below 5,000 points)."""
-    return [tuple(c) for c in page.evaluate(
-        """() => [...document.querySelectorAll('.st-key-explore_plot .scatterlayer .point')].map(e => {
-               const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })""")]
+    return [
+        tuple(c)
+        for c in page.evaluate(
+            """() => [...document.querySelectorAll('.st-key-explore_plot .scatterlayer .point')].map(e => {
+               const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })"""
+        )
+    ]
 
 
 def _inside(centres, rect, margin: float) -> int:
@@ -144,8 +178,12 @@ def _inside(centres, rect, margin: float) -> int:
 def _rectangle_round(point, centres, area, at_least: int):
     """A square round ``point``, inside the plot area, grown until ``at_least`` dots are well inside."""
     for half in range(15, 400, 5):
-        rect = (max(point[0] - half, area["x"] + 2), max(point[1] - half, area["y"] + 2),
-                min(point[0] + half, area["x"] + area["width"] - 2), min(point[1] + half, area["y"] + area["height"] - 2))
+        rect = (
+            max(point[0] - half, area["x"] + 2),
+            max(point[1] - half, area["y"] + 2),
+            min(point[0] + half, area["x"] + area["width"] - 2),
+            min(point[1] + half, area["y"] + area["height"] - 2),
+        )
         if _inside(centres, rect, 1.5) >= at_least:
             return rect
     raise AssertionError(f"no square round {point} holds {at_least} dots")
@@ -235,8 +273,12 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
     assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64, "auto")
     page.wait_for_timeout(200)  # the card is placed again once plotly has drawn its label
     a, b = card.bounding_box(), label.bounding_box()
-    assert (a["x"] + a["width"] <= b["x"] or b["x"] + b["width"] <= a["x"]
-            or a["y"] + a["height"] <= b["y"] or b["y"] + b["height"] <= a["y"]), (a, b)
+    assert (
+        a["x"] + a["width"] <= b["x"]
+        or b["x"] + b["width"] <= a["x"]
+        or a["y"] + a["height"] <= b["y"]
+        or b["y"] + b["height"] <= a["y"]
+    ), (a, b)
     taken.append(_shot(page, shots, "4-explore.png"))
     page.mouse.move(area["x"] + area["width"] + 60, area["y"] - 40)  # away: the card goes
     card.wait_for(state="hidden", timeout=10_000)
@@ -270,7 +312,8 @@ def test_demo_to_export_in_chromium(server, browser_page, tmp_path):
         find = """[...document.querySelectorAll('[data-testid="stMarkdownContainer"] p')]
                   .map(e => e.innerText).find(t => /^\\d+ chosen/.test(t))"""
         page.wait_for_function(  # the app reran with this selection (its summary replaced the last one)
-            f"(previous) => {{ const t = {find}; return t && t !== previous; }}", arg=text, timeout=30_000)
+            f"(previous) => {{ const t = {find}; return t && t !== previous; }}", arg=text, timeout=30_000
+        )
         _settle(page)
         text = page.evaluate(f"() => {find}")
         n, n_kept, n_dropped = (int(v) for v in re.match(r"(\d+) chosen \((\d+) kept, (\d+) dropped\)", text).groups())
@@ -345,8 +388,9 @@ def test_hover_asks_for_each_image_when_there_are_many_points(lazy_server, brows
     for x, y in (centres[len(centres) // 3], centres[2 * len(centres) // 3]):
         _hover_until_card(page, x, y)
         # the card asks for this row and shows it when the answer comes (one fragment rerun)
-        page.wait_for_function("() => !document.querySelector('#cs-hover-card').classList.contains('cs-loading')",
-                               timeout=30_000)
+        page.wait_for_function(
+            "() => !document.querySelector('#cs-hover-card').classList.contains('cs-loading')", timeout=30_000
+        )
         hovered = card.get_attribute("title")
         assert hovered and f"path={hovered}" in page.locator(".st-key-explore_plot .hoverlayer").text_content()
         assert card.locator("img").get_attribute("src") == thumbnail_data_uri(hovered, 64, "auto")

@@ -77,8 +77,10 @@ def test_difficulty_strategy_end_to_end():
     assert sum(bud) == 30 and bud[0] < 10 < min(bud[1:])
     # per-sample difficulty = own-mean distance / nearest other mean distance (float64 brute force)
     mus = [x[labels == c].astype(np.float64).mean(0) for c in range(3)]
-    expected = [np.linalg.norm(x[i] - mus[labels[i]]) / min(np.linalg.norm(x[i] - mus[c]) for c in range(3) if c != labels[i])
-                for i in range(len(x))]
+    expected = [
+        np.linalg.norm(x[i] - mus[labels[i]]) / min(np.linalg.norm(x[i] - mus[c]) for c in range(3) if c != labels[i])
+        for i in range(len(x))
+    ]
     np.testing.assert_allclose(r.table["difficulty"], expected, rtol=1e-4)
     s = [winsorized_mean(np.array(expected)[labels == c]) for c in range(3)]
     np.testing.assert_allclose(r.budget_table["difficulty"], s, rtol=1e-4)
@@ -164,7 +166,9 @@ def test_difficulty_property(sizes, p, data):
 @given(sizes_st, st.data())
 def test_allocate_capped_property(caps, data):
     total = data.draw(st.integers(0, int(caps.sum())))
-    w = np.array(data.draw(st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 1e6)), min_size=len(caps), max_size=len(caps))))
+    w = np.array(
+        data.draw(st.lists(st.one_of(st.just(0.0), st.floats(1e-6, 1e6)), min_size=len(caps), max_size=len(caps)))
+    )
     b = allocate_capped(total, w, caps)
     assert int(b.sum()) == total and np.all((0 <= b) & (b <= caps))
 
@@ -191,9 +195,11 @@ def test_manual_property(sizes, p, data):
 
 
 @settings(max_examples=25, deadline=None)
-@given(sizes_st.filter(lambda s: len(s) <= 6 and sum(s) <= 200),
-       st.sampled_from([0.01, 0.1, 0.33, 0.5, 0.77, 1.0]),
-       st.sampled_from(["paper", "proportional", "uniform", "difficulty"]))
+@given(
+    sizes_st.filter(lambda s: len(s) <= 6 and sum(s) <= 200),
+    st.sampled_from([0.01, 0.1, 0.33, 0.5, 0.77, 1.0]),
+    st.sampled_from(["paper", "proportional", "uniform", "difficulty"]),
+)
 def test_strategies_through_run_selection(sizes, p, budget):
     labels = np.repeat(np.arange(len(sizes)), sizes)
     x = np.random.default_rng(len(labels)).standard_normal((len(labels), 3)).astype(np.float32) + labels[:, None]

@@ -31,8 +31,20 @@ def features_file(tmp_path):
 @pytest.mark.slow
 def test_run_writes_everything_and_rerun_reads_the_cache(features_file, tmp_path, capsys):
     out = tmp_path / "out"
-    argv = ["run", str(features_file), "--methods", "ram_apl,herding", "--fractions", "0.2,0.5", "--seeds", "3",
-            "--label-noise", "0,0.2", "--out", str(out)]
+    argv = [
+        "run",
+        str(features_file),
+        "--methods",
+        "ram_apl,herding",
+        "--fractions",
+        "0.2,0.5",
+        "--seeds",
+        "3",
+        "--label-noise",
+        "0,0.2",
+        "--out",
+        str(out),
+    ]
     assert cli(argv) == 0
     text = capsys.readouterr().out
     assert "12 cell(s) computed, 0 from cache" in text
@@ -51,9 +63,33 @@ def test_run_writes_everything_and_rerun_reads_the_cache(features_file, tmp_path
 
 def test_evaluate_one_selection_with_subset_copy(features_file, tmp_path, capsys):
     out = tmp_path / "ev"
-    assert cli(["evaluate", str(features_file), "--method", "moderate_ds", "--fraction", "0.4", "--seeds", "3",
-                "--eval", "mlp", "--eval-param", "epochs=5", "--models", "a", "--eval-model", "b",
-                "--out", str(out), "--copy-subset", str(tmp_path / "copy")]) == 0
+    assert (
+        cli(
+            [
+                "evaluate",
+                str(features_file),
+                "--method",
+                "moderate_ds",
+                "--fraction",
+                "0.4",
+                "--seeds",
+                "3",
+                "--eval",
+                "mlp",
+                "--eval-param",
+                "epochs=5",
+                "--models",
+                "a",
+                "--eval-model",
+                "b",
+                "--out",
+                str(out),
+                "--copy-subset",
+                str(tmp_path / "copy"),
+            ]
+        )
+        == 0
+    )
     assert "moderate_ds" in capsys.readouterr().out
     report = json.loads((out / "report.json").read_text())
     assert report["config"]["trainer"] == "mlp" and report["config"]["trainer_params"]["epochs"] == 5
@@ -65,10 +101,38 @@ def test_evaluate_one_selection_with_subset_copy(features_file, tmp_path, capsys
 
 
 def test_evaluate_existing_selection_and_errors(features_file, tmp_path, capsys):
-    assert cli(["select", str(features_file), "--method", "ram_apl", "--fraction", "0.3", "--models", "a,b",
-                "--out", str(tmp_path / "sel")]) == 0
-    assert cli(["evaluate", str(features_file), "--selection", str(tmp_path / "sel" / "selection.json"),
-                "--seeds", "3", "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        cli(
+            [
+                "select",
+                str(features_file),
+                "--method",
+                "ram_apl",
+                "--fraction",
+                "0.3",
+                "--models",
+                "a,b",
+                "--out",
+                str(tmp_path / "sel"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli(
+            [
+                "evaluate",
+                str(features_file),
+                "--selection",
+                str(tmp_path / "sel" / "selection.json"),
+                "--seeds",
+                "3",
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
     cell = json.loads((tmp_path / "ev" / "report.json").read_text())["cells"][0]
     sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
     assert cell["selection"]["selected"] == sel["selected"] and cell["method"] == "ram_apl"
@@ -81,8 +145,21 @@ def test_evaluate_existing_selection_and_errors(features_file, tmp_path, capsys)
     dropped = next(i for i in range(1000) if i not in sel["selected"] and i < 42)
     sel["selected"] = sel["selected"][1:] + [dropped]
     (tmp_path / "edited.json").write_text(json.dumps(sel))
-    assert cli(["evaluate", str(features_file), "--selection", str(tmp_path / "edited.json"),
-                "--seeds", "3", "--out", str(tmp_path / "ev2")]) == 0
+    assert (
+        cli(
+            [
+                "evaluate",
+                str(features_file),
+                "--selection",
+                str(tmp_path / "edited.json"),
+                "--seeds",
+                "3",
+                "--out",
+                str(tmp_path / "ev2"),
+            ]
+        )
+        == 0
+    )
     assert "scores.csv and subset.csv were not written" in capsys.readouterr().out
     assert not (tmp_path / "ev2" / "subset.csv").exists()
     cell = json.loads((tmp_path / "ev2" / "report.json").read_text())["cells"][0]
@@ -104,8 +181,24 @@ def test_run_on_an_image_folder_with_the_real_embedder(tmp_path, capsys):
         for i in range(6):
             write_image(root / f"class{c}" / f"{i}.png", seed=10 * c + i, size=(16, 16))
     started = time.perf_counter()
-    argv = ["run", str(root), "--models", "effnet-lite0", "--eval-model", "effnet-lite0", "--fractions", "0.5",
-            "--seeds", "3", "--device", "cpu", "--holdout", "0.34", "--out", str(tmp_path / "out")]
+    argv = [
+        "run",
+        str(root),
+        "--models",
+        "effnet-lite0",
+        "--eval-model",
+        "effnet-lite0",
+        "--fractions",
+        "0.5",
+        "--seeds",
+        "3",
+        "--device",
+        "cpu",
+        "--holdout",
+        "0.34",
+        "--out",
+        str(tmp_path / "out"),
+    ]
     assert cli(argv) == 0
     text = capsys.readouterr().out
     assert "2 cell(s) computed" in text
@@ -122,7 +215,9 @@ def test_run_on_an_image_folder_with_the_real_embedder(tmp_path, capsys):
 def test_auto_is_the_default_and_says_what_it_chose(features_file, tmp_path, capsys):
     import pandas as pd
 
-    assert cli(["select", str(features_file), "--fraction", "0.3", "--models", "a", "--out", str(tmp_path / "sel")]) == 0
+    assert (
+        cli(["select", str(features_file), "--fraction", "0.3", "--models", "a", "--out", str(tmp_path / "sel")]) == 0
+    )
     out = capsys.readouterr().out
     sel = json.loads((tmp_path / "sel" / "selection.json").read_text())
     assert sel["method"] == "auto"
@@ -133,8 +228,25 @@ def test_auto_is_the_default_and_says_what_it_chose(features_file, tmp_path, cap
     scores = pd.read_csv(tmp_path / "sel" / "scores.csv", keep_default_na=False)
     assert {"suspected_mislabel", "suggested_class", "label_confidence"} <= set(scores.columns)
     # run --methods auto: a results row named auto, the chosen method recorded per cell
-    assert cli(["run", str(features_file), "--methods", "auto", "--fractions", "0.2,0.5", "--seeds", "2",
-                "--models", "a", "--out", str(tmp_path / "run")]) == 0
+    assert (
+        cli(
+            [
+                "run",
+                str(features_file),
+                "--methods",
+                "auto",
+                "--fractions",
+                "0.2,0.5",
+                "--seeds",
+                "2",
+                "--models",
+                "a",
+                "--out",
+                str(tmp_path / "run"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     report = json.loads((tmp_path / "run" / "report.json").read_text())
     autos = [c for c in report["cells"] if c["method"] == "auto"]

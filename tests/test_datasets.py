@@ -26,6 +26,7 @@ def kinds(ds: Dataset) -> dict[str, list[str]]:
 
 # ---------------------------------------------------------------- layouts
 
+
 def test_folder_per_class(image_tree):
     ds = load_dataset(image_tree)
     assert ds.source == "folder"
@@ -58,7 +59,10 @@ def test_nested_images_belong_to_their_class_folder(tmp_path):
     write_image(tmp_path / "r" / "dog" / "x.png", seed=3)
     ds = load_folder(tmp_path / "r")
     assert sorted(zip(ds.labels, [Path(p).name for p in ds.paths])) == [
-        ("cat", "deep.png"), ("cat", "top.png"), ("dog", "x.png")]
+        ("cat", "deep.png"),
+        ("cat", "top.png"),
+        ("dog", "x.png"),
+    ]
 
 
 def test_csv_manifest_relative_and_absolute_paths(tmp_path, image_tree):
@@ -112,8 +116,10 @@ def png_bytes(seed: int) -> bytes:
 
 
 def test_zip_of_a_folder_tree(tmp_path, isolated_workspace):
-    archive = make_zip(tmp_path / "pets.zip", {
-        "pets/cat/1.png": png_bytes(1), "pets/cat/2.png": png_bytes(2), "pets/dog/1.png": png_bytes(3)})
+    archive = make_zip(
+        tmp_path / "pets.zip",
+        {"pets/cat/1.png": png_bytes(1), "pets/cat/2.png": png_bytes(2), "pets/dog/1.png": png_bytes(3)},
+    )
     ds = load_dataset(archive)
     assert ds.source == "zip" and ds.name == "pets.zip"
     assert sorted(ds.labels) == ["cat", "cat", "dog"]
@@ -123,23 +129,32 @@ def test_zip_of_a_folder_tree(tmp_path, isolated_workspace):
 
 
 def test_zip_with_manifest(tmp_path):
-    archive = make_zip(tmp_path / "m.zip", {
-        "labels.csv": b"path,label,split\nimg/a.png,x,train\nimg/b.png,y,test\n",
-        "img/a.png": png_bytes(1), "img/b.png": png_bytes(2)})
+    archive = make_zip(
+        tmp_path / "m.zip",
+        {
+            "labels.csv": b"path,label,split\nimg/a.png,x,train\nimg/b.png,y,test\n",
+            "img/a.png": png_bytes(1),
+            "img/b.png": png_bytes(2),
+        },
+    )
     ds = load_archive(archive)
     assert ds.labels == ["x", "y"] and ds.splits == ["train", "test"]
 
 
 def test_zip_entries_escaping_the_target_are_rejected(tmp_path, isolated_workspace):
     outside = tmp_path / "escaped.png"
-    archive = make_zip(tmp_path / "evil.zip", {
-        "ok/cat/1.png": png_bytes(1),
-        "ok/cat/2.png": png_bytes(2),
-        "../escaped.png": png_bytes(3),
-        "ok/../../../escaped2.png": png_bytes(4),
-        "/abs/escaped3.png": png_bytes(5),
-        "C:\\win\\escaped4.png": png_bytes(6),
-    }, links={"ok/cat/link.png": "/etc/passwd"})
+    archive = make_zip(
+        tmp_path / "evil.zip",
+        {
+            "ok/cat/1.png": png_bytes(1),
+            "ok/cat/2.png": png_bytes(2),
+            "../escaped.png": png_bytes(3),
+            "ok/../../../escaped2.png": png_bytes(4),
+            "/abs/escaped3.png": png_bytes(5),
+            "C:\\win\\escaped4.png": png_bytes(6),
+        },
+        links={"ok/cat/link.png": "/etc/passwd"},
+    )
     ds = load_archive(archive)
     assert len(ds) == 2
     rejected = kinds(ds)["unsafe_archive_entry"]
@@ -174,6 +189,7 @@ def test_demo_dataset():
 
 
 # ---------------------------------------------------------------- problems
+
 
 def test_every_image_problem_is_reported_and_the_rest_loads(tmp_path, monkeypatch):
     root = tmp_path / "r"
@@ -214,14 +230,14 @@ def test_every_image_problem_is_reported_and_the_rest_loads(tmp_path, monkeypatc
 def test_manifest_row_problems(tmp_path, image_tree):
     manifest = tmp_path / "m.csv"
     manifest.write_text(
-        "path,label,split\n"              # line 1
-        "tree/cat/cat0.png,cat,train\n"   # 2 ok
+        "path,label,split\n"  # line 1
+        "tree/cat/cat0.png,cat,train\n"  # 2 ok
         "tree/cat/missing.png,cat,train\n"  # 3 missing file
-        "tree/cat/cat0.png,dog,train\n"   # 4 duplicate path, different label
+        "tree/cat/cat0.png,dog,train\n"  # 4 duplicate path, different label
         "tree/dog/dog0.png,dog,holdout\n"  # 5 unknown split
-        "tree/dog/dog1.png,dog\n"         # 6 wrong cell count
-        ",dog,train\n"                    # 7 empty path
-        "tree/fox/fox0.png,fox,test\n"    # 8 ok
+        "tree/dog/dog1.png,dog\n"  # 6 wrong cell count
+        ",dog,train\n"  # 7 empty path
+        "tree/fox/fox0.png,fox,test\n"  # 8 ok
     )
     ds = load_manifest(manifest)
     found = kinds(ds)
@@ -235,12 +251,7 @@ def test_manifest_row_problems(tmp_path, image_tree):
 
 def test_non_utf8_manifest_reports_the_line_and_reads_the_rest(tmp_path, image_tree):
     manifest = tmp_path / "m.csv"
-    manifest.write_bytes(
-        b"path,label\n"
-        b"tree/cat/cat0.png,cat\n"
-        b"tree/dog/dog0.png,chien \xe9\n"
-        b"tree/fox/fox0.png,fox\n"
-    )
+    manifest.write_bytes(b"path,label\ntree/cat/cat0.png,cat\ntree/dog/dog0.png,chien \xe9\ntree/fox/fox0.png,fox\n")
     ds = load_manifest(manifest)
     assert kinds(ds)["not_utf8"] == [f"{manifest} line 3"]
     assert "0xe9" in ds.problems[0].reason
@@ -282,6 +293,7 @@ def test_duplicate_content_is_a_warning(image_tree):
 
 
 # ---------------------------------------------------------------- fingerprint
+
 
 def test_fingerprint_tracks_added_removed_and_changed_files(image_tree):
     base = load_folder(image_tree).fingerprint

@@ -38,6 +38,7 @@ def grey_of(arr: np.ndarray) -> np.ndarray:
 
 # ---------------------------------------------------------------- high bit depth
 
+
 def test_16_bit_png_gradient_uses_the_full_range(tmp_path):
     src = np.tile(np.linspace(0, 65535, 256).round().astype(np.uint16), (16, 1))
     path = tmp_path / "g16.png"
@@ -84,10 +85,11 @@ def test_float_tiff_outside_0_1_is_min_max_scaled(tmp_path):
 
 # ---------------------------------------------------------------- colour modes and alpha
 
+
 def test_cmyk_decodes_to_rgb(tmp_path):
     path = tmp_path / "c.tif"
     img = Image.new("CMYK", (6, 4), (255, 0, 0, 0))  # cyan
-    img.paste((0, 0, 0, 255), (3, 0, 6, 4))           # black on the right
+    img.paste((0, 0, 0, 255), (3, 0, 6, 4))  # black on the right
     img.save(path)
     arr = rgb_array(open_rgb(path))
     assert (arr[:, :3] == (0, 255, 255)).all() and (arr[:, 3:] == (0, 0, 0)).all()
@@ -108,8 +110,8 @@ def test_palette_with_a_transparent_index_is_composited_on_white(tmp_path):
 def test_alpha_images_are_composited_on_white(tmp_path, mode):
     black = (0, 0) if mode == "LA" else (0, 0, 0, 0)
     img = Image.new(mode, (6, 2), black)  # black, fully transparent
-    img.paste((0, 255) if mode == "LA" else (0, 0, 0, 255), (0, 0, 2, 2))   # opaque black
-    img.paste((0, 128) if mode == "LA" else (0, 0, 0, 128), (2, 0, 4, 2))   # half transparent black
+    img.paste((0, 255) if mode == "LA" else (0, 0, 0, 255), (0, 0, 2, 2))  # opaque black
+    img.paste((0, 128) if mode == "LA" else (0, 0, 0, 128), (2, 0, 4, 2))  # half transparent black
     path = tmp_path / "a.png"
     img.save(path)
     arr = rgb_array(open_rgb(path))
@@ -129,10 +131,11 @@ def test_plain_modes_still_decode(tmp_path, mode):
 
 # ---------------------------------------------------------------- EXIF orientation
 
+
 def oriented_png(path, orientation: int = 6) -> np.ndarray:
     arr = np.zeros((20, 40, 3), np.uint8)
-    arr[:, :10] = (255, 0, 0)   # a red band on the left
-    arr[:5, :, 1] = 200        # a green band at the top
+    arr[:, :10] = (255, 0, 0)  # a red band on the left
+    arr[:5, :, 1] = 200  # a green band at the top
     exif = Image.Exif()
     exif[0x0112] = orientation
     Image.fromarray(arr).save(path, exif=exif)
@@ -191,11 +194,12 @@ def test_the_embedding_loader_decodes_with_open_rgb(tmp_path):
 
 # ---------------------------------------------------------------- extreme aspect ratios
 
+
 def test_extreme_aspect_ratio_is_refused_when_loading_and_decoding(tmp_path):
     root = tmp_path / "r"
     for i in range(2):
         write_image(root / "a" / f"{i}.png", seed=i)
-    write_image(root / "a" / "edge.png", seed=5, size=(2 * MAX_ASPECT_RATIO, 2))   # exactly the limit: kept
+    write_image(root / "a" / "edge.png", seed=5, size=(2 * MAX_ASPECT_RATIO, 2))  # exactly the limit: kept
     write_image(root / "a" / "wide.png", seed=6, size=(4000, 1))
     write_image(root / "a" / "tall.png", seed=7, size=(2, 2 * MAX_ASPECT_RATIO + 2), mode="L")
     ds = load_folder(root)
@@ -220,15 +224,24 @@ def test_embedding_an_extreme_image_is_a_reported_problem_not_a_huge_resize(tmp_
 
 # ---------------------------------------------------------------- the cache key
 
+
 def test_embedder_identity_carries_the_decoding_version(monkeypatch):
     from core.embedders.base import IDENTITY_VERSION, _jsonable, make_identity
 
     args = ("effnet-lite0", "sha256:abc", {"input_size": (3, 224, 224), "mean": (0.5, 0.5, 0.5)}, "pooled")
     now = make_identity(*args)
     # the identity before the decoding version was part of it (same payload without "decode")
-    old_payload = json.dumps({"v": IDENTITY_VERSION, "name": args[0], "weights": args[1],
-                              "preprocess": _jsonable(args[2]), "output": args[3]},
-                             sort_keys=True, separators=(",", ":"))
+    old_payload = json.dumps(
+        {
+            "v": IDENTITY_VERSION,
+            "name": args[0],
+            "weights": args[1],
+            "preprocess": _jsonable(args[2]),
+            "output": args[3],
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     assert now != hashlib.sha256(old_payload.encode()).hexdigest()
     monkeypatch.setattr(images_module, "DECODE_VERSION", images_module.DECODE_VERSION + 1)
     assert make_identity(*args) != now

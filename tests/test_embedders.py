@@ -79,8 +79,12 @@ def test_registry_names_exist_in_installed_libraries():
     import timm
 
     pretrained = set(open_clip.list_pretrained())
-    for pair in [("ViT-L-14", "openai"), ("ViT-B-32", "openai"), ("ViT-B-16-SigLIP", "webli"),
-                 ("EVA02-B-16", "merged2b_s8b_b131k")]:
+    for pair in [
+        ("ViT-L-14", "openai"),
+        ("ViT-B-32", "openai"),
+        ("ViT-B-16-SigLIP", "webli"),
+        ("EVA02-B-16", "merged2b_s8b_b131k"),
+    ]:
         assert pair in pretrained
     listed = set(timm.list_pretrained())
     assert {"vit_base_patch14_dinov2.lvd142m", "vit_small_patch14_dinov2.lvd142m"} <= listed

@@ -23,8 +23,15 @@ def fake_models():
     """Two fast fake embedders in the registry (dims 6 and 4), removed afterwards."""
     names = {"fake-a": 6, "fake-b": 4}
     for name, dim in names.items():
-        register_embedder(name, lambda weights=None, workspace=None, n=name, d=dim: fake_embedder(n, d, f"w-{n}"),
-                          description="test", family="timm", availability="offline", dim=dim, overwrite=True)
+        register_embedder(
+            name,
+            lambda weights=None, workspace=None, n=name, d=dim: fake_embedder(n, d, f"w-{n}"),
+            description="test",
+            family="timm",
+            availability="offline",
+            dim=dim,
+            overwrite=True,
+        )
     yield list(names)
     for name in names:
         unregister_embedder(name)

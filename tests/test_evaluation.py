@@ -97,8 +97,9 @@ def test_finetune_tiny_model_runs_on_cpu_with_warning(tmp_path):
     for i in range(8):
         paths.append(str(write_image(tmp_path / f"{i}.png", seed=i, size=(20, 20))))
         labels.append(i % 2)
-    trainer = make_trainer("finetune", {"model": "test_resnet", "epochs": 1, "image_size": 32, "batch_size": 4,
-                                        "device": "cpu"})
+    trainer = make_trainer(
+        "finetune", {"model": "test_resnet", "epochs": 1, "image_size": 32, "batch_size": 4, "device": "cpu"}
+    )
     with pytest.warns(RuntimeWarning, match="CPU"):
         pred = trainer.fit_predict(np.array(paths[:6]), np.array(labels[:6]), np.array(paths[6:]), 2, seed=0)
     assert pred.shape == (2,) and set(pred.tolist()) <= {0, 1}
@@ -253,8 +254,9 @@ def test_evaluate_selection_as_given_or_run_again_on_the_pool():
     assert note == "" and cell.selection["selected"] == inside.selected.tolist()
     # made on every row, as `select` does without a test split: some rows are evaluation rows
     counts = {"class0": 5, "class1": 3, "class2": 4}
-    everywhere = run_selection("ram_apl", fs.features, fs.labels, 0.2, budget="manual", budget_counts=counts,
-                               models=ev.selection_models)
+    everywhere = run_selection(
+        "ram_apl", fs.features, fs.labels, 0.2, budget="manual", budget_counts=counts, models=ev.selection_models
+    )
     n_out = int((~np.isin(everywhere.selected, ev.split.pool)).sum())
     assert n_out > 0
     cell, note = ev.evaluate_selection(everywhere)
@@ -284,14 +286,26 @@ def test_eval_config_validation():
 
 
 # --------------------------------------------------------------------------- report and plan
-PROVENANCE_KEYS = ("dataset", "features", "protocol", "config", "plan", "cells", "versions", "machine", "timing_s",
-                   "stats", "created")
+PROVENANCE_KEYS = (
+    "dataset",
+    "features",
+    "protocol",
+    "config",
+    "plan",
+    "cells",
+    "versions",
+    "machine",
+    "timing_s",
+    "stats",
+    "created",
+)
 
 
 def test_report_round_trips_and_carries_provenance(tmp_path):
     fs = blobs((20, 20))
-    report = run_plan(fs, ["ram_apl", "kcenter@uniform"], [0.2, 0.5], EvalConfig(seeds=(0, 1, 2)),
-                      noise_levels=[0.0, 0.2])
+    report = run_plan(
+        fs, ["ram_apl", "kcenter@uniform"], [0.2, 0.5], EvalConfig(seeds=(0, 1, 2)), noise_levels=[0.0, 0.2]
+    )
     path = report.save(tmp_path / "report.json")
     again = EvaluationReport.load(path)
     assert again.to_json() == report.to_json()

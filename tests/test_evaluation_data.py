@@ -9,8 +9,16 @@ import numpy as np
 from core.features import FeatureSet
 
 
-def blobs(n_per_class=(40, 40, 40), dim=8, sep=4.0, seed=0, models=("a", "b", "effnet-lite2"),
-          test_per_class=None, labels=None, paths_root: Path | None = None):
+def blobs(
+    n_per_class=(40, 40, 40),
+    dim=8,
+    sep=4.0,
+    seed=0,
+    models=("a", "b", "effnet-lite2"),
+    test_per_class=None,
+    labels=None,
+    paths_root: Path | None = None,
+):
     """Well-separated Gaussian blobs, the same class means for every model (noise differs).
 
     ``test_per_class``: that many extra rows per class with split ``test``.
@@ -38,6 +46,10 @@ def blobs(n_per_class=(40, 40, 40), dim=8, sep=4.0, seed=0, models=("a", "b", "e
         for i, c in enumerate(codes):
             p = write_image(Path(paths_root) / f"c{c}" / f"img{i:04d}.png", seed=i, size=(12, 10))
             paths.append(str(p))
-    return FeatureSet(feats, labels=np.array(names)[codes], paths=paths,
-                      split=np.array(split) if test_per_class else None,
-                      meta={"dataset": {"name": "blobs", "fingerprint": "f" * 64}, "models": {m: {"dim": dim} for m in models}})
+    return FeatureSet(
+        feats,
+        labels=np.array(names)[codes],
+        paths=paths,
+        split=np.array(split) if test_per_class else None,
+        meta={"dataset": {"name": "blobs", "fingerprint": "f" * 64}, "models": {m: {"dim": dim} for m in models}},
+    )

@@ -18,8 +18,19 @@ from core.export.html import pick_thumbnails, render_html, thumbnail_column
 
 from .test_evaluation_data import blobs
 
-NETWORK_MARKERS = ('src="http', "src='http", 'href="http', "href='http", "url(http", "@import", "<link", "<script",
-                   "//cdn", "src=\"//", "fonts.googleapis")
+NETWORK_MARKERS = (
+    'src="http',
+    "src='http",
+    'href="http',
+    "href='http",
+    "url(http",
+    "@import",
+    "<link",
+    "<script",
+    "//cdn",
+    'src="//',
+    "fonts.googleapis",
+)
 
 
 def tree_digest(root: Path) -> str:
@@ -37,10 +48,12 @@ def tree_digest(root: Path) -> str:
 @pytest.fixture(scope="module")
 def plan_and_fs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("plan")
-    fs = blobs((14, 10, 12), labels=["=HYPERLINK(\"x\")", "+plus", "cat"], test_per_class=3,
-               paths_root=tmp_path / "source")
-    report = run_plan(fs, ["ram_apl", "kcenter@uniform"], [0.2, 0.5], EvalConfig(seeds=(0, 1, 2)),
-                      noise_levels=[0.0, 0.3])
+    fs = blobs(
+        (14, 10, 12), labels=['=HYPERLINK("x")', "+plus", "cat"], test_per_class=3, paths_root=tmp_path / "source"
+    )
+    report = run_plan(
+        fs, ["ram_apl", "kcenter@uniform"], [0.2, 0.5], EvalConfig(seeds=(0, 1, 2)), noise_levels=[0.0, 0.3]
+    )
     return fs, report, tmp_path / "source"
 
 
@@ -53,16 +66,23 @@ def test_csv_cells_are_escaped_against_formula_injection(tmp_path):
     fs = blobs((10, 10, 10, 10), labels=["=cmd", "+x", "-y", "@z"], paths_root=tmp_path / "src")
     ev = Evaluator(fs, EvalConfig(seeds=(0, 1)))
     cell = ev.evaluate("ram_apl", 0.3)
-    report = EvaluationReport("evaluate", "now", {}, {"selection_models": ["a", "b"]}, ev.describe(),
-                              ev.config.to_dict(), {"fractions": [0.3], "noise_levels": [0.0]}, [cell])
+    report = EvaluationReport(
+        "evaluate",
+        "now",
+        {},
+        {"selection_models": ["a", "b"]},
+        ev.describe(),
+        ev.config.to_dict(),
+        {"fractions": [0.3], "noise_levels": [0.0]},
+        [cell],
+    )
     export_report(tmp_path / "out", report, fs, html=False)
     for name in ("scores.csv", "subset.csv"):
         rows = read_rows(tmp_path / "out" / name)
         col = rows[0].index("label")
         labels = {r[col] for r in rows[1:]}
         assert labels == {"'=cmd", "'+x", "'-y", "'@z"}
-        assert not any(cell.startswith(("=", "+", "-", "@")) for r in rows[1:] for cell in r
-                       if not _is_number(cell))
+        assert not any(cell.startswith(("=", "+", "-", "@")) for r in rows[1:] for cell in r if not _is_number(cell))
     subset = read_rows(tmp_path / "out" / "subset.csv")
     assert subset[0][:2] == ["path", "label"] and "score" in subset[0] and "ram" in subset[0]
     assert len(subset) - 1 == sum(cell.budget_counts.values())
@@ -130,8 +150,14 @@ def test_subset_zip_has_the_folder_layout_a_manifest_and_reports_missing_files(t
     before = {p: p.read_bytes() for p in src}
     data = subset_zip_bytes(paths, labels, extra={"subset.csv": b"path,label\n"})
     zf = zipfile.ZipFile(io.BytesIO(data))
-    assert sorted(zf.namelist()) == ["MISSING.txt", "cat/img.png", "cat/img_1.png", "dog_x/img.png",
-                                     "manifest.csv", "subset.csv"]
+    assert sorted(zf.namelist()) == [
+        "MISSING.txt",
+        "cat/img.png",
+        "cat/img_1.png",
+        "dog_x/img.png",
+        "manifest.csv",
+        "subset.csv",
+    ]
     assert zf.read("cat/img_1.png") == before[src[1]] and zf.read("dog_x/img.png") == before[src[2]]
     assert str(gone) in zf.read("MISSING.txt").decode() and "FileNotFoundError" in zf.read("MISSING.txt").decode()
     assert {p: p.read_bytes() for p in src} == before  # sources only read
@@ -147,8 +173,13 @@ def test_report_html_is_standalone_and_has_every_chart(plan_and_fs, tmp_path):
     for marker in NETWORK_MARKERS:
         assert marker not in text, marker
     assert "http://" not in text and "https://" not in text
-    for chart in ('id="chart-accuracy-0"', 'id="chart-accuracy-1"', 'id="chart-budgets"', 'id="chart-per-class"',
-                  "id='thumbnails'"):
+    for chart in (
+        'id="chart-accuracy-0"',
+        'id="chart-accuracy-1"',
+        'id="chart-budgets"',
+        'id="chart-per-class"',
+        "id='thumbnails'",
+    ):
         assert chart in text
     assert text.count("data:image/png;base64,") >= 4
     assert "most representative kept" in text and "hardest dropped" in text
@@ -177,8 +208,15 @@ def test_report_html_is_standalone_and_has_every_chart(plan_and_fs, tmp_path):
 def test_thumbnail_ordering_uses_the_method_score():
     import pandas as pd
 
-    table = pd.DataFrame({"index": range(6), "label": ["a"] * 6, "score": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2],
-                          "selected": [True, True, False, True, False, False], "order": [2, 0, -1, 1, -1, -1]})
+    table = pd.DataFrame(
+        {
+            "index": range(6),
+            "label": ["a"] * 6,
+            "score": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2],
+            "selected": [True, True, False, True, False, False],
+            "order": [2, 0, -1, 1, -1, -1],
+        }
+    )
     assert thumbnail_column(table) == ("score", 1)
     groups = pick_thumbnails(table, k=1)
     assert groups["most representative kept"]["index"].tolist() == [1]
@@ -251,10 +289,17 @@ def test_thumbnails_follow_the_registry():
     (no score column) shows its first and last picks and the dropped images by label agreement."""
     import pandas as pd
 
-    table = pd.DataFrame({"index": range(6), "label": ["a"] * 6, "score": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2],
-                          "herding_error": [0.2, float("nan"), 0.4, float("nan"), float("nan"), 0.1],
-                          "label_agreement": [0.9, 0.1, 0.5, 0.8, 0.3, 0.6],
-                          "selected": [True, False, True, False, False, True], "order": [1, -1, 2, -1, -1, 0]})
+    table = pd.DataFrame(
+        {
+            "index": range(6),
+            "label": ["a"] * 6,
+            "score": [0.5, 0.1, 0.9, 0.3, 0.7, 0.2],
+            "herding_error": [0.2, float("nan"), 0.4, float("nan"), float("nan"), 0.1],
+            "label_agreement": [0.9, 0.1, 0.5, 0.8, 0.3, 0.6],
+            "selected": [True, False, True, False, False, True],
+            "order": [1, -1, 2, -1, -1, 0],
+        }
+    )
     groups = pick_thumbnails(table, k=2, method="herding")
     assert groups["picked first"]["index"].tolist() == [5, 0]
     assert groups["picked last"]["index"].tolist() == [2, 0]
@@ -264,8 +309,9 @@ def test_thumbnails_follow_the_registry():
     g = pick_thumbnails(table, k=1, method="ram_apl")
     assert g["most representative kept"]["index"].tolist() == [5] and g["hardest dropped"]["index"].tolist() == [4]
     # min's registry entry is used even though herding_error would come first in the legacy list
-    assert pick_thumbnails(table.drop(columns="score").assign(score=table["score"]), k=1,
-                           method="min")["most representative kept"]["index"].tolist() == [5]
+    assert pick_thumbnails(table.drop(columns="score").assign(score=table["score"]), k=1, method="min")[
+        "most representative kept"
+    ]["index"].tolist() == [5]
 
 
 def test_a_single_evaluation_chart_has_the_random_series(tmp_path):
@@ -278,8 +324,8 @@ def test_a_single_evaluation_chart_has_the_random_series(tmp_path):
     ev = Evaluator(fs, EvalConfig(seeds=(0, 1, 2)))
     cell = ev.evaluate("herding", 0.5)
     text = render_html(single_cell_report(ev, cell, fs, started=_time.perf_counter()), fs)
-    chart = text[text.index("chart-accuracy-0"):]
-    chart = chart[:chart.index("</svg>")]
+    chart = text[text.index("chart-accuracy-0") :]
+    chart = chart[: chart.index("</svg>")]
     assert "herding" in chart and "random (same per-class sizes)" in chart
     # a plan that evaluates random itself gets no second random line
     plan = run_plan(fs, ["herding", "random"], [0.5], EvalConfig(seeds=(0, 1)))

@@ -41,11 +41,12 @@ def run_cli(argv: list[str], capsys) -> tuple[int, str, str]:
 
 def error_line(err: str) -> str:
     """The CLI's one error message (after any progress bar drawn on stderr), or ''."""
-    return err[err.rindex("error: "):].strip() if "error: " in err else ""
+    return err[err.rindex("error: ") :].strip() if "error: " in err else ""
 
 
-def make_features(n_per_class=(8, 8), dim=4, seed=0, labels=None, split=None, paths=None, scale=1.0,
-                  dtype=np.float32) -> dict[str, np.ndarray]:
+def make_features(
+    n_per_class=(8, 8), dim=4, seed=0, labels=None, split=None, paths=None, scale=1.0, dtype=np.float32
+) -> dict[str, np.ndarray]:
     """The arrays of a small, valid features file (two well-separated classes)."""
     rng = np.random.default_rng(seed)
     codes = np.repeat(np.arange(len(n_per_class)), n_per_class)
@@ -146,8 +147,11 @@ def test_undecodable_file_and_folder_names_inside_a_dataset(tmp_path, capsys, wh
     root = tmp_path / ("data" + odd if where == "dataset folder" else "data")
     write_image(root / "a" / "0.png", seed=1)
     write_image(root / "b" / "0.png", seed=2)
-    target = {"file name": root / "a" / f"{odd}.png", "sub-folder": root / "a" / odd / "1.png",
-              "dataset folder": root / "a" / "1.png"}[where]
+    target = {
+        "file name": root / "a" / f"{odd}.png",
+        "sub-folder": root / "a" / odd / "1.png",
+        "dataset folder": root / "a" / "1.png",
+    }[where]
     write_image(target, seed=3)
     rc, out, err = run_cli(["check", root], capsys)
     assert rc == 0, err
@@ -162,6 +166,7 @@ def test_undecodable_file_and_folder_names_inside_a_dataset(tmp_path, capsys, wh
 # =============================================================================================
 # datasets: folders that cannot be listed
 # =============================================================================================
+
 
 def _deny_listing(monkeypatch, denied: Path) -> None:
     """Make ``denied`` unlistable as a folder without permission would be (tests run as root,
@@ -184,13 +189,17 @@ def _deny_listing(monkeypatch, denied: Path) -> None:
     monkeypatch.setattr(os, "listdir", listdir)
 
 
-@pytest.mark.parametrize("denied, loaded, classes", [
-    pytest.param("cat", 2, {"dog"}, id="class-folder"),
-    pytest.param("cat/sub", 4, {"cat", "dog"}, id="sub-folder-of-a-class"),
-    pytest.param("train/cat", 2 + 2, {"cat", "dog"}, id="class-folder-of-a-split"),
-])
-def test_an_unreadable_folder_is_reported_with_the_permission_error(tmp_path, capsys, monkeypatch, denied,
-                                                                    loaded, classes):
+@pytest.mark.parametrize(
+    "denied, loaded, classes",
+    [
+        pytest.param("cat", 2, {"dog"}, id="class-folder"),
+        pytest.param("cat/sub", 4, {"cat", "dog"}, id="sub-folder-of-a-class"),
+        pytest.param("train/cat", 2 + 2, {"cat", "dog"}, id="class-folder-of-a-split"),
+    ],
+)
+def test_an_unreadable_folder_is_reported_with_the_permission_error(
+    tmp_path, capsys, monkeypatch, denied, loaded, classes
+):
     root = tmp_path / "data"
     split = denied.startswith("train")
     base = root / "train" if split else root
@@ -226,6 +235,7 @@ def test_an_unreadable_dataset_folder_is_exit_2_naming_it(tmp_path, capsys, monk
 # manifests
 # =============================================================================================
 
+
 @pytest.fixture
 def two_classes(tmp_path) -> Path:
     """tmp/imgs/{a,b}/{0,1,2}.png, six different images."""
@@ -237,23 +247,52 @@ def two_classes(tmp_path) -> Path:
 
 UNCLOSED_QUOTES = [
     # (lines of the manifest, lines reported as bad_csv, images loaded per class)
-    pytest.param(['path,label', 'a/0.png,a', '"a/1.png,a', 'a/2.png,a', 'b/0.png,b', 'b/1.png,"b"', 'b/2.png,b'],
-                 [3], {"a": 2, "b": 3}, id="closed-later-by-a-quoted-cell"),
-    pytest.param(['path,label', 'a/0.png,a', 'a/1.png,"a', 'a/2.png,a', 'b/0.png,b', 'b/1.png,b', 'b/2.png,b'],
-                 [3], {"a": 2, "b": 3}, id="never-closed"),
-    pytest.param(['path,label', 'a/0.png,a', '"a/1.png,a', 'a/2.png,a', 'b/0.png,b', 'b/1.png,b"', 'b/2.png,b'],
-                 [3, 6], {"a": 2, "b": 2}, id="closed-inside-a-later-cell"),
-    pytest.param(['path,label,split', 'a/0.png,a,train', 'a/1.png,a,"train', 'a/2.png,a,test', 'b/0.png,b,',
-                  'b/1.png,b,test', 'b/2.png,b,train'], [3], {"a": 2, "b": 3}, id="in-the-split-column"),
-    pytest.param(['path,label', 'a/0.png,a', '"a/1.png,a', '', 'a/2.png,a', 'b/0.png,b', 'b/1.png,b', 'b/2.png,b'],
-                 [3], {"a": 2, "b": 3}, id="with-a-blank-line-after"),
+    pytest.param(
+        ["path,label", "a/0.png,a", '"a/1.png,a', "a/2.png,a", "b/0.png,b", 'b/1.png,"b"', "b/2.png,b"],
+        [3],
+        {"a": 2, "b": 3},
+        id="closed-later-by-a-quoted-cell",
+    ),
+    pytest.param(
+        ["path,label", "a/0.png,a", 'a/1.png,"a', "a/2.png,a", "b/0.png,b", "b/1.png,b", "b/2.png,b"],
+        [3],
+        {"a": 2, "b": 3},
+        id="never-closed",
+    ),
+    pytest.param(
+        ["path,label", "a/0.png,a", '"a/1.png,a', "a/2.png,a", "b/0.png,b", 'b/1.png,b"', "b/2.png,b"],
+        [3, 6],
+        {"a": 2, "b": 2},
+        id="closed-inside-a-later-cell",
+    ),
+    pytest.param(
+        [
+            "path,label,split",
+            "a/0.png,a,train",
+            'a/1.png,a,"train',
+            "a/2.png,a,test",
+            "b/0.png,b,",
+            "b/1.png,b,test",
+            "b/2.png,b,train",
+        ],
+        [3],
+        {"a": 2, "b": 3},
+        id="in-the-split-column",
+    ),
+    pytest.param(
+        ["path,label", "a/0.png,a", '"a/1.png,a', "", "a/2.png,a", "b/0.png,b", "b/1.png,b", "b/2.png,b"],
+        [3],
+        {"a": 2, "b": 3},
+        id="with-a-blank-line-after",
+    ),
 ]
 
 
 @pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["LF", "CRLF"])
 @pytest.mark.parametrize("lines, bad, per_class", UNCLOSED_QUOTES)
-def test_an_unclosed_quote_is_reported_where_it_opens_and_the_other_rows_load(two_classes, lines, bad,
-                                                                              per_class, newline):
+def test_an_unclosed_quote_is_reported_where_it_opens_and_the_other_rows_load(
+    two_classes, lines, bad, per_class, newline
+):
     manifest = two_classes / "m.csv"
     manifest.write_bytes(newline.join(lines + [""]).encode())
     ds = load_manifest(manifest)
@@ -267,20 +306,24 @@ def test_an_unclosed_quote_is_reported_where_it_opens_and_the_other_rows_load(tw
 
 def test_check_names_the_line_of_an_unclosed_quote(two_classes, capsys):
     manifest = two_classes / "m.csv"
-    manifest.write_text("path,label\na/0.png,a\n\"a/1.png,a\na/2.png,a\nb/0.png,b\nb/1.png,b\n")
+    manifest.write_text('path,label\na/0.png,a\n"a/1.png,a\na/2.png,a\nb/0.png,b\nb/1.png,b\n')
     rc, out, err = run_cli(["check", manifest], capsys)
     assert rc == 0, err
     assert f"{manifest} line 3: a quote opens on this line" in err
     assert "4 images in 2 classes" in err
 
 
-@pytest.mark.parametrize("labels, expected, null_row", [
-    pytest.param(pd.array([0, 0, None, 1, 1, 1], dtype="Int64"), ["0", "0", "1", "1", "1"], 3, id="int-with-null"),
-    pytest.param(pd.array([0, 0, 0, 1, 1, 1], dtype="Int64"), ["0", "0", "0", "1", "1", "1"], None, id="int"),
-    pytest.param(np.array([0.0, 0.0, np.nan, 1.0, 1.0, 1.0]), ["0", "0", "1", "1", "1"], 3, id="float-with-nan"),
-    pytest.param(pd.array([10, 10, 10, None, 20, 20], dtype="Int32"), ["10", "10", "10", "20", "20"], 4,
-                 id="int32-with-null"),
-])
+@pytest.mark.parametrize(
+    "labels, expected, null_row",
+    [
+        pytest.param(pd.array([0, 0, None, 1, 1, 1], dtype="Int64"), ["0", "0", "1", "1", "1"], 3, id="int-with-null"),
+        pytest.param(pd.array([0, 0, 0, 1, 1, 1], dtype="Int64"), ["0", "0", "0", "1", "1", "1"], None, id="int"),
+        pytest.param(np.array([0.0, 0.0, np.nan, 1.0, 1.0, 1.0]), ["0", "0", "1", "1", "1"], 3, id="float-with-nan"),
+        pytest.param(
+            pd.array([10, 10, 10, None, 20, 20], dtype="Int32"), ["10", "10", "10", "20", "20"], 4, id="int32-with-null"
+        ),
+    ],
+)
 def test_parquet_integer_labels_stay_integers_and_a_null_is_named(two_classes, labels, expected, null_row):
     manifest = two_classes / "m.parquet"
     pd.DataFrame({"path": [f"{c}/{i}.png" for c in "ab" for i in range(3)], "label": labels}).to_parquet(manifest)
@@ -313,6 +356,7 @@ def test_a_manifest_cell_escaped_against_formulas_reads_back(two_classes):
 # zip archives
 # =============================================================================================
 
+
 def make_zip(path: Path, entries: list[tuple[str, bytes]], links: dict[str, str] | None = None) -> Path:
     import warnings
 
@@ -331,24 +375,78 @@ def make_zip(path: Path, entries: list[tuple[str, bytes]], links: dict[str, str]
 LONG = "n" * 300
 BAD_ZIPS = [
     # (entries, entries reported as bad_archive_entry, images loaded per class)
-    pytest.param([("d/a/x", b"plain bytes"), ("d/a/x/y.png", png_bytes(1)), ("d/a/1.png", png_bytes(2)),
-                  ("d/b/1.png", png_bytes(3)), ("d/b/2.png", png_bytes(4))],
-                 ["d/a/x"], {"a": 2, "b": 2}, id="file-then-folder-of-the-same-name"),
-    pytest.param([("d/a/x/y.png", png_bytes(1)), ("d/a/x", b"plain bytes"), ("d/a/1.png", png_bytes(2)),
-                  ("d/b/1.png", png_bytes(3)), ("d/b/2.png", png_bytes(4))],
-                 ["d/a/x"], {"a": 2, "b": 2}, id="folder-then-file-of-the-same-name"),
-    pytest.param([("d\\a\\x", b"plain bytes"), ("d/a/x/y.png", png_bytes(1)), ("d/a/1.png", png_bytes(2)),
-                  ("d/b/1.png", png_bytes(3)), ("d/b/2.png", png_bytes(4))],
-                 ["d\\a\\x"], {"a": 2, "b": 2}, id="backslash-file-and-folder"),
-    pytest.param([(f"d/a/{LONG}.png", png_bytes(1)), ("d/a/1.png", png_bytes(2)), ("d/a/2.png", png_bytes(5)),
-                  ("d/b/1.png", png_bytes(3)), ("d/b/2.png", png_bytes(4))],
-                 [f"d/a/{LONG}.png"], {"a": 2, "b": 2}, id="300-character-file-name"),
-    pytest.param([(f"d/{LONG}/1.png", png_bytes(1)), ("d/a/1.png", png_bytes(2)), ("d/a/2.png", png_bytes(5)),
-                  ("d/b/1.png", png_bytes(3)), ("d/b/2.png", png_bytes(4))],
-                 [f"d/{LONG}/1.png"], {"a": 2, "b": 2}, id="300-character-folder-name"),
-    pytest.param([("d/a/1.png", png_bytes(1)), ("d/a/1.png", png_bytes(6)), ("d/a/2.png", png_bytes(2)),
-                  ("d/b/1.png", png_bytes(3)), ("d/b/2.png", png_bytes(4))],
-                 ["d/a/1.png"], {"a": 2, "b": 2}, id="name-listed-twice"),
+    pytest.param(
+        [
+            ("d/a/x", b"plain bytes"),
+            ("d/a/x/y.png", png_bytes(1)),
+            ("d/a/1.png", png_bytes(2)),
+            ("d/b/1.png", png_bytes(3)),
+            ("d/b/2.png", png_bytes(4)),
+        ],
+        ["d/a/x"],
+        {"a": 2, "b": 2},
+        id="file-then-folder-of-the-same-name",
+    ),
+    pytest.param(
+        [
+            ("d/a/x/y.png", png_bytes(1)),
+            ("d/a/x", b"plain bytes"),
+            ("d/a/1.png", png_bytes(2)),
+            ("d/b/1.png", png_bytes(3)),
+            ("d/b/2.png", png_bytes(4)),
+        ],
+        ["d/a/x"],
+        {"a": 2, "b": 2},
+        id="folder-then-file-of-the-same-name",
+    ),
+    pytest.param(
+        [
+            ("d\\a\\x", b"plain bytes"),
+            ("d/a/x/y.png", png_bytes(1)),
+            ("d/a/1.png", png_bytes(2)),
+            ("d/b/1.png", png_bytes(3)),
+            ("d/b/2.png", png_bytes(4)),
+        ],
+        ["d\\a\\x"],
+        {"a": 2, "b": 2},
+        id="backslash-file-and-folder",
+    ),
+    pytest.param(
+        [
+            (f"d/a/{LONG}.png", png_bytes(1)),
+            ("d/a/1.png", png_bytes(2)),
+            ("d/a/2.png", png_bytes(5)),
+            ("d/b/1.png", png_bytes(3)),
+            ("d/b/2.png", png_bytes(4)),
+        ],
+        [f"d/a/{LONG}.png"],
+        {"a": 2, "b": 2},
+        id="300-character-file-name",
+    ),
+    pytest.param(
+        [
+            (f"d/{LONG}/1.png", png_bytes(1)),
+            ("d/a/1.png", png_bytes(2)),
+            ("d/a/2.png", png_bytes(5)),
+            ("d/b/1.png", png_bytes(3)),
+            ("d/b/2.png", png_bytes(4)),
+        ],
+        [f"d/{LONG}/1.png"],
+        {"a": 2, "b": 2},
+        id="300-character-folder-name",
+    ),
+    pytest.param(
+        [
+            ("d/a/1.png", png_bytes(1)),
+            ("d/a/1.png", png_bytes(6)),
+            ("d/a/2.png", png_bytes(2)),
+            ("d/b/1.png", png_bytes(3)),
+            ("d/b/2.png", png_bytes(4)),
+        ],
+        ["d/a/1.png"],
+        {"a": 2, "b": 2},
+        id="name-listed-twice",
+    ),
 ]
 
 
@@ -380,13 +478,24 @@ def test_an_uploaded_zip_with_a_file_and_folder_clash_loads_in_the_app(tmp_path)
     assert [p.kind for p in ds.problems if p.kind == "bad_archive_entry"] == ["bad_archive_entry"]
 
 
-@pytest.mark.parametrize("entries, links, named", [
-    pytest.param([("../x/1.png", png_bytes(1)), ("/abs/1.png", png_bytes(2))], {}, ["../x/1.png", "/abs/1.png"],
-                 id="dotdot-and-absolute"),
-    pytest.param([("C:/win/1.png", png_bytes(1))], {"d/a/link.png": "/etc/passwd"}, ["C:/win/1.png", "d/a/link.png"],
-                 id="drive-letter-and-link"),
-    pytest.param([(f"d/a/{LONG}.png", png_bytes(1))], {}, [f"d/a/{LONG}.png"], id="only-an-over-long-name"),
-])
+@pytest.mark.parametrize(
+    "entries, links, named",
+    [
+        pytest.param(
+            [("../x/1.png", png_bytes(1)), ("/abs/1.png", png_bytes(2))],
+            {},
+            ["../x/1.png", "/abs/1.png"],
+            id="dotdot-and-absolute",
+        ),
+        pytest.param(
+            [("C:/win/1.png", png_bytes(1))],
+            {"d/a/link.png": "/etc/passwd"},
+            ["C:/win/1.png", "d/a/link.png"],
+            id="drive-letter-and-link",
+        ),
+        pytest.param([(f"d/a/{LONG}.png", png_bytes(1))], {}, [f"d/a/{LONG}.png"], id="only-an-over-long-name"),
+    ],
+)
 def test_a_zip_with_only_refused_entries_names_them(tmp_path, capsys, entries, links, named):
     archive = make_zip(tmp_path / "bad.zip", entries, links)
     rc, out, err = run_cli(["check", archive], capsys)
@@ -402,6 +511,7 @@ def test_a_zip_with_only_refused_entries_names_them(tmp_path, capsys, entries, l
 # features files (select)
 # =============================================================================================
 
+
 def _npy_renamed(path: Path) -> None:
     np.save(path.with_suffix(".npy"), np.ones((4, 3), dtype=np.float32))
     path.with_suffix(".npy").rename(path)
@@ -416,40 +526,83 @@ def _truncated(path: Path) -> None:
 BAD_FEATURE_FILES = [
     # (writer of the file, phrases the message must contain)
     pytest.param(_npy_renamed, ["is a single .npy array, not a .npz archive"], id="npy-renamed-npz"),
-    pytest.param(lambda p: p.write_text("path,label\nx.png,cat\n"),
-                 ["is not a .npz archive", "coreset-studio embed"], id="text-file"),
+    pytest.param(
+        lambda p: p.write_text("path,label\nx.png,cat\n"),
+        ["is not a .npz archive", "coreset-studio embed"],
+        id="text-file",
+    ),
     pytest.param(lambda p: p.write_bytes(b""), ["is empty (0 bytes)"], id="empty-file"),
-    pytest.param(lambda p: p.write_bytes(pickle.dumps({"feat_m": [[1.0]], "labels": ["a"]})),
-                 ["is not a .npz archive", "pickle, which is never loaded"], id="pickle-file"),
+    pytest.param(
+        lambda p: p.write_bytes(pickle.dumps({"feat_m": [[1.0]], "labels": ["a"]})),
+        ["is not a .npz archive", "pickle, which is never loaded"],
+        id="pickle-file",
+    ),
     pytest.param(_truncated, ["damaged or truncated .npz archive"], id="truncated-npz"),
-    pytest.param(lambda p: save_npz(p, {"feat_m": np.ones((2, 2)), "labels": np.array([{"a": 1}, 2], dtype=object)}),
-                 ["array 'labels' holds Python objects", "never loaded"], id="object-labels"),
-    pytest.param(lambda p: save_npz(p, {"feat_m": np.array([["1", "2"], ["3", "x"]]), "labels": np.array(["a", "b"])}),
-                 ["model 'm' are not numbers (dtype <U1)", ".astype(numpy.float32)"], id="string-features"),
-    pytest.param(lambda p: save_npz(p, {"feat_m": np.ones((2, 2), dtype=complex), "labels": np.array(["a", "b"])}),
-                 ["model 'm' are not numbers (dtype complex128)"], id="complex-features"),
-    pytest.param(lambda p: save_npz(p, {"feat_m": np.zeros((2, 2), dtype="datetime64[D]"), "labels": np.array([0, 1])}),
-                 ["model 'm' are not numbers (dtype datetime64[D])"], id="datetime-features"),
-    pytest.param(lambda p: save_npz(p, make_features(labels=np.array([b"a"] * 8 + [b"\xff"] * 8))),
-                 ["labels row 8 is not UTF-8 text", "b'\\xff'"], id="byte-labels-not-utf8"),
-    pytest.param(lambda p: save_npz(p, make_features(scale=1e30)),
-                 ["would overflow float32", "rescale the features"], id="magnitude-1e30"),
-    pytest.param(lambda p: save_npz(p, make_features(scale=1e19, dim=8)),
-                 ["would overflow float32", "8-d features"], id="magnitude-1e19-8d"),
-    pytest.param(lambda p: save_npz(p, make_features(scale=1e39, dtype=np.float64)),
-                 ["beyond the float32 range", "rescale them"], id="float64-1e39"),
-    pytest.param(lambda p: save_npz(p, {**make_features(dtype=np.float64),
-                                        "feat_m": np.where(np.eye(16, 4) > 0, -1e300, 1.0)}),
-                 ["beyond the float32 range", "-1e+300 at row 0, column 0"], id="float64-minus-1e300"),
-    pytest.param(lambda p: save_npz(p, {**make_features(), "feat_m": np.where(np.eye(16, 4) > 0, np.nan, 1.0)}),
-                 ["NaN or infinite values (first at row 0)"], id="nan-features"),
-    pytest.param(lambda p: save_npz(p, make_features(split=np.array(["test"] * 16))),
-                 ["has a split array but no 'train' rows (found: 16 'test')", "remove the split array"],
-                 id="split-only-test"),
-    pytest.param(lambda p: save_npz(p, make_features(split=np.array(["val"] * 10 + ["test"] * 6))),
-                 ["no 'train' rows (found: 10 'val', 6 'test')"], id="split-val-and-test"),
-    pytest.param(lambda p: save_npz(p, {"feat_m": np.ones((3, 2)), "labels": np.array([[0, 1, 2]])}),
-                 ["labels must be 1-D"], id="labels-2d"),
+    pytest.param(
+        lambda p: save_npz(p, {"feat_m": np.ones((2, 2)), "labels": np.array([{"a": 1}, 2], dtype=object)}),
+        ["array 'labels' holds Python objects", "never loaded"],
+        id="object-labels",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, {"feat_m": np.array([["1", "2"], ["3", "x"]]), "labels": np.array(["a", "b"])}),
+        ["model 'm' are not numbers (dtype <U1)", ".astype(numpy.float32)"],
+        id="string-features",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, {"feat_m": np.ones((2, 2), dtype=complex), "labels": np.array(["a", "b"])}),
+        ["model 'm' are not numbers (dtype complex128)"],
+        id="complex-features",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, {"feat_m": np.zeros((2, 2), dtype="datetime64[D]"), "labels": np.array([0, 1])}),
+        ["model 'm' are not numbers (dtype datetime64[D])"],
+        id="datetime-features",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, make_features(labels=np.array([b"a"] * 8 + [b"\xff"] * 8))),
+        ["labels row 8 is not UTF-8 text", "b'\\xff'"],
+        id="byte-labels-not-utf8",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, make_features(scale=1e30)),
+        ["would overflow float32", "rescale the features"],
+        id="magnitude-1e30",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, make_features(scale=1e19, dim=8)),
+        ["would overflow float32", "8-d features"],
+        id="magnitude-1e19-8d",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, make_features(scale=1e39, dtype=np.float64)),
+        ["beyond the float32 range", "rescale them"],
+        id="float64-1e39",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, {**make_features(dtype=np.float64), "feat_m": np.where(np.eye(16, 4) > 0, -1e300, 1.0)}),
+        ["beyond the float32 range", "-1e+300 at row 0, column 0"],
+        id="float64-minus-1e300",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, {**make_features(), "feat_m": np.where(np.eye(16, 4) > 0, np.nan, 1.0)}),
+        ["NaN or infinite values (first at row 0)"],
+        id="nan-features",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, make_features(split=np.array(["test"] * 16))),
+        ["has a split array but no 'train' rows (found: 16 'test')", "remove the split array"],
+        id="split-only-test",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, make_features(split=np.array(["val"] * 10 + ["test"] * 6))),
+        ["no 'train' rows (found: 10 'val', 6 'test')"],
+        id="split-val-and-test",
+    ),
+    pytest.param(
+        lambda p: save_npz(p, {"feat_m": np.ones((3, 2)), "labels": np.array([[0, 1, 2]])}),
+        ["labels must be 1-D"],
+        id="labels-2d",
+    ),
 ]
 
 
@@ -470,13 +623,17 @@ def test_select_refuses_a_bad_features_file_with_exit_2(tmp_path, capsys, write,
     assert path.read_bytes() == before and not (out / "scores.csv").exists()
 
 
-@pytest.mark.parametrize("arrays, pool, labels", [
-    pytest.param(make_features(labels=np.array([b"a"] * 8 + [b"caf\xc3\xa9"] * 8)), 16, {"a", "café"},
-                 id="byte-labels-utf8"),
-    pytest.param(make_features(split=np.array([b"train"] * 12 + [b"test"] * 4)), 12, {"c0", "c1"}, id="byte-split"),
-    pytest.param(make_features(scale=1e16), 16, {"c0", "c1"}, id="large-but-safe-magnitude"),
-    pytest.param(make_features(split=np.array(["train"] * 6 + ["test"] * 10)), 6, {"c0"}, id="train-rows-only"),
-])
+@pytest.mark.parametrize(
+    "arrays, pool, labels",
+    [
+        pytest.param(
+            make_features(labels=np.array([b"a"] * 8 + [b"caf\xc3\xa9"] * 8)), 16, {"a", "café"}, id="byte-labels-utf8"
+        ),
+        pytest.param(make_features(split=np.array([b"train"] * 12 + [b"test"] * 4)), 12, {"c0", "c1"}, id="byte-split"),
+        pytest.param(make_features(scale=1e16), 16, {"c0", "c1"}, id="large-but-safe-magnitude"),
+        pytest.param(make_features(split=np.array(["train"] * 6 + ["test"] * 10)), 6, {"c0"}, id="train-rows-only"),
+    ],
+)
 def test_select_accepts_what_it_can_read(tmp_path, capsys, arrays, pool, labels):
     path = save_npz(tmp_path / "features.npz", arrays)
     out = tmp_path / "out"
@@ -512,15 +669,24 @@ def test_the_selection_engine_reports_float32_range_and_overflow_from_python():
 # options: manual budgets, --weights, selection.json, fractions that keep nothing
 # =============================================================================================
 
-@pytest.mark.parametrize("count", [pytest.param("abc", id="text"), pytest.param(None, id="none"),
-                                   pytest.param([1], id="list"), pytest.param("1e400", id="overflowing-text"),
-                                   pytest.param(2.5, id="fraction")])
+
+@pytest.mark.parametrize(
+    "count",
+    [
+        pytest.param("abc", id="text"),
+        pytest.param(None, id="none"),
+        pytest.param([1], id="list"),
+        pytest.param("1e400", id="overflowing-text"),
+        pytest.param(2.5, id="fraction"),
+    ],
+)
 def test_a_bad_manual_count_names_the_class_and_the_count(count):
     labels = np.repeat(["cat", "dog"], 4)
     x = np.random.default_rng(0).normal(size=(8, 3))
     with pytest.raises(SelectionInputError) as info:
-        run_selection("random", {"m": x}, labels, 0.5, budget="manual", budget_counts={"cat": count, "dog": 1},
-                      device="cpu")
+        run_selection(
+            "random", {"m": x}, labels, 0.5, budget="manual", budget_counts={"cat": count, "dog": 1}, device="cpu"
+        )
     assert f"count {count!r} of class 'cat' is not an integer" in str(info.value)
 
 
@@ -528,8 +694,23 @@ def test_a_manual_counts_file_that_is_not_utf8_is_exit_2(tmp_path, capsys):
     path = save_npz(tmp_path / "f.npz", make_features())
     counts = tmp_path / "counts.csv"
     counts.write_bytes(b"class,count\nc\xe90,2\nc1,2\n")
-    rc, out, err = run_cli(["select", path, "--method", "random", "--fraction", "0.5", "--budget", "manual",
-                            "--budget-counts", counts, "--out", tmp_path / "out"], capsys)
+    rc, out, err = run_cli(
+        [
+            "select",
+            path,
+            "--method",
+            "random",
+            "--fraction",
+            "0.5",
+            "--budget",
+            "manual",
+            "--budget-counts",
+            counts,
+            "--out",
+            tmp_path / "out",
+        ],
+        capsys,
+    )
     assert rc == 2
     assert f"Manual budget file {counts} is not UTF-8 text (byte 0xe9" in err
 
@@ -539,14 +720,27 @@ def _pickled_object(path: Path) -> None:
 
 
 BAD_WEIGHTS = [
-    pytest.param("w.pth", lambda p: p.write_text("these are not weights"),
-                 "exists but is not a state dict (it is neither a safetensors file nor a torch.save file", id="text-pth"),
-    pytest.param("w.pth", lambda p: p.write_bytes(b""), "exists but is not a state dict (it is empty (0 bytes))",
-                 id="empty-pth"),
-    pytest.param("w.safetensors", lambda p: p.write_bytes(os.urandom(64)),
-                 "exists but is not a state dict (it does not start with a safetensors header)", id="random-safetensors"),
-    pytest.param("w.pth", _pickled_object, "exists but is not a readable state dict (it holds pickled Python objects",
-                 id="pickled-object"),
+    pytest.param(
+        "w.pth",
+        lambda p: p.write_text("these are not weights"),
+        "exists but is not a state dict (it is neither a safetensors file nor a torch.save file",
+        id="text-pth",
+    ),
+    pytest.param(
+        "w.pth", lambda p: p.write_bytes(b""), "exists but is not a state dict (it is empty (0 bytes))", id="empty-pth"
+    ),
+    pytest.param(
+        "w.safetensors",
+        lambda p: p.write_bytes(os.urandom(64)),
+        "exists but is not a state dict (it does not start with a safetensors header)",
+        id="random-safetensors",
+    ),
+    pytest.param(
+        "w.pth",
+        _pickled_object,
+        "exists but is not a readable state dict (it holds pickled Python objects",
+        id="pickled-object",
+    ),
     pytest.param("wdir", lambda p: p.mkdir(), "is a folder, not a file", id="folder"),
 ]
 
@@ -555,8 +749,21 @@ BAD_WEIGHTS = [
 def test_a_bad_weights_file_is_named_for_what_it_is(tmp_path, capsys, image_tree, name, write, phrase):
     weights = tmp_path / name
     write(weights)
-    rc, out, err = run_cli(["embed", image_tree, "--models", "effnet-lite0", "--weights", f"effnet-lite0={weights}",
-                            "--device", "cpu", "--out", tmp_path / "f.npz"], capsys)
+    rc, out, err = run_cli(
+        [
+            "embed",
+            image_tree,
+            "--models",
+            "effnet-lite0",
+            "--weights",
+            f"effnet-lite0={weights}",
+            "--device",
+            "cpu",
+            "--out",
+            tmp_path / "f.npz",
+        ],
+        capsys,
+    )
     assert rc == 2
     assert str(weights.name) in err and phrase in err, err
     assert "does not exist" not in err and "weights_only=False" not in err
@@ -573,8 +780,10 @@ def eval_features(tmp_path) -> Path:
 
 @pytest.fixture
 def selection_json(eval_features, tmp_path, capsys) -> Path:
-    assert main(["select", str(eval_features), "--method", "herding", "--fraction", "0.3",
-                 "--out", str(tmp_path / "sel")]) == 0
+    assert (
+        main(["select", str(eval_features), "--method", "herding", "--fraction", "0.3", "--out", str(tmp_path / "sel")])
+        == 0
+    )
     capsys.readouterr()
     return tmp_path / "sel" / "selection.json"
 
@@ -584,6 +793,7 @@ def _drop(*keys):
         for k in keys:
             d.pop(k)
         return json.dumps(d)
+
     return edit
 
 
@@ -592,20 +802,26 @@ BAD_SELECTIONS = [
     pytest.param(_drop("seed", "selected"), "has no 'seed', 'selected' entries", id="missing-seed-and-selected"),
     pytest.param(lambda d: json.dumps([d]), "holds a JSON list, not an object", id="a-list"),
     pytest.param(lambda d: json.dumps(d)[:-20], "is not valid JSON", id="truncated-json"),
-    pytest.param(lambda d: json.dumps({**d, "budget_table": {"data": {}}}), "lacks the 'columns' part",
-                 id="budget-table-without-columns"),
-    pytest.param(lambda d: json.dumps({**d, "fraction": "lots"}), "has a malformed entry (ValueError",
-                 id="fraction-not-a-number"),
+    pytest.param(
+        lambda d: json.dumps({**d, "budget_table": {"data": {}}}),
+        "lacks the 'columns' part",
+        id="budget-table-without-columns",
+    ),
+    pytest.param(
+        lambda d: json.dumps({**d, "fraction": "lots"}), "has a malformed entry (ValueError", id="fraction-not-a-number"
+    ),
 ]
 
 
 @pytest.mark.parametrize("edit, phrase", BAD_SELECTIONS)
-def test_evaluate_names_the_selection_file_and_what_it_lacks(eval_features, selection_json, tmp_path, capsys,
-                                                             edit, phrase):
+def test_evaluate_names_the_selection_file_and_what_it_lacks(
+    eval_features, selection_json, tmp_path, capsys, edit, phrase
+):
     bad = tmp_path / "edited.json"
     bad.write_text(edit(json.loads(selection_json.read_text())))
-    rc, out, err = run_cli(["evaluate", eval_features, "--selection", bad, "--seeds", "1",
-                            "--out", tmp_path / "ev"], capsys)
+    rc, out, err = run_cli(
+        ["evaluate", eval_features, "--selection", bad, "--seeds", "1", "--out", tmp_path / "ev"], capsys
+    )
     assert rc == 2
     assert f"The selection file {bad}" in err and phrase in err, err
     assert "coreset-studio select" in err
@@ -614,16 +830,45 @@ def test_evaluate_names_the_selection_file_and_what_it_lacks(eval_features, sele
 
 @pytest.mark.parametrize("budget, fraction", [("paper", "0.01"), ("proportional", "0.005"), ("uniform", "0.005")])
 def test_evaluate_of_a_fraction_that_keeps_nothing_says_so(eval_features, tmp_path, capsys, budget, fraction):
-    rc, out, err = run_cli(["evaluate", eval_features, "--method", "random", "--fraction", fraction,
-                            "--budget", budget, "--seeds", "2", "--out", tmp_path / "ev"], capsys)
+    rc, out, err = run_cli(
+        [
+            "evaluate",
+            eval_features,
+            "--method",
+            "random",
+            "--fraction",
+            fraction,
+            "--budget",
+            budget,
+            "--seeds",
+            "2",
+            "--out",
+            tmp_path / "ev",
+        ],
+        capsys,
+    )
     assert rc == 2
     assert f"random keeps 0 images at fraction {fraction}" in err and "raise --fraction" in err
     assert not (tmp_path / "ev" / "report.json").exists()
 
 
 def test_run_keeps_an_empty_cell_and_notes_it(eval_features, tmp_path, capsys):
-    rc, out, err = run_cli(["run", eval_features, "--methods", "random", "--fractions", "0.01,0.5", "--seeds", "1",
-                            "--no-html", "--out", tmp_path / "run"], capsys)
+    rc, out, err = run_cli(
+        [
+            "run",
+            eval_features,
+            "--methods",
+            "random",
+            "--fractions",
+            "0.01,0.5",
+            "--seeds",
+            "1",
+            "--no-html",
+            "--out",
+            tmp_path / "run",
+        ],
+        capsys,
+    )
     assert rc == 0, err
     assert "note: random keeps 0 images at fraction 0.01" in out
     assert "fraction 0.5" not in out.split("note:")[-1]
@@ -632,6 +877,7 @@ def test_run_keeps_an_empty_cell_and_notes_it(eval_features, tmp_path, capsys):
 # =============================================================================================
 # outputs
 # =============================================================================================
+
 
 def _fail(monkeypatch, target: str, code: int) -> None:
     """Make the atomic writer fail with ``code`` at ``target`` (tests run as root: chmod does not stop writes)."""
@@ -725,6 +971,7 @@ def test_atomic_write_errors_stay_oserrors_and_leave_the_old_file(tmp_path, monk
 # =============================================================================================
 # exports
 # =============================================================================================
+
 
 @pytest.mark.parametrize("label", ["=cmd|' /C calc'!A0", "+1+1", "-2", "@SUM(A1)"])
 def test_subset_zip_manifest_escapes_formulas_and_still_loads(tmp_path, label):

@@ -55,8 +55,15 @@ def _age(path: Path, seconds: float) -> None:
 @pytest.fixture
 def fake_model():
     """``fault-fake`` (6-d fake embedder) in the registry for one test."""
-    register_embedder("fault-fake", lambda weights=None, workspace=None: fake_embedder("fault-fake", 6, "w-ff"),
-                      description="test", family="timm", availability="offline", dim=6, overwrite=True)
+    register_embedder(
+        "fault-fake",
+        lambda weights=None, workspace=None: fake_embedder("fault-fake", 6, "w-ff"),
+        description="test",
+        family="timm",
+        availability="offline",
+        dim=6,
+        overwrite=True,
+    )
     yield "fault-fake"
     unregister_embedder("fault-fake")
 
@@ -88,8 +95,9 @@ INTERRUPTS = [
 ]
 
 
-@pytest.mark.parametrize("where,exc_type,finished", INTERRUPTS,
-                         ids=[f"{w}-{e.__name__}-after{k}" for w, e, k in INTERRUPTS])
+@pytest.mark.parametrize(
+    "where,exc_type,finished", INTERRUPTS, ids=[f"{w}-{e.__name__}-after{k}" for w, e, k in INTERRUPTS]
+)
 def test_interrupt_keeps_every_finished_row_and_the_rerun_embeds_only_the_rest(tmp_path, where, exc_type, finished):
     n, bs = 12, 2
     paths = make_images(tmp_path / "img", n)
@@ -124,8 +132,14 @@ def test_interrupt_keeps_every_finished_row_and_the_rerun_embeds_only_the_rest(t
         if where == "decode":
             mp.setattr(extract, "open_rgb", open_rgb)
         with pytest.raises(exc_type):
-            embed_images(emb, paths, cache=cache, batch_size=bs, num_workers=0,
-                         progress=progress if where == "progress" else None)
+            embed_images(
+                emb,
+                paths,
+                cache=cache,
+                batch_size=bs,
+                num_workers=0,
+                progress=progress if where == "progress" else None,
+            )
     kept = finished * bs
     assert cache.count(emb.identity) == kept
     rerun_emb = fake_embedder()
@@ -197,15 +211,35 @@ def _counted(counter: Path) -> dict[int, int]:
 
 
 def _embed_cmd(data: Path, out: Path, ws: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "core.cli", "embed", str(data), "--models", _slow_embedder.NAME,
-            "--batch-size", "2", "--num-workers", "0", "--workspace", str(ws), "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "core.cli",
+        "embed",
+        str(data),
+        "--models",
+        _slow_embedder.NAME,
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "0",
+        "--workspace",
+        str(ws),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _env(tmp_path: Path, counter: Path, slow_s: float) -> dict[str, str]:
     site = _write_sitecustomize(tmp_path / "site")
     env = dict(os.environ)
-    env.update(PYTHONPATH=f"{site}{os.pathsep}{REPO}", FAULTS_COUNTER=str(counter), FAULTS_SLOW_S=str(slow_s),
-               HF_HUB_OFFLINE="1")
+    env.update(
+        PYTHONPATH=f"{site}{os.pathsep}{REPO}",
+        FAULTS_COUNTER=str(counter),
+        FAULTS_SLOW_S=str(slow_s),
+        HF_HUB_OFFLINE="1",
+    )
     return env
 
 
@@ -219,8 +253,7 @@ SIGNALS = [
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig,after,status,message", SIGNALS,
-                         ids=[f"{s.name}-after{a}" for s, a, _, _ in SIGNALS])
+@pytest.mark.parametrize("sig,after,status,message", SIGNALS, ids=[f"{s.name}-after{a}" for s, a, _, _ in SIGNALS])
 def test_signal_during_cli_embed_keeps_finished_rows(tmp_path, sig, after, status, message):
     """A real ``python -m core.cli embed`` killed by a signal, then run again."""
     n, bs = 40, 2  # 20 batches of 0.15 s: the late signal still has 1.5 s of work to interrupt
@@ -228,9 +261,15 @@ def test_signal_during_cli_embed_keeps_finished_rows(tmp_path, sig, after, statu
     make_images(data / "a", n // 2)
     make_images(data / "b", n // 2, start=100)
     ws, out, counter = tmp_path / "ws", tmp_path / "f.npz", tmp_path / "counter.txt"
-    proc = subprocess.Popen(_embed_cmd(data, out, ws), env=_env(tmp_path, counter, 0.15), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(
+        _embed_cmd(data, out, ws),
+        env=_env(tmp_path, counter, 0.15),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline = time.monotonic() + 120
         while sum(_counted(counter).values()) < after:
@@ -256,15 +295,22 @@ def test_signal_during_cli_embed_keeps_finished_rows(tmp_path, sig, after, statu
     assert not [p for p in ws.rglob("*") if p.name.endswith(".tmp")]
     counter.unlink()
 
-    done = subprocess.run(_embed_cmd(data, out, ws), env=_env(tmp_path, counter, 0.0), cwd=tmp_path,
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        _embed_cmd(data, out, ws),
+        env=_env(tmp_path, counter, 0.0),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert sum(_counted(counter).values()) == n - kept  # only the rest was embedded
     assert f"{n - kept} computed, {kept} from cache" in done.stderr
     fs = load_features(out)
     assert len(fs) == n
-    ref = embed_images(fake_embedder(_slow_embedder.NAME, 6, _slow_embedder.WEIGHTS_ID), list(fs.paths),
-                       batch_size=bs, num_workers=0).features
+    ref = embed_images(
+        fake_embedder(_slow_embedder.NAME, 6, _slow_embedder.WEIGHTS_ID), list(fs.paths), batch_size=bs, num_workers=0
+    ).features
     np.testing.assert_allclose(fs.features[_slow_embedder.NAME], ref, atol=1e-5, rtol=0)
 
 
@@ -273,9 +319,14 @@ def test_sigterm_with_no_cache_says_nothing_was_kept(tmp_path):
     data = tmp_path / "data"
     make_images(data / "a", 20)
     counter = tmp_path / "counter.txt"
-    proc = subprocess.Popen(_embed_cmd(data, tmp_path / "f.npz", tmp_path / "ws", "--no-cache"),
-                            env=_env(tmp_path, counter, 0.15), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        _embed_cmd(data, tmp_path / "f.npz", tmp_path / "ws", "--no-cache"),
+        env=_env(tmp_path, counter, 0.15),
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while sum(_counted(counter).values()) < 2:
@@ -321,14 +372,27 @@ CACHE_ERRORS = [errno.EACCES, errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO
 
 
 @pytest.mark.parametrize("err", CACHE_ERRORS, ids=[errno.errorcode[e] for e in CACHE_ERRORS])
-def test_unwritable_cache_warns_once_and_still_writes_the_output(fake_model, image_tree, tmp_path, monkeypatch,
-                                                                capsys, err):
+def test_unwritable_cache_warns_once_and_still_writes_the_output(
+    fake_model, image_tree, tmp_path, monkeypatch, capsys, err
+):
     calls: list[Path] = []
     monkeypatch.setattr("core.cache.atomic_save_npz", _failing_save(err, calls))
     monkeypatch.setattr(extract, "CACHE_FLUSH_EVERY", 2)  # several flushes would each fail
     ws, out = tmp_path / "ws", tmp_path / "f.npz"
-    code = main(["embed", str(image_tree), "--models", fake_model, "--batch-size", "2", "--workspace", str(ws),
-                 "--out", str(out)])
+    code = main(
+        [
+            "embed",
+            str(image_tree),
+            "--models",
+            fake_model,
+            "--batch-size",
+            "2",
+            "--workspace",
+            str(ws),
+            "--out",
+            str(out),
+        ]
+    )
     err_text = capsys.readouterr().err
     assert code == 0, err_text
     assert len(calls) == 1  # one failed write, then no more attempts
@@ -345,8 +409,9 @@ def test_workspace_under_a_regular_file_is_a_warning_not_a_lost_run(fake_model, 
     blocker = tmp_path / "blocker"
     blocker.write_text("a file, not a folder")
     out = tmp_path / "f.npz"
-    code = main(["embed", str(image_tree), "--models", fake_model, "--workspace", str(blocker / "ws"),
-                 "--out", str(out)])
+    code = main(
+        ["embed", str(image_tree), "--models", fake_model, "--workspace", str(blocker / "ws"), "--out", str(out)]
+    )
     err_text = capsys.readouterr().err
     assert code == 0, err_text
     assert f"warning: Cannot write the embedding cache in {blocker / 'ws' / 'embeddings'}" in err_text
@@ -382,8 +447,12 @@ def test_unwritable_output_exits_2_naming_it_and_keeps_the_embeddings(fake_model
     assert f"kept in the embedding cache {ws.resolve() / 'embeddings'}" in err_text
     assert "Traceback" not in err_text and not out.exists()
     assert EmbeddingCache(ws / "embeddings").count(_identity()) == 9  # nothing computed is lost
-    assert main(["embed", str(image_tree), "--models", fake_model, "--workspace", str(ws),
-                 "--out", str(tmp_path / "g.npz")]) == 0
+    assert (
+        main(
+            ["embed", str(image_tree), "--models", fake_model, "--workspace", str(ws), "--out", str(tmp_path / "g.npz")]
+        )
+        == 0
+    )
     assert "0 computed, 9 from cache" in capsys.readouterr().err
 
 
@@ -520,17 +589,27 @@ TEMPS = [
 ]
 
 
-@pytest.mark.parametrize("where,kind,pattern,pid_state,age,fresh_inside,removed", TEMPS,
-                         ids=[f"{i:02d}-{t[0]}-{t[1]}-{t[3] or 'nopid'}-{int(t[4])}s{'-busy' if t[5] else ''}"
-                              f"-{'removed' if t[6] else 'kept'}" for i, t in enumerate(TEMPS)])
-def test_stale_temporaries_of_killed_runs_are_removed_by_the_next_run(tmp_path, where, kind, pattern, pid_state,
-                                                                      age, fresh_inside, removed):
+@pytest.mark.parametrize(
+    "where,kind,pattern,pid_state,age,fresh_inside,removed",
+    TEMPS,
+    ids=[
+        f"{i:02d}-{t[0]}-{t[1]}-{t[3] or 'nopid'}-{int(t[4])}s{'-busy' if t[5] else ''}-{'removed' if t[6] else 'kept'}"
+        for i, t in enumerate(TEMPS)
+    ],
+)
+def test_stale_temporaries_of_killed_runs_are_removed_by_the_next_run(
+    tmp_path, where, kind, pattern, pid_state, age, fresh_inside, removed
+):
     ws = tmp_path / "ws"
     pid = _dead_pid() if pid_state == DEAD else os.getpid()
     name = pattern.format(pid=pid, rand="k3x_9q0z")
     emb = fake_embedder()
-    folder = {"archives": ws / "archives", "root": ws, "weights": ws / "weights",
-              "cache": ws / "embeddings" / emb.identity}[where]
+    folder = {
+        "archives": ws / "archives",
+        "root": ws,
+        "weights": ws / "weights",
+        "cache": ws / "embeddings" / emb.identity,
+    }[where]
     temp = _make_temp(folder, name, kind, age, fresh_inside)
     # the entry point of the next run
     if where == "archives":
@@ -557,8 +636,9 @@ def test_killed_unzip_leaves_nothing_behind_for_the_next_load(tmp_path):
         f"t = Path(tempfile.mkdtemp(prefix=temp_prefix('set-0123456789abcdef'), dir={str(archives)!r}));"
         "(t / 'cat').mkdir(); (t / 'cat' / 'x.png').write_bytes(b'0' * 4096); print(t); os._exit(9)"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
     out, _ = proc.communicate(timeout=60)
     left = Path(out.strip())
     assert proc.returncode == 9 and left.is_dir() and f".p{proc.pid}." in left.name
@@ -600,15 +680,21 @@ def _with_problem(tree: Path, problem: str) -> Path:
     elif problem == "duplicate_content":  # a warning: the image is kept
         (tree / "fox" / "copy.png").write_bytes((tree / "fox" / "fox0.png").read_bytes())
     elif problem == "missing_file":  # a manifest row naming a file that is not there
-        rows = ["path,label"] + [f"{p.relative_to(tree).as_posix()},{p.parent.name}" for p in sorted(tree.rglob("*.png"))]
+        rows = ["path,label"] + [
+            f"{p.relative_to(tree).as_posix()},{p.parent.name}" for p in sorted(tree.rglob("*.png"))
+        ]
         rows.append("cat/gone.png,cat")
         (tree / "manifest.csv").write_text("\n".join(rows) + "\n")
     return tree
 
 
 # the file each problem names in the report
-PROBLEM_FILE = {"not_an_image": "notes.txt", "empty_file": "blank.png", "missing_file": "manifest.csv line 11",
-                "duplicate_content": "copy.png"}
+PROBLEM_FILE = {
+    "not_an_image": "notes.txt",
+    "empty_file": "blank.png",
+    "missing_file": "manifest.csv line 11",
+    "duplicate_content": "copy.png",
+}
 # (problem added, --strict, exit status)
 STRICT = [
     (None, True, 0),
@@ -620,8 +706,9 @@ STRICT = [
 ]
 
 
-@pytest.mark.parametrize("problem,strict,status", STRICT,
-                         ids=[f"{p or 'clean'}-{'strict' if s else 'plain'}" for p, s, _ in STRICT])
+@pytest.mark.parametrize(
+    "problem,strict,status", STRICT, ids=[f"{p or 'clean'}-{'strict' if s else 'plain'}" for p, s, _ in STRICT]
+)
 def test_check_strict_exit_status(image_tree, capsys, problem, strict, status):
     data = _with_problem(image_tree, problem) if problem else image_tree
     code = main(["check", str(data), *(["--strict"] if strict else [])])

@@ -40,12 +40,15 @@ def test_file_from_another_tool_with_only_features_and_integer_labels(tmp_path):
     assert fs.features["clip"].dtype == np.float32
 
 
-@pytest.mark.parametrize("arrays, message", [
-    ({"labels": np.array([0, 1])}, "no feat_<model> arrays"),
-    ({"feat_a": np.ones((2, 2))}, "no 'labels' array"),
-    ({"feat_a": np.ones((3, 2)), "labels": np.array([0, 1])}, "3 rows but there are 2 labels"),
-    ({"feat_a": np.ones(2), "labels": np.array([0, 1])}, "must be 2-D"),
-])
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"labels": np.array([0, 1])}, "no feat_<model> arrays"),
+        ({"feat_a": np.ones((2, 2))}, "no 'labels' array"),
+        ({"feat_a": np.ones((3, 2)), "labels": np.array([0, 1])}, "3 rows but there are 2 labels"),
+        ({"feat_a": np.ones(2), "labels": np.array([0, 1])}, "must be 2-D"),
+    ],
+)
 def test_bad_files_name_the_problem(tmp_path, arrays, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **arrays)
@@ -63,7 +66,10 @@ def test_not_an_npz(tmp_path):
 
 
 def test_subset_selects_rows(tmp_path):
-    fs = FeatureSet(features={"a": np.arange(8, dtype=np.float32).reshape(4, 2)}, labels=["p", "q", "p", "q"],
-                    paths=["0", "1", "2", "3"])
+    fs = FeatureSet(
+        features={"a": np.arange(8, dtype=np.float32).reshape(4, 2)},
+        labels=["p", "q", "p", "q"],
+        paths=["0", "1", "2", "3"],
+    )
     sub = fs.subset(np.array([True, False, False, True]))
     assert list(sub.paths) == ["0", "3"] and sub.features["a"].tolist() == [[0, 1], [6, 7]]

@@ -30,8 +30,14 @@ print(json.dumps({"imported": imported, "forbidden": bad}))
 
 
 def _import_all(package: str, forbidden: list[str]) -> dict:
-    out = subprocess.run([sys.executable, "-c", _PROBE, package, ",".join(forbidden)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=300, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, package, ",".join(forbidden)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -39,7 +45,8 @@ def test_core_never_imports_streamlit_or_the_app():
     found = _import_all("core", ["streamlit", "app"])
     # The walk really reached the leaves (so an empty list below is not vacuous).
     assert {"core.selection.auto", "core.evaluation.report", "core.cli.run", "core.export.html"} <= set(
-        found["imported"])
+        found["imported"]
+    )
     assert found["forbidden"] == [], f"core imported {found['forbidden']}: the UI belongs in app/"
 
 

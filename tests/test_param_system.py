@@ -39,14 +39,17 @@ def test_strings_are_converted_by_the_declared_type():
     assert _Toy().label is None and _Toy(label=None) == _Toy()
 
 
-@pytest.mark.parametrize("values, name, reason", [
-    ({"rate": "0"}, "rate", "must be > 0.0"),
-    ({"rate": 1.5}, "rate", "must be <= 1.0"),
-    ({"count": 0}, "count", "must be >= 1"),
-    ({"count": "2.5"}, "count", "must be an integer"),
-    ({"mode": "slow"}, "mode", "must be one of fast, exact"),
-    ({"count": 11}, "count", "must be <= 10 in fast mode"),  # validate(): a check across fields
-])
+@pytest.mark.parametrize(
+    "values, name, reason",
+    [
+        ({"rate": "0"}, "rate", "must be > 0.0"),
+        ({"rate": 1.5}, "rate", "must be <= 1.0"),
+        ({"count": 0}, "count", "must be >= 1"),
+        ({"count": "2.5"}, "count", "must be an integer"),
+        ({"mode": "slow"}, "mode", "must be one of fast, exact"),
+        ({"count": 11}, "count", "must be <= 10 in fast mode"),  # validate(): a check across fields
+    ],
+)
 def test_validation_errors_name_the_parameter_and_its_owner(values, name, reason):
     with pytest.raises(SelectionInputError, match=reason) as info:
         _Toy.from_mapping(values)
@@ -54,14 +57,21 @@ def test_validation_errors_name_the_parameter_and_its_owner(values, name, reason
 
 
 def test_unknown_names_are_refused_with_the_allowed_ones():
-    with pytest.raises(SelectionInputError, match="Unknown parameter 'speed' for toy 'x'; allowed: rate, count, mode, label"):
+    with pytest.raises(
+        SelectionInputError, match="Unknown parameter 'speed' for toy 'x'; allowed: rate, count, mode, label"
+    ):
         _Toy.from_mapping({"speed": 1})
 
 
 def test_the_form_spec_comes_from_the_declaration():
     info = {i.name: i for i in _Toy.describe()}
     assert list(info) == [f.name for f in dataclasses.fields(_Toy)]
-    assert (info["rate"].type, info["rate"].default, info["rate"].minimum, info["rate"].maximum) == ("float", 0.5, 0.0, 1.0)
+    assert (info["rate"].type, info["rate"].default, info["rate"].minimum, info["rate"].maximum) == (
+        "float",
+        0.5,
+        0.0,
+        1.0,
+    )
     assert info["rate"].exclusive_minimum and not info["rate"].exclusive_maximum
     assert (info["mode"].type, info["mode"].choices) == ("choice", ("fast", "exact"))
     assert (info["label"].type, info["label"].default) == ("str", None)
@@ -73,10 +83,12 @@ def _families():
     from core.evaluation.probes import TRAINERS
     from core.selection import get_selector, list_selectors
 
-    return ([get_selector(n).params_cls for n in list_selectors()] + list(TRAINERS.values()) + [EvalConfig])
+    return [get_selector(n).params_cls for n in list_selectors()] + list(TRAINERS.values()) + [EvalConfig]
 
 
-@pytest.mark.parametrize("cls", _families(), ids=lambda c: getattr(c, "method", "") or getattr(c, "kind", "") or c.__name__)
+@pytest.mark.parametrize(
+    "cls", _families(), ids=lambda c: getattr(c, "method", "") or getattr(c, "kind", "") or c.__name__
+)
 def test_every_family_is_one_system(cls):
     """Selectors, trainers and the evaluation config: the same base, every field documented,
     defaults that validate, and a declared bound that is enforced with the parameter's name."""
@@ -200,7 +212,9 @@ def test_default_embedder_is_registered_and_offline():
     assert set(EVAL_MODEL_PREFERENCE) <= set(embedder_names(offline=True))
 
 
-@pytest.mark.parametrize("name", [n for n in __import__("core.selection", fromlist=["list_selectors"]).list_selectors()])
+@pytest.mark.parametrize(
+    "name", [n for n in __import__("core.selection", fromlist=["list_selectors"]).list_selectors()]
+)
 def test_selector_registry_entries(name):
     from core.selection import get_selector
 

@@ -33,8 +33,14 @@ def test_the_names_the_issue_asks_for_are_there():
 
 def test_import_core_does_not_load_torch():
     code = "import sys, core; print('torch' in sys.modules, 'streamlit' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
-                         env={"PYTHONPATH": str(ROOT), "PATH": ""}).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+        env={"PYTHONPATH": str(ROOT), "PATH": ""},
+    ).stdout.split()
     assert out == ["False", "False"]
 
 

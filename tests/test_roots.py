@@ -18,8 +18,7 @@ from core.errors import DatasetError
 
 from .conftest import write_image
 
-IMAGE_PROBLEMS = {"missing_file", "not_an_image", "empty_file", "unreadable_file", "truncated_image",
-                  "corrupt_image"}
+IMAGE_PROBLEMS = {"missing_file", "not_an_image", "empty_file", "unreadable_file", "truncated_image", "corrupt_image"}
 
 
 @pytest.fixture
@@ -71,6 +70,7 @@ def assert_nothing_read_under(outside: Path, ds, opened: list[str]) -> None:
 
 # ---------------------------------------------------------------- manifests
 
+
 def test_manifest_absolute_paths_outside_the_roots_are_refused(tree, opened):
     root, outside = tree
     rows = [str(outside / "secret.png"), str(outside / "notes.txt"), str(outside / "ghost.png"), "/etc/hostname"]
@@ -91,8 +91,12 @@ def test_manifest_absolute_paths_outside_the_roots_are_refused(tree, opened):
 
 def test_manifest_dotdot_paths_outside_the_roots_are_refused(tree, opened):
     root, outside = tree
-    rows = ["../outside/secret.png", "cat/../../outside/notes.txt", "../outside/ghost.png",
-            "../../../../../../../../etc/hostname"]
+    rows = [
+        "../outside/secret.png",
+        "cat/../../outside/notes.txt",
+        "../outside/ghost.png",
+        "../../../../../../../../etc/hostname",
+    ]
     manifest = root / "m.csv"
     manifest.write_text("path,label\ncat/a.png,cat\ncat/../dog/c.png,dog\n" + "".join(f"{r},cat\n" for r in rows))
     ds = load_manifest(manifest, allowed_roots=[root])
@@ -144,6 +148,7 @@ def test_tilde_user_paths_do_not_crash_and_are_refused_under_roots(tree):
 
 # ---------------------------------------------------------------- links in folders
 
+
 def test_file_links_out_of_the_root_are_refused(tree, opened):
     root, outside = tree
     (root / "cat" / "link.png").symlink_to(outside / "secret.png")
@@ -167,8 +172,8 @@ def test_file_links_out_of_the_root_are_refused(tree, opened):
 def test_folder_links_out_of_the_root_are_refused_without_listing_them(tree, opened):
     root, outside = tree
     write_image(outside / "cls" / "deep.png", seed=7)
-    (root / "evil").symlink_to(outside)                     # a class folder that is a link
-    (root / "cat" / "sub").symlink_to(outside / "cls")      # a folder link inside a class
+    (root / "evil").symlink_to(outside)  # a class folder that is a link
+    (root / "cat" / "sub").symlink_to(outside / "cls")  # a folder link inside a class
     (root / "ghost").symlink_to(outside / "no-such-folder")  # a link to nothing
     ds = load_dataset(root, allowed_roots=[root])
     assert ds.class_names == ["cat", "dog"] and len(ds) == 3
@@ -198,6 +203,7 @@ def test_split_folder_links_out_of_the_root_are_refused(tmp_path, opened):
 
 
 # ---------------------------------------------------------------- zips and uploads
+
 
 def _zip(files: dict[str, bytes]) -> bytes:
     buf = io.BytesIO()
@@ -229,8 +235,13 @@ def test_uploaded_zip_whose_manifest_names_server_paths(tree, opened):
 
 def test_uploaded_csv_manifest_naming_server_paths(tree, opened):
     root, outside = tree
-    rows = ["/etc/hostname", str(outside / "secret.png"), str(root / "cat" / "a.png"), "/made/up/file.png",
-            "../../../../../../../etc/hostname"]
+    rows = [
+        "/etc/hostname",
+        str(outside / "secret.png"),
+        str(root / "cat" / "a.png"),
+        "/made/up/file.png",
+        "../../../../../../../etc/hostname",
+    ]
     csv = "path,label\nimg/a.png,x\nimg/b.png,y\n" + "".join(f"{r},x\n" for r in rows)
     data = _zip({"img/a.png": _png(1), "img/b.png": _png(2)})
     ds = services.load_uploaded_manifest(csv.encode(), "labels.csv", data, "images.zip")
@@ -262,6 +273,7 @@ def test_server_manifest_with_outside_paths_through_the_app_service(tree, monkey
 
 
 # ---------------------------------------------------------------- the CLI is not restricted
+
 
 def test_cli_check_still_reads_absolute_paths_anywhere(tree, tmp_path, capsys):
     from core.cli import main

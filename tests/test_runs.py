@@ -6,12 +6,11 @@ import json
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from core.runs import RunStore
 from core.selection import run_selection
 
-from ._app_helpers import APP, TIMEOUT, embedded, errors, selected, start, state
+from ._app_helpers import embedded, errors, selected, start, state
 
 
 def _result(seed: int = 0):
@@ -29,8 +28,13 @@ def test_a_saved_run_reloads_equal_with_its_config_edits_and_evaluations(tmp_pat
     assert back is not None and back.same_selection(res) and back.details == res.details
     assert list(back.table.columns) == list(res.table.columns)
     [rec] = store.list_runs("fp1")
-    assert (rec.run_id, rec.key, rec.config["fraction"], rec.n_edits, rec.evaluations) == \
-        ("ram_apl 20%", "k1", 0.2, 0, ())
+    assert (rec.run_id, rec.key, rec.config["fraction"], rec.n_edits, rec.evaluations) == (
+        "ram_apl 20%",
+        "k1",
+        0.2,
+        0,
+        (),
+    )
     store.save_edits("fp1", "k1", {3, 1}, {7})
     assert store.load_edits("fp1", "k1") == ({1, 3}, {7}) and store.list_runs("fp1")[0].n_edits == 3
     store.save_evaluation("fp1", "k1", "e1", {"report.json": b"{}", "subset.csv": b"a\n"}, note="n")

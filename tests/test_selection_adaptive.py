@@ -53,14 +53,15 @@ def ref_consensus(feats, labels, k=10, knn_weight=0.5, max_agreement=0.05):
         means /= np.linalg.norm(means, axis=1, keepdims=True)
         for i in range(n):
             ncm = int(np.argmax([float(xn[i] @ means[j]) for j in range(c)]))
-            support[i, ncm] += (1 - knn_weight)
+            support[i, ncm] += 1 - knn_weight
             sims = sorted(((float(xn[i] @ xn[j]), j) for j in range(n) if j != i), reverse=True)[:k]
             for _, j in sims:
                 support[i, codes[j]] += knn_weight / len(sims)
     support /= len(feats)
     agreement = support[np.arange(n), codes]
-    suggested = np.array([codes[i] if agreement[i] >= support[i].max() - 1e-12 else int(np.argmax(support[i]))
-                          for i in range(n)])
+    suggested = np.array(
+        [codes[i] if agreement[i] >= support[i].max() - 1e-12 else int(np.argmax(support[i])) for i in range(n)]
+    )
     suspect = (suggested != codes) & (agreement <= max_agreement + 1e-12)
     ref_consensus.support = support
     return agreement, suggested, suspect
@@ -182,8 +183,9 @@ def ref_ccs_class(scores, budget, beta, k, rng):
 @pytest.mark.parametrize("cutoff,strata", [(0.1, 50), (0.3, 4), (0.0, 7)])
 def test_ccs_matches_reference(budget, cutoff, strata):
     feats, labels, _, _ = clusters(4, flip=0.1, spread=1.0)
-    r = run_selection("ccs", feats, labels, 0.3, budget=budget, seed=5, cutoff=cutoff, strata=strata,
-                      **budget_kwargs(budget, labels))
+    r = run_selection(
+        "ccs", feats, labels, 0.3, budget=budget, seed=5, cutoff=cutoff, strata=strata, **budget_kwargs(budget, labels)
+    )
     h = ref_difficulty(feats, labels)
     np.testing.assert_allclose(r.table["difficulty_score"], h, rtol=1e-5)
     expected = []
@@ -238,7 +240,7 @@ def test_bws_matches_reference(budget):
         rows = []
         for o, b in zip(orders, budgets):
             first = min(int(np.round(s * len(o))), len(o) - b)
-            rows += o[first:first + b]
+            rows += o[first : first + b]
         acc = ref_ridge_accuracy(x, codes, np.array(rows, dtype=np.int64), len(classes), 1.0) if rows else 0.0
         accs[f"{s:g}"] = acc
         if acc > best + 1e-12:
@@ -256,9 +258,14 @@ def test_bws_avoids_the_hardest_window_under_noise():
     r = run_selection("bws", feats, labels, 0.3)
     assert r.details["window_start"] > 0
     h = r.table["difficulty_score"].to_numpy()
-    hardest = np.concatenate([rows[np.argsort(-h[rows], kind="stable")][:b] for rows, b in
-                              ((np.flatnonzero(labels == c), b) for c, b in zip(r.budget_table["class"],
-                                                                                r.budget_table["budget"]))])
+    hardest = np.concatenate(
+        [
+            rows[np.argsort(-h[rows], kind="stable")][:b]
+            for rows, b in (
+                (np.flatnonzero(labels == c), b) for c, b in zip(r.budget_table["class"], r.budget_table["budget"])
+            )
+        ]
+    )
     assert flipped[r.selected].mean() < flipped[hardest].mean()
 
 
@@ -268,8 +275,9 @@ def test_auto_estimates_follow_the_documented_procedure():
     from core.selection.auto import AUTO_STREAM
 
     feats, labels, _, _ = clusters(8, sizes=(30, 30, 30), flip=0.2, spread=1.0)
-    r = run_selection("auto", feats, labels, 0.3, candidates="random,herding", folds=3, repeats=2, seed=4,
-                      probe="ridge")
+    r = run_selection(
+        "auto", feats, labels, 0.3, candidates="random,herding", folds=3, repeats=2, seed=4, probe="ridge"
+    )
     xs = [np.asarray(x, np.float64) for x in feats.values()]
     x = np.concatenate([v / np.linalg.norm(v, axis=1, keepdims=True) for v in xs], axis=1)
     fold = np.empty(len(labels), dtype=np.int64)
@@ -299,12 +307,14 @@ def test_auto_estimates_follow_the_documented_procedure():
             for c in range(3):
                 rr += rng.choice(train[labels[train] == c], size=b[c], replace=False).tolist()
             refs.append(rr)
+
         def acc(rows, test=test):
             xt = np.hstack([x[rows], np.ones((len(rows), 1))])
             pen = np.eye(xt.shape[1])
             pen[-1, -1] = 0
             w = np.linalg.solve(xt.T @ xt + pen, xt.T @ np.eye(3)[labels[rows]])
             return float(np.mean(np.argmax(np.hstack([x[test], np.ones((len(test), 1))]) @ w, 1) == labels[test]))
+
         base = np.mean([acc(np.array(rr)) for rr in refs])
         gains["herding"].append(100 * (acc(np.array(herd)) - base))
         gains["random"].append(100 * (acc(np.array(rnd)) - base))
@@ -355,8 +365,14 @@ def test_auto_cleans_under_heavy_noise_and_its_choice_ignores_the_run_seed():
     assert a.details["chosen"] != "random"
     assert flipped[a.selected].mean() < 0.7 * flipped.mean()
     est = {e["candidate"]: e for e in a.details["estimates"]}
-    assert est[a.details["chosen"]]["gain"] == max(e["gain"] for e in a.details["estimates"] if e["candidate"] != "random")
-    assert est[a.details["chosen"]]["gain_low"] <= est[a.details["chosen"]]["gain"] <= est[a.details["chosen"]]["gain_high"]
+    assert est[a.details["chosen"]]["gain"] == max(
+        e["gain"] for e in a.details["estimates"] if e["candidate"] != "random"
+    )
+    assert (
+        est[a.details["chosen"]]["gain_low"]
+        <= est[a.details["chosen"]]["gain"]
+        <= est[a.details["chosen"]]["gain_high"]
+    )
 
 
 def test_auto_fold_budgets_keep_tiny_classes_and_never_the_whole_fold():

@@ -191,7 +191,9 @@ def test_input_errors():
         run_selection("ram_apl", {}, labels, 0.5)
     with pytest.raises(SelectionInputError, match="Unknown selection method 'nope'; available: ram_apl"):
         run_selection("nope", feats, labels, 0.5)
-    with pytest.raises(SelectionInputError, match="Unknown parameter 'b' for method 'ram_apl'; allowed: a, k, s, normalize"):
+    with pytest.raises(
+        SelectionInputError, match="Unknown parameter 'b' for method 'ram_apl'; allowed: a, k, s, normalize"
+    ):
         run_selection("ram_apl", feats, labels, 0.5, b=1)
     with pytest.raises(SelectionInputError, match="'a' of method 'ram_apl' must be <= 1"):
         run_selection("ram_apl", feats, labels, 0.5, a=1.5)
@@ -245,8 +247,25 @@ def test_cli_writes_three_files(tmp_path):
     src = tmp_path / "features.npz"
     save_features(src, FeatureSet(feats, labels.astype(str), paths=paths, split=split, meta={"fingerprint": "f00"}))
     out = tmp_path / "out"
-    assert cli(["select", str(src), "--method", "ram_apl", "--fraction", "0.3", "--param", "a=0.25",
-                "--models", "clip,effnet", "--out", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "select",
+                str(src),
+                "--method",
+                "ram_apl",
+                "--fraction",
+                "0.3",
+                "--param",
+                "a=0.25",
+                "--models",
+                "clip,effnet",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     scores = pd.read_csv(out / "scores.csv", keep_default_na=False)
     assert scores["index"].tolist() == list(range(n - 10))  # only the train rows form the pool
     assert list(scores.columns[:3]) == ["index", "path", "label"]
@@ -262,8 +281,12 @@ def test_cli_writes_three_files(tmp_path):
     kept = scores.set_index("index").loc[prov["selected"]]
     assert subset["path"].tolist() == kept["path"].tolist()
     assert kept["order"].tolist() == list(range(len(kept)))
-    assert sum(r["kept"] for r in [dict(zip(prov["budget_table"]["columns"], row))
-                                   for row in zip(*prov["budget_table"]["data"].values())]) == len(subset)
+    assert sum(
+        r["kept"]
+        for r in [
+            dict(zip(prov["budget_table"]["columns"], row)) for row in zip(*prov["budget_table"]["data"].values())
+        ]
+    ) == len(subset)
 
 
 def test_cli_bare_file_and_manual_budget(tmp_path):
@@ -273,13 +296,45 @@ def test_cli_bare_file_and_manual_budget(tmp_path):
     counts = tmp_path / "counts.csv"
     counts.write_text("class,count\n0,3\n1,1\n")
     out = tmp_path / "o"
-    assert cli(["select", str(src), "--method", "kcenter", "--fraction", "0.5", "--budget", "manual",
-                "--budget-counts", str(counts), "--seed", "4", "--out", str(out)]) == 0
+    assert (
+        cli(
+            [
+                "select",
+                str(src),
+                "--method",
+                "kcenter",
+                "--fraction",
+                "0.5",
+                "--budget",
+                "manual",
+                "--budget-counts",
+                str(counts),
+                "--seed",
+                "4",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     subset = pd.read_csv(out / "subset.csv", keep_default_na=False)
     assert len(subset) == 4 and (subset["path"] == "").all()
     counts.write_text("class,count\n0,30\n")
     with pytest.raises(SelectionInputError, match="class '0' has 10 samples but 30"):
-        cli(["select", str(src), "--fraction", "0.5", "--budget", "manual", "--budget-counts", str(counts), "--out", str(out)])
+        cli(
+            [
+                "select",
+                str(src),
+                "--fraction",
+                "0.5",
+                "--budget",
+                "manual",
+                "--budget-counts",
+                str(counts),
+                "--out",
+                str(out),
+            ]
+        )
 
 
 def test_cli_bad_param(tmp_path):
@@ -295,5 +350,13 @@ def test_cli_bad_param(tmp_path):
 
 
 def test_escape_csv_cell():
-    assert [escape_csv_cell(v) for v in ["=1+2", "+x", "-y", "@z", "ok", "", 3, -1.5]] == \
-        ["'=1+2", "'+x", "'-y", "'@z", "ok", "", 3, -1.5]
+    assert [escape_csv_cell(v) for v in ["=1+2", "+x", "-y", "@z", "ok", "", 3, -1.5]] == [
+        "'=1+2",
+        "'+x",
+        "'-y",
+        "'@z",
+        "ok",
+        "",
+        3,
+        -1.5,
+    ]

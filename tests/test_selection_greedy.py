@@ -19,8 +19,12 @@ def make_case(seed, n_models=1):
     sizes = rng.integers(1, 30, n_classes)
     labels = np.repeat(np.arange(n_classes), sizes)
     rng.shuffle(labels)
-    feats = {f"m{i}": (rng.standard_normal((len(labels), int(rng.integers(2, 7)))) + 2.0 * labels[:, None] + 1.0
-                       ).astype(np.float32) for i in range(n_models)}
+    feats = {
+        f"m{i}": (rng.standard_normal((len(labels), int(rng.integers(2, 7)))) + 2.0 * labels[:, None] + 1.0).astype(
+            np.float32
+        )
+        for i in range(n_models)
+    }
     fraction = float(rng.choice([0.2, 0.35, 0.5, 0.9]))
     return feats, labels, fraction
 
@@ -51,8 +55,7 @@ def argbest(values, maximize, tol):
     """Lowest index whose value is within ``tol`` of the best (None entries are skipped)."""
     valid = [v for v in values if v is not None]
     best = max(valid) if maximize else min(valid)
-    return next(i for i, v in enumerate(values)
-                if v is not None and (v >= best - tol if maximize else v <= best + tol))
+    return next(i for i, v in enumerate(values) if v is not None and (v >= best - tol if maximize else v <= best + tol))
 
 
 def dist(a, b):
@@ -105,8 +108,7 @@ def facility(x):
 
 def graph_cut(x, lam):
     s = [[shifted_cos(x[i], x[j]) for j in range(len(x))] for i in range(len(x))]
-    return lambda sel: (sum(s[i][j] for i in range(len(x)) for j in sel)
-                        - lam * sum(s[i][j] for i in sel for j in sel))
+    return lambda sel: sum(s[i][j] for i in range(len(x)) for j in sel) - lam * sum(s[i][j] for i in sel for j in sel)
 
 
 def ref_ranks(values):
@@ -158,7 +160,9 @@ def test_graph_cut(seed, lam):
     feats, labels, p = make_case(seed, 1 + seed % 2)
     x = space(feats)
     r = run_selection("graph_cut", feats, labels, p, seed=seed, lam=lam)
-    assert r.selected.tolist() == per_class(labels, p, lambda rows, b, c: ref_greedy(x[rows], b, graph_cut(x[rows], lam)))
+    assert r.selected.tolist() == per_class(
+        labels, p, lambda rows, b, c: ref_greedy(x[rows], b, graph_cut(x[rows], lam))
+    )
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -189,7 +193,7 @@ def test_moderate_ds(seed, n_models):
         d = [dist(x[i], med) for i in rows]
         order = sorted(range(len(rows)), key=lambda i: (d[i], i))
         low = round(0.5 * (len(rows) - b))  # official: round(0.5 * (N - budget))
-        return order[low:low + b]
+        return order[low : low + b]
 
     r = run_selection("moderate_ds", feats, labels, p, seed=seed)
     assert r.selected.tolist() == per_class(labels, p, pick)
@@ -200,7 +204,9 @@ def test_random_is_uniform_without_replacement_by_documented_keys(seed):
     feats, labels, p = make_case(seed)
     keys = np.random.default_rng(seed).random(len(labels))
     r = run_selection("random", feats, labels, p, seed=seed)
-    assert r.selected.tolist() == per_class(labels, p, lambda rows, b, c: sorted(range(len(rows)), key=lambda i: keys[rows[i]])[:b])
+    assert r.selected.tolist() == per_class(
+        labels, p, lambda rows, b, c: sorted(range(len(rows)), key=lambda i: keys[rows[i]])[:b]
+    )
 
 
 def test_single_model_choice_and_l2_option():

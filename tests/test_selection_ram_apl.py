@@ -106,8 +106,10 @@ def test_matches_brute_force(seed, normalize):
     labels = rng.integers(0, n_classes, n)
     labels[:n_classes] = np.arange(n_classes)  # every class present
     offset = 20.0 if seed % 2 else 0.0  # uncentred features stress float32 cancellation
-    feats = [(rng.standard_normal((n, d)) * 3 + offset + labels[:, None] * 0.7).astype(np.float32)
-             for d in (int(rng.integers(1, 9)), int(rng.integers(1, 9)), 16)[: 1 + seed % 3]]
+    feats = [
+        (rng.standard_normal((n, d)) * 3 + offset + labels[:, None] * 0.7).astype(np.float32)
+        for d in (int(rng.integers(1, 9)), int(rng.integers(1, 9)), 16)[: 1 + seed % 3]
+    ]
     p = float(rng.choice([0.1, 0.25, 0.5, 0.8, 1.0]))
     ref = reference_ram_apl(feats, labels, p, normalize=normalize)
     r = run_selection("ram_apl", {f"m{i}": x for i, x in enumerate(feats)}, labels, p, normalize=normalize)
@@ -126,7 +128,10 @@ def test_worker_threads_do_not_change_results(monkeypatch, method):
     """Same chunk grid, 1 or 3 worker threads: identical results (bit for bit)."""
     rng = np.random.default_rng(7)
     labels = rng.integers(0, 5, 300)
-    feats = {"a": rng.standard_normal((300, 12)).astype(np.float32), "b": rng.standard_normal((300, 3)).astype(np.float32)}
+    feats = {
+        "a": rng.standard_normal((300, 12)).astype(np.float32),
+        "b": rng.standard_normal((300, 3)).astype(np.float32),
+    }
     monkeypatch.setattr(linalg, "CHUNK_BYTES", 256)  # a few rows per chunk
     monkeypatch.setattr(linalg, "MIN_ROWS_PER_WORKER", 10)
     threads = torch.get_num_threads()
@@ -180,8 +185,9 @@ def test_nearest_mean_ties_and_near_ties_are_exact(delta, expected):
 
 def test_nearest_mean_first_class_on_exact_tie_when_swapped():
     x, mu = _tie_case()
-    out = linalg.distances_to_class_means(torch.from_numpy(x), torch.ones(1, dtype=torch.int64),
-                                          torch.from_numpy(mu[::-1].copy()))
+    out = linalg.distances_to_class_means(
+        torch.from_numpy(x), torch.ones(1, dtype=torch.int64), torch.from_numpy(mu[::-1].copy())
+    )
     assert int(out["nearest"][0]) == 0
 
 

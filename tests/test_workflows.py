@@ -73,8 +73,11 @@ def test_apply_edits_keeps_every_other_field():
 
 def _fs(split, n=4):
     n = n if split is None else len(split)
-    return FeatureSet({"a": np.zeros((n, 2), np.float32)}, np.array(["x", "y"] * (n // 2)),
-                      split=None if split is None else np.array(split))
+    return FeatureSet(
+        {"a": np.zeros((n, 2), np.float32)},
+        np.array(["x", "y"] * (n // 2)),
+        split=None if split is None else np.array(split),
+    )
 
 
 def test_the_pool_rule():

@@ -26,8 +26,7 @@ COMMAND_MODULES = ("check", "models", "embed", "select", "evaluate", "run", "dem
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="coreset-studio",
-        description="Pick the small part of an image dataset worth training on.",
+        prog="coreset-studio", description="Pick the small part of an image dataset worth training on."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -7,7 +7,7 @@ import contextlib
 import signal
 import sys
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 from tqdm import tqdm
 
@@ -48,31 +48,55 @@ def sigterm_raises() -> Iterator[None]:
 
 
 def add_dataset_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--workspace", default=None,
-                   help="cache and scratch folder (default: $CORESET_STUDIO_HOME or the user cache dir)")
-    p.add_argument("--max-archive-bytes", type=int, default=DEFAULT_MAX_BYTES,
-                   help="refuse zip archives that unpack to more than this many bytes (default 4 GiB)")
+    p.add_argument(
+        "--workspace",
+        default=None,
+        help="cache and scratch folder (default: $CORESET_STUDIO_HOME or the user cache dir)",
+    )
+    p.add_argument(
+        "--max-archive-bytes",
+        type=int,
+        default=DEFAULT_MAX_BYTES,
+        help="refuse zip archives that unpack to more than this many bytes (default 4 GiB)",
+    )
 
 
 def add_selection_arguments(p: argparse.ArgumentParser, *, fraction_required: bool) -> None:
     """--method, --fraction, --budget, --budget-counts and --param, as select and evaluate take them."""
     from ..selection import BUDGET_STRATEGIES, list_selectors
 
-    p.add_argument("--method", default="auto", choices=list_selectors(),
-                   help="selector (default: auto, which picks the method for this pool and fraction by k-fold "
-                        "inside the pool against random subsets)")
-    p.add_argument("--fraction", type=float, required=fraction_required, default=None,
-                   help="fraction p in (0, 1] of each class's pool to keep")
-    p.add_argument("--budget", default="paper", choices=BUDGET_STRATEGIES, help="class budget strategy (default: paper)")
+    p.add_argument(
+        "--method",
+        default="auto",
+        choices=list_selectors(),
+        help="selector (default: auto, which picks the method for this pool and fraction by k-fold "
+        "inside the pool against random subsets)",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        required=fraction_required,
+        default=None,
+        help="fraction p in (0, 1] of each class's pool to keep",
+    )
+    p.add_argument(
+        "--budget", default="paper", choices=BUDGET_STRATEGIES, help="class budget strategy (default: paper)"
+    )
     p.add_argument("--budget-counts", metavar="CSV", help="class,count CSV for --budget manual")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="selector parameter, repeatable, e.g. --param a=0.2 --param normalize=l2")
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="selector parameter, repeatable, e.g. --param a=0.2 --param normalize=l2",
+    )
 
 
 @contextlib.contextmanager
 def progress_bar(desc: str, unit: str) -> Iterator:
     """A tqdm bar on stderr (rate and ETA) as a ``progress(done, total, what)`` callback."""
     with tqdm(desc=desc, unit=unit, file=sys.stderr, leave=False) as bar:
+
         def progress(done: int, total: int, what: str = "") -> None:
             if bar.total != total:
                 bar.total = total
@@ -98,14 +122,16 @@ def print_problems(problems: list[Problem], what: str) -> None:
 def load_dataset_verbose(args: argparse.Namespace) -> Dataset:
     """Load ``args.data`` with a progress bar; print its summary and problem report."""
     with tqdm(desc="checking images", unit="img", file=sys.stderr, leave=False) as bar:
+
         def progress(done: int, total: int) -> None:
             if bar.total != total:
                 bar.total = total
                 bar.refresh()
             bar.update(done - bar.n)
 
-        dataset = load_dataset(args.data, workspace=args.workspace, max_archive_bytes=args.max_archive_bytes,
-                               progress=progress)
+        dataset = load_dataset(
+            args.data, workspace=args.workspace, max_archive_bytes=args.max_archive_bytes, progress=progress
+        )
     print(dataset.summary(), file=sys.stderr)
     print_problems(dataset.problems, "dataset problem(s)")
     return dataset

@@ -16,8 +16,10 @@ from ._common import print_problems, tqdm_model_progress
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "demo", help="run load -> embed -> select on the built-in demo dataset",
-        description="Run the headless pipeline on the built-in Fashion-MNIST demo and write its outputs.")
+        "demo",
+        help="run load -> embed -> select on the built-in demo dataset",
+        description="Run the headless pipeline on the built-in Fashion-MNIST demo and write its outputs.",
+    )
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     from ..embedders.registry import DEFAULT_EMBEDDER
 
@@ -43,22 +45,32 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_demo()
     print(dataset.summary(), file=sys.stderr)
     with tqdm_model_progress() as progress:
-        embedded = embed_dataset(dataset, args.models, device=args.device, workspace=args.workspace,
-                                 progress=progress)
+        embedded = embed_dataset(dataset, args.models, device=args.device, workspace=args.workspace, progress=progress)
     print_problems(embedded.problems, "image(s) could not be embedded")
     fs = embedded.features
     features_path = save_features(out / "features.npz", fs)
     pool, pool_desc = selection_pool(fs)
-    result = run_selection(args.method, fs.features, fs.labels, args.fraction, budget=args.budget,
-                           seed=args.seed, pool=pool, device=args.device, label_issues=True)
+    result = run_selection(
+        args.method,
+        fs.features,
+        fs.labels,
+        args.fraction,
+        budget=args.budget,
+        seed=args.seed,
+        pool=pool,
+        device=args.device,
+        label_issues=True,
+    )
     if args.method == "auto":
         from ..selection.auto import describe_choice
 
         print(describe_choice(result.details, result.fraction))
     written = write_selection_outputs(out, result, fs, features_path=features_path, pool_desc=pool_desc)
     print(result.budget_table[["class", "size", "budget", "kept"]].to_string(index=False))
-    print(f"{args.method} kept {result.n_selected} of {len(result.table)} training images "
-          f"({args.fraction:.0%} per class, budget {args.budget}).")
+    print(
+        f"{args.method} kept {result.n_selected} of {len(result.table)} training images "
+        f"({args.fraction:.0%} per class, budget {args.budget})."
+    )
     for path in [features_path, *written]:
         print(f"wrote {path}")
     return 0

@@ -14,8 +14,9 @@ from ._common import add_dataset_arguments, load_dataset_verbose, print_problems
 
 def parse_weights(items: list[str] | None) -> dict[str, str]:
     """``["model=PATH", ...]`` -> ``{model: PATH}``."""
-    return parse_assignments(items, "--weights", form="MODEL=PATH", hint=", e.g. --weights dinov2-vits14=dinov2.pth",
-                             require_value=True)
+    return parse_assignments(
+        items, "--weights", form="MODEL=PATH", hint=", e.g. --weights dinov2-vits14=dinov2.pth", require_value=True
+    )
 
 
 def add_parser(subparsers) -> None:
@@ -23,43 +24,80 @@ def add_parser(subparsers) -> None:
         "embed",
         help="compute embeddings of a dataset and write the features file",
         description="Load DATA (a folder per class, a CSV/Parquet manifest, a .zip or 'demo'), embed every image "
-                    "with each model (cached by file content) and write a compressed .npz features file: "
-                    "paths, labels, split and one float32 array feat_<model> per model. Ctrl-C or SIGTERM stops it "
-                    "after writing the images embedded so far to the cache (exit status 130 / 143): the same "
-                    "command then embeds only the rest. A cache that cannot be written is a warning, not "
-                    "an error; an --out that cannot be written exits with status 2.",
+        "with each model (cached by file content) and write a compressed .npz features file: "
+        "paths, labels, split and one float32 array feat_<model> per model. Ctrl-C or SIGTERM stops it "
+        "after writing the images embedded so far to the cache (exit status 130 / 143): the same "
+        "command then embeds only the rest. A cache that cannot be written is a warning, not "
+        "an error; an --out that cannot be written exits with status 2.",
     )
     p.add_argument("data", metavar="DATA", help="dataset folder, manifest (.csv/.parquet), .zip, or 'demo'")
-    p.add_argument("--models", default=DEFAULT_EMBEDDER,
-                   help=f"comma-separated embedder names (see `coreset-studio models`); default {DEFAULT_EMBEDDER}")
-    p.add_argument("--weights", action="append", metavar="MODEL=PATH",
-                   help="local weights file for a hub-backed model (repeatable)")
+    p.add_argument(
+        "--models",
+        default=DEFAULT_EMBEDDER,
+        help=f"comma-separated embedder names (see `coreset-studio models`); default {DEFAULT_EMBEDDER}",
+    )
+    p.add_argument(
+        "--weights",
+        action="append",
+        metavar="MODEL=PATH",
+        help="local weights file for a hub-backed model (repeatable)",
+    )
     p.add_argument("--device", default="auto", help="auto (CUDA > MPS > CPU), cpu, cuda, cuda:N or mps")
-    p.add_argument("--batch-size", type=int, default=None,
-                   help="images per forward pass (default: 8 on the CPU, where small batches are faster, 64 on a GPU)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="images per forward pass (default: 8 on the CPU, where small batches are faster, 64 on a GPU)",
+    )
     p.add_argument("--num-workers", type=int, default=None, help="image-decoding worker processes (default: auto)")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                   help="autocast precision on CUDA (auto = fp16 on CUDA, fp32 elsewhere)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="autocast precision on CUDA (auto = fp16 on CUDA, fp32 elsewhere)",
+    )
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the embedding cache")
-    p.add_argument("--backend", default="torch", choices=["torch", "onnx"],
-                   help="torch (default) or onnx: ONNX Runtime on the CPU (the model exported at load, cached in "
-                        "the workspace, checked against torch to 1e-5; same features, same cache)")
-    p.add_argument("--jpeg-draft", action="store_true",
-                   help="decode JPEGs at a reduced scale still at least the model's resize size (faster on large "
-                        "photos; slightly different pixels, so cached under its own key)")
-    p.add_argument("--engine", default="local", choices=["local", "ray"],
-                   help="local (this process, default) or ray (Ray Data actors: a local Ray cluster sized to this "
-                        "machine's CPUs, or the cluster at --ray-address; needs pip install 'coreset-studio[ray]')")
-    p.add_argument("--ray-address", default=None, metavar="ADDR",
-                   help="with --engine ray: join this cluster ('auto', or ray://HEAD:10001) instead of starting one")
-    p.add_argument("--workers", type=int, default=None,
-                   help="with --engine ray: actors, one model each (default: one per node, or one per "
-                        "--gpus-per-worker GPUs)")
-    p.add_argument("--gpus-per-worker", type=float, default=0.0,
-                   help="with --engine ray: GPUs per actor (default 0: CPU actors)")
-    p.add_argument("--out", required=True,
-                   help="features file to write (.npz), or a features store folder NAME.store (memory-mapped "
-                        ".npy per model + rows.parquet keyed by content hash; for features beyond memory)")
+    p.add_argument(
+        "--backend",
+        default="torch",
+        choices=["torch", "onnx"],
+        help="torch (default) or onnx: ONNX Runtime on the CPU (the model exported at load, cached in "
+        "the workspace, checked against torch to 1e-5; same features, same cache)",
+    )
+    p.add_argument(
+        "--jpeg-draft",
+        action="store_true",
+        help="decode JPEGs at a reduced scale still at least the model's resize size (faster on large "
+        "photos; slightly different pixels, so cached under its own key)",
+    )
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="local (this process, default) or ray (Ray Data actors: a local Ray cluster sized to this "
+        "machine's CPUs, or the cluster at --ray-address; needs pip install 'coreset-studio[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        default=None,
+        metavar="ADDR",
+        help="with --engine ray: join this cluster ('auto', or ray://HEAD:10001) instead of starting one",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="with --engine ray: actors, one model each (default: one per node, or one per --gpus-per-worker GPUs)",
+    )
+    p.add_argument(
+        "--gpus-per-worker", type=float, default=0.0, help="with --engine ray: GPUs per actor (default 0: CPU actors)"
+    )
+    p.add_argument(
+        "--out",
+        required=True,
+        help="features file to write (.npz), or a features store folder NAME.store (memory-mapped "
+        ".npy per model + rows.parquet keyed by content hash; for features beyond memory)",
+    )
     add_dataset_arguments(p)
     p.set_defaults(func=run)
 
@@ -67,12 +105,13 @@ def add_parser(subparsers) -> None:
 def _kept_message(cache, next_step: str) -> str:
     """Where the finished embeddings of an interrupted or failed run are, and what to do next."""
     if cache is None:
-        return ("nothing was kept (--no-cache); run without --no-cache to keep finished images "
-                "across interruptions")
+        return "nothing was kept (--no-cache); run without --no-cache to keep finished images across interruptions"
     if cache.write_error is not None:
-        return (f"the embedding cache {cache.root} could not be written "
-                f"({cache.write_error.strerror or cache.write_error}), so this run's embeddings are not all kept; "
-                "give a writable --workspace DIR or free some disk space")
+        return (
+            f"the embedding cache {cache.root} could not be written "
+            f"({cache.write_error.strerror or cache.write_error}), so this run's embeddings are not all kept; "
+            "give a writable --workspace DIR or free some disk space"
+        )
     return f"the images embedded so far are kept in the embedding cache {cache.root}; {next_step}"
 
 
@@ -95,8 +134,10 @@ def run(args: argparse.Namespace) -> int:
         if args.gpus_per_worker < 0:
             raise CoresetError("--gpus-per-worker must be 0 or more.")
         if args.device not in ("auto", "cpu"):
-            raise CoresetError(f"--device {args.device} does not apply to --engine ray: the actors run on the CPU, "
-                               "or on GPUs with --gpus-per-worker G.")
+            raise CoresetError(
+                f"--device {args.device} does not apply to --engine ray: the actors run on the CPU, "
+                "or on GPUs with --gpus-per-worker G."
+            )
         ray_options = {"address": args.ray_address, "workers": args.workers, "gpus_per_worker": args.gpus_per_worker}
     elif args.ray_address or args.workers is not None or args.gpus_per_worker:
         raise CoresetError("--ray-address, --workers and --gpus-per-worker need --engine ray.")
@@ -105,19 +146,35 @@ def run(args: argparse.Namespace) -> int:
     try:
         with tqdm_model_progress() as progress:
             run_ = embed_dataset(
-                dataset, args.models, weights=weights, device=args.device, batch_size=args.batch_size,
-                num_workers=args.num_workers, precision=args.precision, workspace=args.workspace,
-                use_cache=not args.no_cache, progress=progress, cache=cache,
-                engine=args.engine, ray_options=ray_options, backend=args.backend, jpeg_draft=args.jpeg_draft,
+                dataset,
+                args.models,
+                weights=weights,
+                device=args.device,
+                batch_size=args.batch_size,
+                num_workers=args.num_workers,
+                precision=args.precision,
+                workspace=args.workspace,
+                use_cache=not args.no_cache,
+                progress=progress,
+                cache=cache,
+                engine=args.engine,
+                ray_options=ray_options,
+                backend=args.backend,
+                jpeg_draft=args.jpeg_draft,
             )
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM (Terminated): the engine has flushed its rows
-        print(f"stopped before the end: "
-              f"{_kept_message(cache, 'run the same command again to embed only the rest')}.", file=sys.stderr)
+        print(
+            f"stopped before the end: {_kept_message(cache, 'run the same command again to embed only the rest')}.",
+            file=sys.stderr,
+        )
         raise
     print_problems(run_.problems, "image(s) could not be embedded")
     for model, s in run_.stats.items():
-        print(f"{model}: {s['dim']}-d, {s['computed']} computed, {s['cached']} from cache, "
-              f"{s['seconds']:.1f} s on {s['device']}", file=sys.stderr)
+        print(
+            f"{model}: {s['dim']}-d, {s['computed']} computed, {s['cached']} from cache, "
+            f"{s['seconds']:.1f} s on {s['device']}",
+            file=sys.stderr,
+        )
     out = Path(args.out).expanduser()
     clean_stale_temps(out.parent, name=out.name)  # what a run killed while writing this file left
     try:
@@ -132,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
             f"Cannot write the features file {out}: {exc.strerror or exc}"
             + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(out) else "")
             + ". Give --out a path in a folder you can write that has free space; "
-            + _kept_message(cache, "run again with another --out: it only reads them back") + "."
+            + _kept_message(cache, "run again with another --out: it only reads them back")
+            + "."
         ) from exc
     print(f"wrote {path} ({len(run_.features)} images, models: {', '.join(run_.features.models)})")
     return 0

@@ -41,10 +41,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     )
     p.add_argument("data", metavar="DATA", help="features .npz, or a dataset folder/manifest/.zip/'demo'")
     add_selection_arguments(p, fraction_required=False)
-    p.add_argument("--selection", metavar="JSON", default=None,
-                   help="evaluate this selection.json (from `coreset-studio select`) instead of selecting")
-    p.add_argument("--label-noise", type=float, default=0.0,
-                   help="symmetric label-noise rate on the training pool (default 0; not with --selection)")
+    p.add_argument(
+        "--selection",
+        metavar="JSON",
+        default=None,
+        help="evaluate this selection.json (from `coreset-studio select`) instead of selecting",
+    )
+    p.add_argument(
+        "--label-noise",
+        type=float,
+        default=0.0,
+        help="symmetric label-noise rate on the training pool (default 0; not with --selection)",
+    )
     add_evaluation_arguments(p)
     p.set_defaults(func=run)
     return p
@@ -60,9 +68,20 @@ def _recompute_table(given, fs, device: str):
 
     pool, _ = selection_pool(fs)
     try:
-        again = run_selection(given.method, fs.features, fs.labels, given.fraction, budget=given.budget,
-                              seed=given.seed, models=list(given.models), budget_counts=given.manual_budget_counts(),
-                              pool=pool, device=device, label_issues=True, **dict(given.params))
+        again = run_selection(
+            given.method,
+            fs.features,
+            fs.labels,
+            given.fraction,
+            budget=given.budget,
+            seed=given.seed,
+            models=list(given.models),
+            budget_counts=given.manual_budget_counts(),
+            pool=pool,
+            device=device,
+            label_issues=True,
+            **dict(given.params),
+        )
     except CoresetError:
         return None
     return again if np.array_equal(again.selected, given.selected) else None
@@ -82,30 +101,39 @@ def _load_selection(path: str):
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise CoresetError(f"Cannot read the selection file {path} ({why}); give the selection.json that "
-                           "`coreset-studio select` wrote.") from exc
+        raise CoresetError(
+            f"Cannot read the selection file {path} ({why}); give the selection.json that "
+            "`coreset-studio select` wrote."
+        ) from exc
     try:
         d = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CoresetError(f"The selection file {path} is not valid JSON ({exc}); {_REWRITE}.") from exc
     if not isinstance(d, dict):
-        raise CoresetError(f"The selection file {path} holds a JSON {type(d).__name__}, not an object with "
-                           f"{', '.join(SELECTION_KEYS)}; {_REWRITE}.")
+        raise CoresetError(
+            f"The selection file {path} holds a JSON {type(d).__name__}, not an object with "
+            f"{', '.join(SELECTION_KEYS)}; {_REWRITE}."
+        )
     missing = [k for k in SELECTION_KEYS if k not in d]
     if missing:
         names = ", ".join(repr(k) for k in missing)
-        raise CoresetError(f"The selection file {path} has no {names} entr{'y' if len(missing) == 1 else 'ies'}: it "
-                           f"is not a complete selection.json from `coreset-studio select` (or it was edited); "
-                           f"{_REWRITE}.")
+        raise CoresetError(
+            f"The selection file {path} has no {names} entr{'y' if len(missing) == 1 else 'ies'}: it "
+            f"is not a complete selection.json from `coreset-studio select` (or it was edited); "
+            f"{_REWRITE}."
+        )
     d = {k: v for k, v in d.items() if k != "table"}
     try:
         return SelectionResult.from_dict(d)
     except KeyError as exc:
-        raise CoresetError(f"The selection file {path} lacks the {exc.args[0]!r} part of an entry (e.g. "
-                           f"budget_table needs columns, dtypes and data); {_REWRITE}.") from exc
+        raise CoresetError(
+            f"The selection file {path} lacks the {exc.args[0]!r} part of an entry (e.g. "
+            f"budget_table needs columns, dtypes and data); {_REWRITE}."
+        ) from exc
     except (TypeError, ValueError, AttributeError) as exc:
-        raise CoresetError(f"The selection file {path} has a malformed entry ({type(exc).__name__}: {exc}); "
-                           f"{_REWRITE}.") from exc
+        raise CoresetError(
+            f"The selection file {path} has a malformed entry ({type(exc).__name__}: {exc}); {_REWRITE}."
+        ) from exc
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         models = given.models
     ev = Evaluator(fs, config, models, device=args.device)
     with tqdm(desc="evaluating", unit="fit", file=sys.stderr, leave=False) as bar:
+
         def progress(done: int, total: int, what: str) -> None:
             bar.total = total
             bar.set_postfix_str(what, refresh=False)
@@ -139,9 +168,11 @@ def run(args: argparse.Namespace) -> int:
         if given is not None:
             with_table = _recompute_table(given, fs, args.device)
             if with_table is None:
-                notes.append("scores.csv and subset.csv were not written: running the recorded method again on "
-                             "these features does not give the same subset (other features, or an edited "
-                             "selection.json); report.json has the kept rows.")
+                notes.append(
+                    "scores.csv and subset.csv were not written: running the recorded method again on "
+                    "these features does not give the same subset (other features, or an edited "
+                    "selection.json); report.json has the kept rows."
+                )
             else:
                 given = with_table
             cell, note = ev.evaluate_selection(given, keep_table=with_table is not None, progress=progress)
@@ -149,10 +180,10 @@ def run(args: argparse.Namespace) -> int:
         else:
             params = parse_assignments(args.param, "--param")
             counts = args.budget_counts
-            cell = ev.evaluate(args.method, args.fraction, args.budget, params, budget_counts=counts,
-                               progress=progress)
-    report = single_cell_report(ev, cell, fs, started=t0, features_path=features_path,
-                                selection_file=args.selection, embedding_s=embed_s)
+            cell = ev.evaluate(args.method, args.fraction, args.budget, params, budget_counts=counts, progress=progress)
+    report = single_cell_report(
+        ev, cell, fs, started=t0, features_path=features_path, selection_file=args.selection, embedding_s=embed_s
+    )
     out = Path(args.out)
     export_report(out, report, fs, html=not args.no_html, copy_subset=args.copy_subset, link=args.link)
     print(report.format_table())

@@ -56,11 +56,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "select",
         help="score the samples of a features file and keep a fraction of each class",
         description="Score the samples of a features file (from `coreset-studio embed`, or any npz with "
-                    "feat_<model> arrays and labels) and keep a fraction of each class.",
+        "feat_<model> arrays and labels) and keep a fraction of each class.",
         epilog=_methods_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("features", metavar="FEATURES", help="features .npz (feat_<model> arrays, labels, optional paths/split/meta)")
+    p.add_argument(
+        "features", metavar="FEATURES", help="features .npz (feat_<model> arrays, labels, optional paths/split/meta)"
+    )
     add_selection_arguments(p, fraction_required=True)
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
     p.add_argument("--models", help="comma-separated models to use (default: all feat_* arrays)")
@@ -82,8 +84,9 @@ def provenance_json(d: dict) -> str:
     return "{\n" + ",\n".join(items) + "\n}\n"
 
 
-def write_selection_outputs(out: str | Path, result, fs, *, features_path: str | Path | None, pool_desc: str,
-                            extra: dict | None = None) -> list[Path]:
+def write_selection_outputs(
+    out: str | Path, result, fs, *, features_path: str | Path | None, pool_desc: str, extra: dict | None = None
+) -> list[Path]:
     """Write ``scores.csv``, ``subset.csv`` and ``selection.json`` into ``out`` (atomically).
 
     ``fs`` is the feature set the selection ran on (for paths and provenance); ``extra``
@@ -116,9 +119,19 @@ def run(args: argparse.Namespace) -> int:
     with progress_bar("auto: trying candidates" if args.method == "auto" else "selecting", "fit") as progress:
         try:
             result = run_selection(
-                args.method, fs.features, fs.labels, args.fraction, budget=args.budget, seed=args.seed,
-                models=args.models, budget_counts=args.budget_counts, pool=pool, device=args.device,
-                label_issues=True, progress=progress, **params,
+                args.method,
+                fs.features,
+                fs.labels,
+                args.fraction,
+                budget=args.budget,
+                seed=args.seed,
+                models=args.models,
+                budget_counts=args.budget_counts,
+                pool=pool,
+                device=args.device,
+                label_issues=True,
+                progress=progress,
+                **params,
             )
         except SelectionInputError as exc:
             if str(exc).startswith("Features of model"):  # NaN, overflow: name the file they came from
@@ -131,11 +144,17 @@ def run(args: argparse.Namespace) -> int:
         if below_random(result.details, result.details.get("chosen", "")):
             print("warning: the pool estimate puts the chosen method below random subsets.", file=sys.stderr)
     written = write_selection_outputs(
-        args.out, result, fs, features_path=args.features, pool_desc=pool_desc,
+        args.out,
+        result,
+        fs,
+        features_path=args.features,
+        pool_desc=pool_desc,
         extra={"budget_counts": str(args.budget_counts) if args.budget_counts else None},
     )
     n_flag = int(result.table["suspected_mislabel"].sum()) if "suspected_mislabel" in result.table else 0
-    print(f"{args.method}: kept {result.n_selected} of {len(result.table)} samples ({pool_desc}) "
-          f"in {result.timing_s['total']:.2f} s; {n_flag} suspected mislabel(s) flagged in scores.csv; "
-          f"wrote {', '.join(str(w) for w in written)}")
+    print(
+        f"{args.method}: kept {result.n_selected} of {len(result.table)} samples ({pool_desc}) "
+        f"in {result.timing_s['total']:.2f} s; {n_flag} suspected mislabel(s) flagged in scores.csv; "
+        f"wrote {', '.join(str(w) for w in written)}"
+    )
     return 0

@@ -38,9 +38,14 @@ def load_demo(*, progress=None) -> Dataset:
     return load_folder(demo_root(), name=DEMO_NAME, source="demo", progress=progress)
 
 
-def load_dataset(source: str | os.PathLike, *, workspace: str | os.PathLike | None = None,
-                 max_archive_bytes: int = DEFAULT_MAX_BYTES, progress=None,
-                 allowed_roots: Sequence[str | os.PathLike] | None = None) -> Dataset:
+def load_dataset(
+    source: str | os.PathLike,
+    *,
+    workspace: str | os.PathLike | None = None,
+    max_archive_bytes: int = DEFAULT_MAX_BYTES,
+    progress=None,
+    allowed_roots: Sequence[str | os.PathLike] | None = None,
+) -> Dataset:
     """Load ``source``: ``"demo"``, a folder, a ``.csv``/``.parquet`` manifest or a ``.zip``.
 
     A folder with a ``manifest.csv`` (or ``manifest.parquet``) at its top is read through
@@ -69,19 +74,41 @@ def load_dataset(source: str | os.PathLike, *, workspace: str | os.PathLike | No
         return load_folder(path, progress=progress, allowed_roots=guard)
     suffix = path.suffix.lower()
     if suffix == ".zip":
-        return load_archive(path, workspace=workspace, max_bytes=max_archive_bytes, progress=progress,
-                            allowed_roots=guard)
+        return load_archive(
+            path, workspace=workspace, max_bytes=max_archive_bytes, progress=progress, allowed_roots=guard
+        )
     if suffix in MANIFEST_SUFFIXES:
         return load_manifest(path, progress=progress, allowed_roots=guard)
     raise DatasetError(
-        f"{path} is neither a folder, a manifest (.csv, .parquet) nor a zip archive; "
-        "give one of those or 'demo'."
+        f"{path} is neither a folder, a manifest (.csv, .parquet) nor a zip archive; give one of those or 'demo'."
     )
 
 
 __all__ = [
-    "DEFAULT_MAX_BYTES", "DEMO_NAME", "Dataset", "DatasetError", "IMAGE_EXTENSIONS", "ImageCheck",
-    "MANIFEST_SUFFIXES", "OUTSIDE_KIND", "Problem", "RootGuard", "SKIPPED", "SPLITS", "WARNING", "compute_fingerprint", "demo_root",
-    "extract_archive", "file_identity", "file_identity_bytes", "find_manifest", "inspect_image", "inspect_images", "load_archive",
-    "load_dataset", "load_demo", "load_folder", "load_manifest",
+    "DEFAULT_MAX_BYTES",
+    "DEMO_NAME",
+    "Dataset",
+    "DatasetError",
+    "IMAGE_EXTENSIONS",
+    "ImageCheck",
+    "MANIFEST_SUFFIXES",
+    "OUTSIDE_KIND",
+    "Problem",
+    "RootGuard",
+    "SKIPPED",
+    "SPLITS",
+    "WARNING",
+    "compute_fingerprint",
+    "demo_root",
+    "extract_archive",
+    "file_identity",
+    "file_identity_bytes",
+    "find_manifest",
+    "inspect_image",
+    "inspect_images",
+    "load_archive",
+    "load_dataset",
+    "load_demo",
+    "load_folder",
+    "load_manifest",
 ]

@@ -70,12 +70,16 @@ def _name_too_long(parts: tuple[str, ...]) -> str | None:
     for part in parts:
         size = len(part.encode("utf-8", "surrogateescape"))
         if size > MAX_NAME_BYTES:
-            return (f"a name in the path is {size} bytes long, above the file-system limit of {MAX_NAME_BYTES}; "
-                    "skipped (shorten the name and re-create the archive)")
+            return (
+                f"a name in the path is {size} bytes long, above the file-system limit of {MAX_NAME_BYTES}; "
+                "skipped (shorten the name and re-create the archive)"
+            )
     size = len("/".join(parts).encode("utf-8", "surrogateescape"))
     if size > MAX_PATH_BYTES:
-        return (f"the path is {size} bytes long, above the limit of {MAX_PATH_BYTES}; skipped "
-                "(shorten the folder names and re-create the archive)")
+        return (
+            f"the path is {size} bytes long, above the limit of {MAX_PATH_BYTES}; skipped "
+            "(shorten the folder names and re-create the archive)"
+        )
     return None
 
 
@@ -104,22 +108,34 @@ def plan_entries(archive: Path, infos: list[zipfile.ZipInfo]) -> tuple[list[zipf
     for info, parts in files:
         location = f"{archive}:{info.filename}"
         if parts in folders:
-            problems.append(Problem(location, BAD_ENTRY,
-                                    f"the archive holds both a file and a folder named {'/'.join(parts)!r}; the file "
-                                    "was skipped and the folder's entries kept (rename one and re-create the archive)",
-                                    SKIPPED))
+            problems.append(
+                Problem(
+                    location,
+                    BAD_ENTRY,
+                    f"the archive holds both a file and a folder named {'/'.join(parts)!r}; the file "
+                    "was skipped and the folder's entries kept (rename one and re-create the archive)",
+                    SKIPPED,
+                )
+            )
         elif parts in seen:
-            problems.append(Problem(location, BAD_ENTRY,
-                                    "the name is listed twice in the archive; the first entry was used (remove the "
-                                    "duplicate and re-create the archive)", SKIPPED))
+            problems.append(
+                Problem(
+                    location,
+                    BAD_ENTRY,
+                    "the name is listed twice in the archive; the first entry was used (remove the "
+                    "duplicate and re-create the archive)",
+                    SKIPPED,
+                )
+            )
         else:
             seen.add(parts)
             safe.append(info)
     return safe, problems
 
 
-def extract_archive(archive: str | Path, *, workspace: str | os.PathLike | None = None,
-                    max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[Path, list[Problem]]:
+def extract_archive(
+    archive: str | Path, *, workspace: str | os.PathLike | None = None, max_bytes: int = DEFAULT_MAX_BYTES
+) -> tuple[Path, list[Problem]]:
     """Extract ``archive`` safely (see the module docstring); return (folder, problems)."""
     archive = Path(archive).expanduser().resolve()
     if not archive.is_file():
@@ -137,7 +153,8 @@ def extract_archive(archive: str | Path, *, workspace: str | os.PathLike | None 
                 raise DatasetError(
                     f"Archive {archive} would unpack to {declared / 1e9:.2f} GB, above the cap of "
                     f"{max_bytes / 1e9:.2f} GB; unpack it yourself and load the folder, or raise the cap "
-                    "(max_bytes / --max-archive-bytes).")
+                    "(max_bytes / --max-archive-bytes)."
+                )
             if (target / ".complete").is_file():
                 return target, problems
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -154,24 +171,44 @@ def extract_archive(archive: str | Path, *, workspace: str | os.PathLike | None 
                                 if written > max_bytes:
                                     raise DatasetError(
                                         f"Archive {archive} unpacks to more than the cap of {max_bytes / 1e9:.2f} GB "
-                                        "(its declared sizes are wrong); refused.")
+                                        "(its declared sizes are wrong); refused."
+                                    )
                                 dst.write(block)
-                    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, RuntimeError,
-                            NotImplementedError) as exc:  # damaged data, encrypted, unknown compression
+                    except (
+                        zipfile.BadZipFile,
+                        zipfile.LargeZipFile,
+                        zlib.error,
+                        EOFError,
+                        RuntimeError,
+                        NotImplementedError,
+                    ) as exc:  # damaged data, encrypted, unknown compression
                         with contextlib.suppress(OSError):
                             out.unlink(missing_ok=True)
-                        problems.append(Problem(f"{archive}:{info.filename}", "corrupt_archive_entry",
-                                                f"cannot be extracted ({exc}); re-create the archive", SKIPPED))
+                        problems.append(
+                            Problem(
+                                f"{archive}:{info.filename}",
+                                "corrupt_archive_entry",
+                                f"cannot be extracted ({exc}); re-create the archive",
+                                SKIPPED,
+                            )
+                        )
                     except OSError as exc:
                         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                             raise DatasetError(
                                 f"Cannot extract {archive}: the disk holding the workspace ({target.parent}) is full "
-                                f"({exc.strerror}); free some space, or give another --workspace.") from exc
+                                f"({exc.strerror}); free some space, or give another --workspace."
+                            ) from exc
                         with contextlib.suppress(OSError):
                             out.unlink(missing_ok=True)
-                        problems.append(Problem(f"{archive}:{info.filename}", BAD_ENTRY,
-                                                f"cannot be written here ({exc.strerror or exc}); skipped (rename the "
-                                                "entry and re-create the archive)", SKIPPED))
+                        problems.append(
+                            Problem(
+                                f"{archive}:{info.filename}",
+                                BAD_ENTRY,
+                                f"cannot be written here ({exc.strerror or exc}); skipped (rename the "
+                                "entry and re-create the archive)",
+                                SKIPPED,
+                            )
+                        )
                 (tmp / ".complete").write_text(archive.name)
                 if target.exists():
                     shutil.rmtree(target)
@@ -199,8 +236,14 @@ def dataset_root(folder: Path) -> Path:
         folder = entries[0]
 
 
-def load_archive(archive: str | Path, *, workspace: str | os.PathLike | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-                 progress: Progress | None = None, allowed_roots: Roots = None) -> Dataset:
+def load_archive(
+    archive: str | Path,
+    *,
+    workspace: str | os.PathLike | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    progress: Progress | None = None,
+    allowed_roots: Roots = None,
+) -> Dataset:
     """Load a zip of a folder-per-class tree or of a manifest and its images.
 
     ``allowed_roots``: when given, the archive must lie inside one of them, and what it holds
@@ -217,7 +260,9 @@ def load_archive(archive: str | Path, *, workspace: str | os.PathLike | None = N
     # the archive's own problem rows go in first, so that an archive with nothing usable
     # names the entries it refused
     if manifest is not None:
-        return load_manifest(manifest, name=archive.name, source="zip", progress=progress, allowed_roots=inner,
-                             prior_problems=problems)
-    return load_folder(root, name=archive.name, source="zip", progress=progress, allowed_roots=inner,
-                       prior_problems=problems)
+        return load_manifest(
+            manifest, name=archive.name, source="zip", progress=progress, allowed_roots=inner, prior_problems=problems
+        )
+    return load_folder(
+        root, name=archive.name, source="zip", progress=progress, allowed_roots=inner, prior_problems=problems
+    )

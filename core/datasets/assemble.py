@@ -59,21 +59,39 @@ def assemble(
     counts = Counter(c.label for c, _, _ in kept)
     for label in sorted(set(declared_classes) | {c.label for c in candidates}):
         if counts[label] == 0:
-            problems.append(Problem(label, "empty_class",
-                                    f"class {label!r} has no usable image; add images or remove the class", SKIPPED))
+            problems.append(
+                Problem(
+                    label,
+                    "empty_class",
+                    f"class {label!r} has no usable image; add images or remove the class",
+                    SKIPPED,
+                )
+            )
     for label, n in sorted(counts.items()):
         if n == 1:
-            problems.append(Problem(label, "single_image_class",
-                                    f"class {label!r} has a single image; its class mean is that image, so "
-                                    "representativeness scores say nothing about it", WARNING))
+            problems.append(
+                Problem(
+                    label,
+                    "single_image_class",
+                    f"class {label!r} has a single image; its class mean is that image, so "
+                    "representativeness scores say nothing about it",
+                    WARNING,
+                )
+            )
 
     by_content: dict[str, list[str]] = defaultdict(list)
     for cand, file_id, _ in kept:
         by_content[file_id].append(cand.location)
     for locations in by_content.values():
         for dup in locations[1:]:
-            problems.append(Problem(dup, "duplicate_content",
-                                    f"same bytes as {locations[0]}; both are kept, remove one if unintended", WARNING))
+            problems.append(
+                Problem(
+                    dup,
+                    "duplicate_content",
+                    f"same bytes as {locations[0]}; both are kept, remove one if unintended",
+                    WARNING,
+                )
+            )
 
     if not kept:
         found = Counter(p.kind for p in problems)

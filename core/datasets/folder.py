@@ -19,8 +19,12 @@ def _visible(path: Path) -> bool:
 def _unlisted(folder: Path, exc: OSError) -> Problem:
     """The problem row of a folder that cannot be listed (permissions, I/O error)."""
     what = "check its permissions" if isinstance(exc, PermissionError) else "check the disk"
-    return Problem(str(folder), "unreadable_file",
-                   f"folder cannot be listed ({exc.strerror or exc}); its images were left out: {what}", SKIPPED)
+    return Problem(
+        str(folder),
+        "unreadable_file",
+        f"folder cannot be listed ({exc.strerror or exc}); its images were left out: {what}",
+        SKIPPED,
+    )
 
 
 def _list(folder: Path, problems: list[Problem]) -> list[Path]:
@@ -61,8 +65,9 @@ def _allowed(path: Path, guard: RootGuard | None) -> bool:
     return guard is None or guard.allows(path)
 
 
-def _split_folders(root: Path, guard: RootGuard | None = None,
-                   entries: list[Path] | None = None) -> dict[str, Path] | None:
+def _split_folders(
+    root: Path, guard: RootGuard | None = None, entries: list[Path] | None = None
+) -> dict[str, Path] | None:
     """``{split: folder}`` when ``root`` holds split folders (train/test/val), else None.
     Entries outside the roots are never looked at (they are reported by the caller)."""
     entries = sorted(root.iterdir()) if entries is None else entries
@@ -73,8 +78,9 @@ def _split_folders(root: Path, guard: RootGuard | None = None,
     return None
 
 
-def _class_candidates(folder: Path, split: str, root: Path, problems: list[Problem],
-                      guard: RootGuard | None = None) -> tuple[list[Candidate], list[str]]:
+def _class_candidates(
+    folder: Path, split: str, root: Path, problems: list[Problem], guard: RootGuard | None = None
+) -> tuple[list[Candidate], list[str]]:
     candidates: list[Candidate] = []
     classes: list[str] = []
     for entry in _list(folder, problems):
@@ -87,9 +93,14 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
             problems.append(Problem(str(entry), "missing_file", "broken link; fix or remove it", SKIPPED))
             continue
         if entry.is_file():
-            problems.append(Problem(str(entry), "outside_class_folder",
-                                    f"file lies directly in {folder}, not in a class folder; move it into "
-                                    f"{folder}/<class>/", SKIPPED))
+            problems.append(
+                Problem(
+                    str(entry),
+                    "outside_class_folder",
+                    f"file lies directly in {folder}, not in a class folder; move it into {folder}/<class>/",
+                    SKIPPED,
+                )
+            )
             continue
         label = entry.name
         classes.append(label)
@@ -100,17 +111,29 @@ def _class_candidates(folder: Path, split: str, root: Path, problems: list[Probl
             if path.is_dir():
                 continue
             if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                problems.append(Problem(str(path), "not_an_image",
-                                        f"extension {path.suffix or '(none)'!r} is not an image type; remove the file "
-                                        f"or convert it ({', '.join(sorted(IMAGE_EXTENSIONS))})", SKIPPED))
+                problems.append(
+                    Problem(
+                        str(path),
+                        "not_an_image",
+                        f"extension {path.suffix or '(none)'!r} is not an image type; remove the file "
+                        f"or convert it ({', '.join(sorted(IMAGE_EXTENSIONS))})",
+                        SKIPPED,
+                    )
+                )
                 continue
             candidates.append(Candidate(str(path), label, split, str(path)))
     return candidates, classes
 
 
-def load_folder(root: str | Path, *, name: str | None = None, source: str = "folder",
-                progress: Progress | None = None, allowed_roots: Roots = None,
-                prior_problems: Sequence[Problem] = ()) -> Dataset:
+def load_folder(
+    root: str | Path,
+    *,
+    name: str | None = None,
+    source: str = "folder",
+    progress: Progress | None = None,
+    allowed_roots: Roots = None,
+    prior_problems: Sequence[Problem] = (),
+) -> Dataset:
     """Load a folder-per-class dataset.
 
     Layouts: ``root/<class>/...`` (every image is ``train``), or split folders
@@ -142,8 +165,9 @@ def load_folder(root: str | Path, *, name: str | None = None, source: str = "fol
     except OSError as exc:
         from ..errors import DatasetError
 
-        raise DatasetError(f"Dataset folder {root} cannot be listed ({exc.strerror or exc}); check its "
-                           "permissions.") from exc
+        raise DatasetError(
+            f"Dataset folder {root} cannot be listed ({exc.strerror or exc}); check its permissions."
+        ) from exc
     splits = _split_folders(root, guard, top)
     if splits:
         for split, folder in sorted(splits.items()):
@@ -154,10 +178,14 @@ def load_folder(root: str | Path, *, name: str | None = None, source: str = "fol
             if guard is not None and not guard.allows(other):
                 problems.append(guard.problem(str(other), other.name))
                 continue
-            problems.append(Problem(str(other), "unknown_split",
-                                    f"{other.name!r} is not a split folder (train, val, test); it was ignored",
-                                    WARNING if other.is_file() else SKIPPED))
+            problems.append(
+                Problem(
+                    str(other),
+                    "unknown_split",
+                    f"{other.name!r} is not a split folder (train, val, test); it was ignored",
+                    WARNING if other.is_file() else SKIPPED,
+                )
+            )
     else:
         candidates, classes = _class_candidates(root, "train", root, problems, guard)
-    return assemble(name or root.name, root, source, candidates, problems,
-                    declared_classes=classes, progress=progress)
+    return assemble(name or root.name, root, source, candidates, problems, declared_classes=classes, progress=progress)

@@ -17,9 +17,9 @@ from ..hashing import file_digest
 
 # Extensions the folder loader considers images; anything else in a class folder is
 # reported as a non-image file. Manifests may name any file: its content decides.
-IMAGE_EXTENSIONS = frozenset({
-    ".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm",
-})
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
 
 Progress = Callable[[int, int], None]
 
@@ -42,8 +42,10 @@ def aspect_ratio_reason(size: tuple[int, int]) -> str | None:
     """Why an image of ``size`` (width, height) is refused for its shape, or None."""
     width, height = size
     if min(width, height) <= 0 or max(width, height) > MAX_ASPECT_RATIO * min(width, height):
-        return (f"{width} x {height} pixels: the long side is more than {MAX_ASPECT_RATIO} times the short side, "
-                "too elongated to resize for a model (it would take gigabytes); crop or split the image")
+        return (
+            f"{width} x {height} pixels: the long side is more than {MAX_ASPECT_RATIO} times the short side, "
+            "too elongated to resize for a model (it would take gigabytes); crop or split the image"
+        )
     return None
 
 
@@ -177,7 +179,9 @@ def inspect_image(path: str | os.PathLike) -> ImageCheck:
     except IsADirectoryError:
         return ImageCheck(path, kind="not_an_image", reason="is a folder, not an image file")
     except OSError as exc:
-        return ImageCheck(path, kind="unreadable_file", reason=f"cannot be read ({exc.strerror or exc}); check its permissions")
+        return ImageCheck(
+            path, kind="unreadable_file", reason=f"cannot be read ({exc.strerror or exc}); check its permissions"
+        )
     if not data:
         return ImageCheck(path, kind="empty_file", reason="file is empty (0 bytes); remove or replace it")
     file_id = file_identity_bytes(data)
@@ -188,7 +192,10 @@ def inspect_image(path: str | os.PathLike) -> ImageCheck:
             width, height = img.size
             if limit is not None and width * height > limit:
                 return ImageCheck(
-                    path, file_id, (width, height), "image_too_large",
+                    path,
+                    file_id,
+                    (width, height),
+                    "image_too_large",
                     f"{width} x {height} pixels is above the limit of {limit:,} pixels (PIL.Image.MAX_IMAGE_PIXELS); "
                     "downscale the image",
                 )
@@ -199,22 +206,33 @@ def inspect_image(path: str | os.PathLike) -> ImageCheck:
                 img.draft("RGB", (64, 64))
             img.load()
     except UnidentifiedImageError:
-        return ImageCheck(path, file_id, kind="not_an_image",
-                          reason="not an image file PIL can read; remove it or convert it to JPEG/PNG")
+        return ImageCheck(
+            path,
+            file_id,
+            kind="not_an_image",
+            reason="not an image file PIL can read; remove it or convert it to JPEG/PNG",
+        )
     except Image.DecompressionBombError as exc:
         return ImageCheck(path, file_id, kind="image_too_large", reason=f"{exc}; downscale the image")
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         text = str(exc)
         if "truncated" in text.lower() or isinstance(exc, EOFError):
-            return ImageCheck(path, file_id, (width, height), "truncated_image",
-                              f"image data is truncated ({text}); re-copy or re-export the file")
-        return ImageCheck(path, file_id, (width, height), "corrupt_image",
-                          f"image cannot be decoded ({text}); re-export the file")
+            return ImageCheck(
+                path,
+                file_id,
+                (width, height),
+                "truncated_image",
+                f"image data is truncated ({text}); re-copy or re-export the file",
+            )
+        return ImageCheck(
+            path, file_id, (width, height), "corrupt_image", f"image cannot be decoded ({text}); re-export the file"
+        )
     return ImageCheck(path, file_id, (width, height))
 
 
-def inspect_images(paths: Sequence[str], *, progress: Progress | None = None,
-                   max_workers: int | None = None) -> list[ImageCheck]:
+def inspect_images(
+    paths: Sequence[str], *, progress: Progress | None = None, max_workers: int | None = None
+) -> list[ImageCheck]:
     """:func:`inspect_image` over many paths in a thread pool (decoders release the GIL).
 
     Results come back in the order of ``paths``; ``progress(done, total)`` is called as

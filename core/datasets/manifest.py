@@ -41,8 +41,11 @@ def find_manifest(folder: Path, *, any_name: bool = False, allowed_roots: Roots 
         entries = list(folder.iterdir())
     except OSError:  # an unreadable folder: the folder loader reports it
         return None
-    files = sorted(p for p in entries if p.suffix.lower() in MANIFEST_SUFFIXES
-                   and (guard is None or guard.allows(p)) and p.is_file())
+    files = sorted(
+        p
+        for p in entries
+        if p.suffix.lower() in MANIFEST_SUFFIXES and (guard is None or guard.allows(p)) and p.is_file()
+    )
     named = [p for p in files if p.stem.lower() == "manifest"]
     if named:
         return named[0]
@@ -67,10 +70,15 @@ def _decode_csv(path: Path, problems: list[Problem]) -> str:
         try:
             lines.append(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:
-            problems.append(Problem(
-                f"{path} line {number}", "not_utf8",
-                f"line is not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
-                "save the manifest as UTF-8", SKIPPED))
+            problems.append(
+                Problem(
+                    f"{path} line {number}",
+                    "not_utf8",
+                    f"line is not valid UTF-8 (byte {raw[exc.start]:#04x} at column {exc.start + 1}); "
+                    "save the manifest as UTF-8",
+                    SKIPPED,
+                )
+            )
             lines.append("")
     return "\n".join(lines)
 
@@ -90,9 +98,15 @@ def _line_alone(path: Path, lines: list[str], number: int, problems: list[Proble
     else:
         why = "a quote character in a cell"
     if cells is None or any('"' in cell for cell in cells):
-        problems.append(Problem(f"{path} line {number}", "bad_csv",
-                                f"this line was swallowed by the unclosed quote of line {opened} and has a quote of its "
-                                f"own ({why}), so it cannot be read safely; fix the quoting", SKIPPED))
+        problems.append(
+            Problem(
+                f"{path} line {number}",
+                "bad_csv",
+                f"this line was swallowed by the unclosed quote of line {opened} and has a quote of its "
+                f"own ({why}), so it cannot be read safely; fix the quoting",
+                SKIPPED,
+            )
+        )
         return None
     return cells
 
@@ -127,11 +141,16 @@ def _csv_rows(path: Path, problems: list[Problem]) -> tuple[list[str], list[tupl
             last = end
             if end > start and any("\n" in cell or "\r" in cell for cell in row):
                 lines = _LINE_BREAK.split(text) if lines is None else lines
-                problems.append(Problem(
-                    f"{path} line {start}", "bad_csv",
-                    f"a quote opens on this line and is not closed on it, so it swallowed lines {start + 1}-{end} into "
-                    f"one cell; this line was skipped and the others read on their own. Close the quote (or remove it) "
-                    f"on line {start}", SKIPPED))
+                problems.append(
+                    Problem(
+                        f"{path} line {start}",
+                        "bad_csv",
+                        f"a quote opens on this line and is not closed on it, so it swallowed lines {start + 1}-{end} into "
+                        f"one cell; this line was skipped and the others read on their own. Close the quote (or remove it) "
+                        f"on line {start}",
+                        SKIPPED,
+                    )
+                )
                 for number in range(start + 1, end + 1):
                     cells = _line_alone(path, lines, number, problems, start)
                     if cells is not None:
@@ -139,8 +158,14 @@ def _csv_rows(path: Path, problems: list[Problem]) -> tuple[list[str], list[tupl
                 continue
             take(end, row)
     except csv.Error as exc:
-        problems.append(Problem(f"{path} line {reader.line_num}", "bad_csv",
-                                f"CSV cannot be parsed from here on ({exc}); fix the quoting", SKIPPED))
+        problems.append(
+            Problem(
+                f"{path} line {reader.line_num}",
+                "bad_csv",
+                f"CSV cannot be parsed from here on ({exc}); fix the quoting",
+                SKIPPED,
+            )
+        )
     return header or [], rows
 
 
@@ -164,9 +189,15 @@ def _parquet_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return header, [(i + 1, [_cell_text(v) for v in values]) for i, values in enumerate(frame.itertuples(index=False))]
 
 
-def load_manifest(manifest: str | Path, *, name: str | None = None, source: str = "manifest",
-                  progress: Progress | None = None, allowed_roots: Roots = None,
-                  prior_problems: Sequence[Problem] = ()) -> Dataset:
+def load_manifest(
+    manifest: str | Path,
+    *,
+    name: str | None = None,
+    source: str = "manifest",
+    progress: Progress | None = None,
+    allowed_roots: Roots = None,
+    prior_problems: Sequence[Problem] = (),
+) -> Dataset:
     """Load a dataset from a CSV or Parquet manifest (see the module docstring).
 
     Problems reported per row (the row is skipped): wrong number of cells, empty path or
@@ -203,22 +234,33 @@ def load_manifest(manifest: str | Path, *, name: str | None = None, source: str 
     for number, row in rows:
         location = f"{manifest} {where} {number}"
         if len(row) != len(header):
-            problems.append(Problem(location, "bad_row",
-                                    f"has {len(row)} cells, the header has {len(header)}; fix the row", SKIPPED))
+            problems.append(
+                Problem(
+                    location, "bad_row", f"has {len(row)} cells, the header has {len(header)}; fix the row", SKIPPED
+                )
+            )
             continue
         # a cell written as '=x by this project's CSV escaping (subset.csv, a subset.zip manifest) reads as =x
         rel, label = (unescape_csv_cell(row[col[c]].strip()) for c in ("path", "label"))
         raw_split = row[col["split"]].strip() if "split" in col else ""
         if not rel or not label:
             empty = " and ".join(c for c, v in (("path", rel), ("label", label)) if not v)
-            problems.append(Problem(location, "bad_row", f"empty {empty} (a blank or null cell); fill it in or "
-                                    "remove the row", SKIPPED))
+            problems.append(
+                Problem(
+                    location, "bad_row", f"empty {empty} (a blank or null cell); fill it in or remove the row", SKIPPED
+                )
+            )
             continue
         split = SPLIT_ALIASES.get(raw_split.lower())
         if split is None:
-            problems.append(Problem(location, "unknown_split",
-                                    f"split {raw_split!r} is not one of train, val, test (or empty for train); "
-                                    "fix the value", SKIPPED))
+            problems.append(
+                Problem(
+                    location,
+                    "unknown_split",
+                    f"split {raw_split!r} is not one of train, val, test (or empty for train); fix the value",
+                    SKIPPED,
+                )
+            )
             continue
         path: Path | None
         try:
@@ -234,8 +276,14 @@ def load_manifest(manifest: str | Path, *, name: str | None = None, source: str 
         if full in seen:
             first, first_label = seen[full]
             extra = f" with a different label ({first_label!r} there, {label!r} here)" if first_label != label else ""
-            problems.append(Problem(location, "duplicate_path",
-                                    f"path {rel!r} already listed at {first}{extra}; the first row is used", SKIPPED))
+            problems.append(
+                Problem(
+                    location,
+                    "duplicate_path",
+                    f"path {rel!r} already listed at {first}{extra}; the first row is used",
+                    SKIPPED,
+                )
+            )
             continue
         seen[full] = (location, label)
         candidates.append(Candidate(full, label, split, location))

@@ -14,8 +14,16 @@ from ..text import display_text
 # Splits a dataset row may have. Manifests may also write "val", "valid" or "validation"
 # (all read as "val"); an empty split cell means "train".
 SPLITS = ("train", "val", "test")
-SPLIT_ALIASES = {"": "train", "train": "train", "training": "train", "val": "val", "valid": "val",
-                 "validation": "val", "test": "test", "testing": "test"}
+SPLIT_ALIASES = {
+    "": "train",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
 
 # Problem kinds. "skipped" problems drop the file/row; "warning" problems keep it.
 SKIPPED = "skipped"
@@ -119,15 +127,17 @@ class Dataset:
     def to_frame(self) -> pd.DataFrame:
         """One row per usable image: path, label, code, split, file_id, width, height."""
         sizes = np.asarray(self.image_sizes, dtype=np.int64).reshape(-1, 2)
-        return pd.DataFrame({
-            "path": [display_text(p) for p in self.paths],
-            "label": self.labels,
-            "code": self.codes,
-            "split": self.splits,
-            "file_id": self.file_ids,
-            "width": sizes[:, 0],
-            "height": sizes[:, 1],
-        })
+        return pd.DataFrame(
+            {
+                "path": [display_text(p) for p in self.paths],
+                "label": self.labels,
+                "code": self.codes,
+                "split": self.splits,
+                "file_id": self.file_ids,
+                "width": sizes[:, 0],
+                "height": sizes[:, 1],
+            }
+        )
 
     def problems_frame(self) -> pd.DataFrame:
         """The problem report as a table: location, kind, severity, reason."""
@@ -144,12 +154,13 @@ class Dataset:
 
     def summary(self) -> str:
         """One line for people: images, classes, splits, problems."""
-        per_split = ", ".join(f"{int((np.asarray(self.splits) == s).sum())} {s}"
-                              for s in SPLITS if s in self.splits)
+        per_split = ", ".join(f"{int((np.asarray(self.splits) == s).sum())} {s}" for s in SPLITS if s in self.splits)
         skipped = sum(p.severity == SKIPPED for p in self.problems)
         warnings = len(self.problems) - skipped
-        return (f"{self.name}: {len(self)} images in {len(self.class_names)} classes ({per_split}); "
-                f"{skipped} skipped, {warnings} warnings")
+        return (
+            f"{self.name}: {len(self)} images in {len(self.class_names)} classes ({per_split}); "
+            f"{skipped} skipped, {warnings} warnings"
+        )
 
 
 def compute_fingerprint(ds: Dataset) -> str:

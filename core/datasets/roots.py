@@ -55,8 +55,10 @@ class RootGuard:
     def reason(self, shown: str) -> str:
         """The reason of a refused path; ``shown`` is what the user wrote (a manifest cell) or the
         entry's own name, never the resolved target, so it cannot tell whether the file exists."""
-        return (f"{shown!r} lies outside the folders images may be read from ({self.describe()}); "
-                "it was refused without being read. Keep the images (and links to them) inside those folders.")
+        return (
+            f"{shown!r} lies outside the folders images may be read from ({self.describe()}); "
+            "it was refused without being read. Keep the images (and links to them) inside those folders."
+        )
 
     def problem(self, location: str, shown: str) -> Problem:
         return Problem(location, OUTSIDE_KIND, self.reason(shown), SKIPPED)
@@ -80,5 +82,7 @@ def refuse_source(guard: RootGuard | None, path: Path, what: str) -> None:
     if guard is not None and not guard.allows(path):
         from ..errors import DatasetError
 
-        raise DatasetError(f"The {what} {os.path.abspath(path)} lies outside the folders this dataset may be read "
-                           f"from ({guard.describe()}); give a path inside them.")
+        raise DatasetError(
+            f"The {what} {os.path.abspath(path)} lies outside the folders this dataset may be read "
+            f"from ({guard.describe()}); give a path inside them."
+        )

@@ -33,8 +33,10 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest
 
 
-STATE_DICT_HELP = ("pass a .safetensors, .bin or .pth state dict saved from this model's architecture "
-                   "(e.g. torch.save(model.state_dict(), PATH)) with --weights")
+STATE_DICT_HELP = (
+    "pass a .safetensors, .bin or .pth state dict saved from this model's architecture "
+    "(e.g. torch.save(model.state_dict(), PATH)) with --weights"
+)
 
 
 def _not_a_state_dict(p: Path) -> str | None:
@@ -62,8 +64,10 @@ def load_error_text(exc: BaseException) -> str:
     unsafely (``weights_only=False`` can run arbitrary code)."""
     text = str(exc)
     if "weights_only" in text or "Unpickl" in type(exc).__name__:
-        return ("it holds pickled Python objects besides tensors, which are never loaded (torch.load with "
-                "weights_only=True); save only the state dict")
+        return (
+            "it holds pickled Python objects besides tensors, which are never loaded (torch.load with "
+            "weights_only=True); save only the state dict"
+        )
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
 
@@ -77,16 +81,21 @@ def local_weights(path: str | os.PathLike, model_label: str) -> tuple[Path, str]
     if not p.exists():
         raise CoresetError(f"Weights file {str(p)!r} for model {model_label!r} does not exist; {STATE_DICT_HELP}.")
     if not p.is_file():
-        raise CoresetError(f"Weights path {str(p)!r} for model {model_label!r} is a folder, not a file; "
-                           f"{STATE_DICT_HELP}.")
+        raise CoresetError(
+            f"Weights path {str(p)!r} for model {model_label!r} is a folder, not a file; {STATE_DICT_HELP}."
+        )
     try:
         why = _not_a_state_dict(p)
     except OSError as exc:
-        raise CoresetError(f"Weights file {str(p)!r} for model {model_label!r} cannot be read "
-                           f"({exc.strerror or exc}); check its permissions.") from exc
+        raise CoresetError(
+            f"Weights file {str(p)!r} for model {model_label!r} cannot be read "
+            f"({exc.strerror or exc}); check its permissions."
+        ) from exc
     if why:
-        raise CoresetError(f"Weights file {str(p)!r} for model {model_label!r} exists but is not a state dict "
-                           f"({why}); {STATE_DICT_HELP}.")
+        raise CoresetError(
+            f"Weights file {str(p)!r} for model {model_label!r} exists but is not a state dict "
+            f"({why}); {STATE_DICT_HELP}."
+        )
     return p.resolve(), "sha256:" + file_sha256(p)
 
 
@@ -164,9 +173,7 @@ def unavailable_message(model_label: str, repo_id: str, download_cmd: str, reaso
     )
 
 
-def fetch_hf_weights(
-    model_label: str, repo_id: str, filenames: list[str], download_cmd: str
-) -> tuple[Path, str]:
+def fetch_hf_weights(model_label: str, repo_id: str, filenames: list[str], download_cmd: str) -> tuple[Path, str]:
     """Find hub weights in the cache or download them; raise WeightsUnavailableError fast otherwise.
 
     ``repo_id`` may carry a revision as ``repo@rev``. Returns (local path, weights identity).
@@ -180,7 +187,9 @@ def fetch_hf_weights(
             unavailable_message(model_label, repo, download_cmd, "and offline mode is on (HF_HUB_OFFLINE)")
         )
     if not hub_reachable():
-        raise WeightsUnavailableError(unavailable_message(model_label, repo, download_cmd, "and the hub cannot be reached"))
+        raise WeightsUnavailableError(
+            unavailable_message(model_label, repo, download_cmd, "and the hub cannot be reached")
+        )
     try:
         from huggingface_hub import hf_hub_download
     except ImportError as exc:  # pragma: no cover
@@ -206,6 +215,6 @@ def fetch_hf_weights(
 
 
 def hf_status(repo_id: str, filenames: list[str]) -> str:
-    """"cached" or "needs download" (no network)."""
+    """ "cached" or "needs download" (no network)."""
     repo, rev = split_revision(repo_id)
     return "cached" if find_cached_hf(repo, filenames, rev) is not None else "needs download"

@@ -177,4 +177,6 @@ class Embedder:
         }
 
     def __repr__(self) -> str:
-        return f"Embedder(name={self.name!r}, dim={self.dim}, weights={self.weights_id!r}, identity={self.identity[:12]})"
+        return (
+            f"Embedder(name={self.name!r}, dim={self.dim}, weights={self.weights_id!r}, identity={self.identity[:12]})"
+        )

@@ -91,11 +91,7 @@ def _check_arch(arch: str) -> None:
 
 
 def build_open_clip_embedder(
-    name: str,
-    arch: str,
-    tag: str | None = None,
-    *,
-    weights: str | os.PathLike | None = None,
+    name: str, arch: str, tag: str | None = None, *, weights: str | os.PathLike | None = None
 ) -> Embedder:
     """Create an open_clip model with real weights and wrap its image tower as an Embedder.
 
@@ -127,8 +123,12 @@ def build_open_clip_embedder(
             "open_clip.list_pretrained()) or a local checkpoint via --weights PATH."
         )
     kwargs = {}
-    for key, arg in (("mean", "image_mean"), ("std", "image_std"), ("interpolation", "image_interpolation"),
-                     ("resize_mode", "image_resize_mode")):
+    for key, arg in (
+        ("mean", "image_mean"),
+        ("std", "image_std"),
+        ("interpolation", "image_interpolation"),
+        ("resize_mode", "image_resize_mode"),
+    ):
         if cfg.get(key):
             kwargs[arg] = cfg[key]
     try:
@@ -146,8 +146,15 @@ def build_open_clip_embedder(
     size = pp.get("size", 224)
     size = (size, size) if isinstance(size, int) else tuple(size)
     preprocess = {k: pp[k] for k in sorted(pp)}
-    preprocess.update({"library": "open_clip", "arch": arch, "tag": tag or "", "input_size": (3, *size),
-                       "quick_gelu": bool(cfg.get("quick_gelu", False))})
+    preprocess.update(
+        {
+            "library": "open_clip",
+            "arch": arch,
+            "tag": tag or "",
+            "input_size": (3, *size),
+            "quick_gelu": bool(cfg.get("quick_gelu", False)),
+        }
+    )
     del model  # drop the text tower
     return Embedder(
         name,

@@ -112,7 +112,7 @@ def get_embedder_info(name: str) -> EmbedderInfo:
 def _split_passthrough(name: str) -> tuple[str, str]:
     for prefix, family in (("timm:", "timm"), ("open_clip:", "open_clip"), ("open-clip:", "open_clip")):
         if name.startswith(prefix) and len(name) > len(prefix):
-            return family, name[len(prefix):]
+            return family, name[len(prefix) :]
     known = ", ".join(sorted(_REGISTRY))
     raise CoresetError(
         f"Unknown embedder {name!r}. Use one of: {known}; or 'timm:<timm model name>' or "
@@ -200,7 +200,8 @@ def _register_builtins() -> None:
         register_embedder(
             name,
             lambda weights=None, workspace=None: build_timm_embedder(
-                name, model_name, weights=weights, output=OUTPUT_CLS, model_kwargs={"img_size": DINOV2_PX}),
+                name, model_name, weights=weights, output=OUTPUT_CLS, model_kwargs={"img_size": DINOV2_PX}
+            ),
             description=desc,
             family="timm",
             availability="hub",
@@ -209,18 +210,50 @@ def _register_builtins() -> None:
             status=lambda: timm_weights_status(model_name),
         )
 
-    oc("clip-vit-l14", "ViT-L-14", "openai", 768, True,
-       "CLIP ViT-L/14 (OpenAI), open_clip ViT-L-14/openai; 768-d projected image embedding (encode_image), 224 px")
-    dino("dinov2-vitb14", "vit_base_patch14_dinov2.lvd142m", 768,
-         "DINOv2 ViT-B/14 (LVD-142M), timm; 768-d CLS token after the final norm, 224 px")
-    dino("dinov2-vits14", "vit_small_patch14_dinov2.lvd142m", 384,
-         "DINOv2 ViT-S/14 (LVD-142M), timm; 384-d CLS token after the final norm, 224 px")
-    oc("clip-vit-b32", "ViT-B-32", "openai", 512, False,
-       "CLIP ViT-B/32 (OpenAI), open_clip ViT-B-32/openai; 512-d projected image embedding, 224 px")
-    oc("siglip-b16", "ViT-B-16-SigLIP", "webli", 768, False,
-       "SigLIP ViT-B/16 (WebLI), open_clip ViT-B-16-SigLIP/webli; 768-d projected image embedding, 224 px")
-    oc("eva02-clip-b16", "EVA02-B-16", "merged2b_s8b_b131k", 512, False,
-       "EVA02-CLIP B/16, open_clip EVA02-B-16/merged2b_s8b_b131k; 512-d projected image embedding, 224 px")
+    oc(
+        "clip-vit-l14",
+        "ViT-L-14",
+        "openai",
+        768,
+        True,
+        "CLIP ViT-L/14 (OpenAI), open_clip ViT-L-14/openai; 768-d projected image embedding (encode_image), 224 px",
+    )
+    dino(
+        "dinov2-vitb14",
+        "vit_base_patch14_dinov2.lvd142m",
+        768,
+        "DINOv2 ViT-B/14 (LVD-142M), timm; 768-d CLS token after the final norm, 224 px",
+    )
+    dino(
+        "dinov2-vits14",
+        "vit_small_patch14_dinov2.lvd142m",
+        384,
+        "DINOv2 ViT-S/14 (LVD-142M), timm; 384-d CLS token after the final norm, 224 px",
+    )
+    oc(
+        "clip-vit-b32",
+        "ViT-B-32",
+        "openai",
+        512,
+        False,
+        "CLIP ViT-B/32 (OpenAI), open_clip ViT-B-32/openai; 512-d projected image embedding, 224 px",
+    )
+    oc(
+        "siglip-b16",
+        "ViT-B-16-SigLIP",
+        "webli",
+        768,
+        False,
+        "SigLIP ViT-B/16 (WebLI), open_clip ViT-B-16-SigLIP/webli; 768-d projected image embedding, 224 px",
+    )
+    oc(
+        "eva02-clip-b16",
+        "EVA02-B-16",
+        "merged2b_s8b_b131k",
+        512,
+        False,
+        "EVA02-CLIP B/16, open_clip EVA02-B-16/merged2b_s8b_b131k; 512-d projected image embedding, 224 px",
+    )
     for i, px in ((0, 224), (1, 240), (2, 260)):
         register_embedder(
             f"effnet-lite{i}",

@@ -55,7 +55,7 @@ def _check_model_name(model_name: str) -> None:
     arch = model_name.split(".", 1)[0]
     if not timm.is_model(arch):
         raise CoresetError(
-            f"Unknown timm model {model_name!r}; use a name from `python -c \"import timm; print(timm.list_models())\"` "
+            f'Unknown timm model {model_name!r}; use a name from `python -c "import timm; print(timm.list_models())"` '
             "(optionally with a pretrained tag, e.g. resnet50.a1_in1k)."
         )
 
@@ -115,7 +115,9 @@ def build_timm_embedder(
         path, weights_id = fetch_hf_weights(name, hub_id, files, timm_download_cmd(model_name))
     kwargs = dict(model_kwargs or {})
     try:
-        model: Any = timm.create_model(model_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs)
+        model: Any = timm.create_model(
+            model_name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kwargs
+        )
     except Exception as exc:
         raise CoresetError(
             f"Could not load weights {str(path)!r} into timm model {model_name!r} for {name!r}: "

@@ -32,18 +32,33 @@ class EvalConfig(Params):
 
     trainer: str = param("linear", "Model trained on each subset: linear, mlp or finetune.")
     trainer_params: dict = param(default_factory=dict, help="The trainer's parameters (NAME=VALUE).")
-    eval_model: str | None = param(None, "Features the linear/mlp trainer uses (default: a model that did not "
-                                         "select, see default_eval_model).")
-    seeds: tuple[int, ...] = param((0, 1, 2, 3, 4), "Seeds of the random baselines, stochastic selectors and "
-                                                    "stochastic trainers (distinct, >= 0).")
-    holdout: float = param(0.2, "Test fraction of the stratified hold-out when the data has no test split.",
-                           minimum=0.0, maximum=1.0, exclusive_minimum=True, exclusive_maximum=True)
+    eval_model: str | None = param(
+        None, "Features the linear/mlp trainer uses (default: a model that did not select, see default_eval_model)."
+    )
+    seeds: tuple[int, ...] = param(
+        (0, 1, 2, 3, 4), "Seeds of the random baselines, stochastic selectors and stochastic trainers (distinct, >= 0)."
+    )
+    holdout: float = param(
+        0.2,
+        "Test fraction of the stratified hold-out when the data has no test split.",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
+    )
     holdout_seed: int = param(0, "Seed of the hold-out draw.", minimum=0)
-    label_noise: float = param(0.0, "Symmetric label-noise rate on the training pool.", minimum=0.0, maximum=1.0,
-                               exclusive_maximum=True)
+    label_noise: float = param(
+        0.0, "Symmetric label-noise rate on the training pool.", minimum=0.0, maximum=1.0, exclusive_maximum=True
+    )
     noise_seed: int = param(0, "Seed of the label noise.", minimum=0)
-    confidence: float = param(0.95, "Level of the difference interval.", minimum=0.0, maximum=1.0,
-                              exclusive_minimum=True, exclusive_maximum=True)
+    confidence: float = param(
+        0.95,
+        "Level of the difference interval.",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+        exclusive_maximum=True,
+    )
 
     @classmethod
     def subject(cls) -> str:

@@ -38,8 +38,9 @@ class Evaluator:
         device: torch device for the selectors.
     """
 
-    def __init__(self, fs: FeatureSet, config: EvalConfig, selection_models: Sequence[str] | None = None,
-                 device: str = "auto") -> None:
+    def __init__(
+        self, fs: FeatureSet, config: EvalConfig, selection_models: Sequence[str] | None = None, device: str = "auto"
+    ) -> None:
         self.fs = fs
         self.config = config
         self.device = device
@@ -60,13 +61,15 @@ class Evaluator:
         else:
             self.eval_model = config.eval_model or default_eval_model(available, selection_models)
             if self.eval_model not in fs.features:
-                raise CoresetError(f"Evaluation model {self.eval_model!r} is not in the features; "
-                                   f"available: {', '.join(available)}.")
+                raise CoresetError(
+                    f"Evaluation model {self.eval_model!r} is not in the features; available: {', '.join(available)}."
+                )
             self.inputs = fs.features[self.eval_model]
         self.split = make_split(fs, config.holdout, config.holdout_seed)
         self.classes = np.unique(fs.labels)
         self.noisy_labels, self.flipped = symmetric_label_noise(
-            fs.labels, self.split.pool, float(config.label_noise), int(config.noise_seed), self.classes)
+            fs.labels, self.split.pool, float(config.label_noise), int(config.noise_seed), self.classes
+        )
         lookup = {v: i for i, v in enumerate(self.classes.tolist())}
         self.codes_noisy = np.array([lookup[v] for v in self.noisy_labels.tolist()], dtype=np.int64)
         self.codes_clean = np.array([lookup[v] for v in fs.labels.tolist()], dtype=np.int64)
@@ -85,8 +88,12 @@ class Evaluator:
             "split": self.split.to_dict(),
             "classes": [str(c) for c in self.classes.tolist()],
             "test_per_class": np.bincount(self.test_codes, minlength=len(self.classes)).tolist(),
-            "noise": {"rate": float(self.config.label_noise), "seed": int(self.config.noise_seed),
-                      "n_flipped": int(self.flipped.sum()), "flipped_rows": np.flatnonzero(self.flipped).tolist()},
+            "noise": {
+                "rate": float(self.config.label_noise),
+                "seed": int(self.config.noise_seed),
+                "n_flipped": int(self.flipped.sum()),
+                "flipped_rows": np.flatnonzero(self.flipped).tolist(),
+            },
             "selection_models": list(self.selection_models),
             "eval_model": self.eval_model,
             "eval_also_selects": self.eval_also_selects,
@@ -100,8 +107,9 @@ class Evaluator:
         if key in self._memo:
             return self._memo[key]
         t0 = time.perf_counter()
-        pred = self.trainer.fit_predict(self.inputs[rows], self.codes_noisy[rows], self.inputs[self.split.test],
-                                        len(self.classes), int(seed))
+        pred = self.trainer.fit_predict(
+            self.inputs[rows], self.codes_noisy[rows], self.inputs[self.split.test], len(self.classes), int(seed)
+        )
         self.train_seconds += time.perf_counter() - t0
         self.fits += 1
         correct = pred == self.test_codes
@@ -113,8 +121,9 @@ class Evaluator:
         self._memo[key] = out
         return out
 
-    def _group(self, subsets: list[np.ndarray], tick: Callable[[str], None] | None = None,
-               name: str = "") -> GroupResult:
+    def _group(
+        self, subsets: list[np.ndarray], tick: Callable[[str], None] | None = None, name: str = ""
+    ) -> GroupResult:
         accs, per_class = [], []
         for seed, rows in zip(self.config.seeds, subsets):
             acc, pc = self.score_subset(rows, seed)
@@ -124,17 +133,35 @@ class Evaluator:
                 tick(f"{name}, seed {seed}")
         with np.errstate(invalid="ignore"):
             pc_mean = np.nanmean(np.vstack(per_class), axis=0) if per_class else np.zeros(0)
-        return GroupResult(accs, pc_mean.tolist(), [int(len(r)) for r in subsets],
-                           [int(self.flipped[r].sum()) for r in subsets])
+        return GroupResult(
+            accs, pc_mean.tolist(), [int(len(r)) for r in subsets], [int(self.flipped[r].sum()) for r in subsets]
+        )
 
     # ----------------------------------------------------------------- one cell
-    def select(self, method: str, fraction: float, budget: str = "paper", seed: int = 0,
-               params: Mapping[str, Any] | None = None, budget_counts: Mapping | None = None):
+    def select(
+        self,
+        method: str,
+        fraction: float,
+        budget: str = "paper",
+        seed: int = 0,
+        params: Mapping[str, Any] | None = None,
+        budget_counts: Mapping | None = None,
+    ):
         from ..selection import run_selection
 
-        return run_selection(method, self.fs.features, self.noisy_labels, fraction, budget=budget, seed=int(seed),
-                             models=self.selection_models, budget_counts=budget_counts, pool=self.split.pool,
-                             device=self.device, **dict(params or {}))
+        return run_selection(
+            method,
+            self.fs.features,
+            self.noisy_labels,
+            fraction,
+            budget=budget,
+            seed=int(seed),
+            models=self.selection_models,
+            budget_counts=budget_counts,
+            pool=self.split.pool,
+            device=self.device,
+            **dict(params or {}),
+        )
 
     def _refuse_empty(self, method: str, fraction: float, budget: str, given: bool) -> None:
         """:class:`EmptySubsetError` for a subset of 0 images (its accuracy would be that of no training)."""
@@ -142,15 +169,27 @@ class Evaluator:
         largest = int(np.unique(pool_labels, return_counts=True)[1].max()) if pool_labels.size else 0
         hint = f" (to at least {1.0 / largest:.3g} here)" if largest else ""
         if given:
-            raise EmptySubsetError(f"The selection ({method}, fraction {fraction:g}) keeps 0 images: there is nothing to "
-                                   "train on; select again with a larger --fraction.")
+            raise EmptySubsetError(
+                f"The selection ({method}, fraction {fraction:g}) keeps 0 images: there is nothing to "
+                "train on; select again with a larger --fraction."
+            )
         raise EmptySubsetError(
             f"{method} keeps 0 images at fraction {fraction:g} with the {budget} budget (training pool: "
-            f"{len(pool_labels)} images, largest class {largest}): there is nothing to train on; raise --fraction{hint}.")
+            f"{len(pool_labels)} images, largest class {largest}): there is nothing to train on; raise --fraction{hint}."
+        )
 
-    def evaluate(self, method: str, fraction: float, budget: str = "paper", params: Mapping[str, Any] | None = None,
-                 budget_counts: Mapping | None = None, given=None, keep_table: bool = True,
-                 progress: Callable[[int, int, str], None] | None = None, allow_empty: bool = False) -> CellResult:
+    def evaluate(
+        self,
+        method: str,
+        fraction: float,
+        budget: str = "paper",
+        params: Mapping[str, Any] | None = None,
+        budget_counts: Mapping | None = None,
+        given=None,
+        keep_table: bool = True,
+        progress: Callable[[int, int, str], None] | None = None,
+        allow_empty: bool = False,
+    ) -> CellResult:
         """Evaluate one selection against random subsets and the full pool (protocol steps 3-7).
 
         ``given``: an existing :class:`~core.selection.SelectionResult` to evaluate as the
@@ -171,7 +210,8 @@ class Evaluator:
             if outside.size:
                 raise CoresetError(
                     f"{outside.size} selected rows are not in the training pool (e.g. they are test or hold-out "
-                    "rows); evaluate a selection made on the training rows, or let evaluate select (--method).")
+                    "rows); evaluate a selection made on the training rows, or let evaluate select (--method)."
+                )
             subsets = [sel] * len(seeds)
             deterministic = True
             method, budget, fraction, params = given.method, given.budget, given.fraction, given.params
@@ -217,16 +257,25 @@ class Evaluator:
         t2 = time.perf_counter()
         diff = difference_interval(g_method.accuracy, g_random.accuracy, self.config.confidence)
         return CellResult(
-            method=method, budget=budget, params=dict(first.params), fraction=float(first.fraction),
-            label_noise=float(self.config.label_noise), seeds=seeds,
-            selection=first.to_dict(include_table=keep_table), deterministic=deterministic, budget_counts=counts,
-            method_result=g_method, random=g_random, full=g_full, difference=diff,
+            method=method,
+            budget=budget,
+            params=dict(first.params),
+            fraction=float(first.fraction),
+            label_noise=float(self.config.label_noise),
+            seeds=seeds,
+            selection=first.to_dict(include_table=keep_table),
+            deterministic=deterministic,
+            budget_counts=counts,
+            method_result=g_method,
+            random=g_random,
+            full=g_full,
+            difference=diff,
             timing_s={"select": t1 - t0, "train": t2 - t1, "total": time.perf_counter() - t0},
         )
 
-
-    def evaluate_selection(self, result, *, keep_table: bool = True,
-                           progress: Callable[[int, int, str], None] | None = None) -> tuple[CellResult, str]:
+    def evaluate_selection(
+        self, result, *, keep_table: bool = True, progress: Callable[[int, int, str], None] | None = None
+    ) -> tuple[CellResult, str]:
         """Evaluate an existing selection (e.g. from ``selection.json`` or the app); ``(cell, note)``.
 
         When all its rows lie in the training pool it is evaluated as it is (``given``). When
@@ -237,14 +286,30 @@ class Evaluator:
         """
         inside = np.isin(np.asarray(result.selected, dtype=np.int64), self.split.pool)
         if inside.all():
-            return self.evaluate(result.method, result.fraction, result.budget, result.params, given=result,
-                                 keep_table=keep_table, progress=progress), ""
+            return self.evaluate(
+                result.method,
+                result.fraction,
+                result.budget,
+                result.params,
+                given=result,
+                keep_table=keep_table,
+                progress=progress,
+            ), ""
         n_out = int((~inside).sum())
-        note = (f"{n_out} of the {inside.size} selected rows are in the evaluation hold-out (this dataset has "
-                f"no test split), so {result.method} was run again on the training rows only (same fraction, "
-                "budget and parameters).")
-        cell = self.evaluate(result.method, result.fraction, result.budget, result.params,
-                             budget_counts=result.manual_budget_counts(), keep_table=keep_table, progress=progress)
+        note = (
+            f"{n_out} of the {inside.size} selected rows are in the evaluation hold-out (this dataset has "
+            f"no test split), so {result.method} was run again on the training rows only (same fraction, "
+            "budget and parameters)."
+        )
+        cell = self.evaluate(
+            result.method,
+            result.fraction,
+            result.budget,
+            result.params,
+            budget_counts=result.manual_budget_counts(),
+            keep_table=keep_table,
+            progress=progress,
+        )
         return cell, note
 
 

@@ -12,8 +12,9 @@ import numpy as np
 NOISE_STREAM = 0x6E6F6973  # "nois"
 
 
-def symmetric_label_noise(labels: np.ndarray, rows: np.ndarray, rate: float, seed: int,
-                          classes: np.ndarray | Sequence | None = None) -> tuple[np.ndarray, np.ndarray]:
+def symmetric_label_noise(
+    labels: np.ndarray, rows: np.ndarray, rate: float, seed: int, classes: np.ndarray | Sequence | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Flip each label of ``rows`` with probability ``rate`` to a uniformly drawn other class.
 
     With ``rng = default_rng([seed, NOISE_STREAM])`` (a stream no selector uses): ``u = rng.random(len(rows))``, ``shift =

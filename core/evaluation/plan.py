@@ -58,14 +58,16 @@ class MethodSpec:
         name = name.strip()
         spec = get_selector(name)  # raises on unknown names
         if budget not in BUDGET_STRATEGIES or budget == "manual":
-            raise CoresetError(f"Method {text!r}: budget must be one of "
-                               f"{', '.join(b for b in BUDGET_STRATEGIES if b != 'manual')}.")
+            raise CoresetError(
+                f"Method {text!r}: budget must be one of {', '.join(b for b in BUDGET_STRATEGIES if b != 'manual')}."
+            )
         validated = spec.make_params(dict(params or {})).to_dict()
         return cls(name, budget, validated)
 
 
-def parse_methods(text: str | Sequence[str], default_budget: str = "paper",
-                  params: Mapping[str, Mapping[str, Any]] | None = None) -> list[MethodSpec]:
+def parse_methods(
+    text: str | Sequence[str], default_budget: str = "paper", params: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[MethodSpec]:
     """Comma-separated method specs; ``params[method]`` are that method's parameters."""
     items = text.split(",") if isinstance(text, str) else list(text)
     specs, seen = [], set()
@@ -99,11 +101,25 @@ def parse_fractions(text: str | Sequence[float]) -> list[float]:
     return out
 
 
-def cell_key(digest: str, selection_models: Sequence[str], eval_model: str | None, spec: MethodSpec,
-             fraction: float, config: EvalConfig) -> str:
-    payload = {"v": CACHE_VERSION, "features": digest, "selection_models": list(selection_models),
-               "eval_model": eval_model, "method": spec.method, "budget": spec.budget, "params": spec.params,
-               "fraction": float(fraction), "config": config.to_dict()}
+def cell_key(
+    digest: str,
+    selection_models: Sequence[str],
+    eval_model: str | None,
+    spec: MethodSpec,
+    fraction: float,
+    config: EvalConfig,
+) -> str:
+    payload = {
+        "v": CACHE_VERSION,
+        "features": digest,
+        "selection_models": list(selection_models),
+        "eval_model": eval_model,
+        "method": spec.method,
+        "budget": spec.budget,
+        "params": spec.params,
+        "fraction": float(fraction),
+        "config": config.to_dict(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -203,24 +219,39 @@ def run_plan(
                     progress(done, total, f"noise {level:g} {spec.label} p={p:g}")
         fits += ev.fits
     first = protocols[0]
-    protocol = {k: v for k, v in first.items() if k not in ("noise", "selection_models", "eval_model",
-                                                             "eval_also_selects")}
+    protocol = {
+        k: v for k, v in first.items() if k not in ("noise", "selection_models", "eval_model", "eval_also_selects")
+    }
     protocol["noise"] = [p["noise"] for p in protocols]
     meta_models = fs.meta.get("models", {}) if isinstance(fs.meta, dict) else {}
     features = {
-        "path": features_path, "digest": digest, "available": fs.models, "models": meta_models,
-        "selection_models": first["selection_models"], "eval_model": first["eval_model"],
+        "path": features_path,
+        "digest": digest,
+        "available": fs.models,
+        "models": meta_models,
+        "selection_models": first["selection_models"],
+        "eval_model": first["eval_model"],
         "eval_also_selects": first["eval_also_selects"],
     }
     timing = {"total": time.perf_counter() - started, "select": t_select, "train": t_train}
     timing.update(dict(extra_timing or {}))
     return EvaluationReport(
-        kind=kind, created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        dataset=dataset_info(fs), features=features, protocol=protocol,
+        kind=kind,
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        dataset=dataset_info(fs),
+        features=features,
+        protocol=protocol,
         config=replace(config, label_noise=levels[0]).to_dict(),
-        plan={"methods": [s.label for s in specs], "method_params": {s.label: s.params for s in specs},
-              "fractions": fractions, "noise_levels": levels},
-        cells=cells, versions=package_versions(), machine=machine_description(), timing_s=timing,
+        plan={
+            "methods": [s.label for s in specs],
+            "method_params": {s.label: s.params for s in specs},
+            "fractions": fractions,
+            "noise_levels": levels,
+        },
+        cells=cells,
+        versions=package_versions(),
+        machine=machine_description(),
+        timing_s=timing,
         stats={"cells_computed": computed, "cells_cached": cached, "fits": fits},
     )
 
@@ -228,9 +259,16 @@ def run_plan(
 __all__ = ["CACHE_VERSION", "MethodSpec", "cell_key", "parse_fractions", "parse_methods", "run_plan"]
 
 
-def single_cell_report(evaluator: Evaluator, cell: CellResult, fs: FeatureSet, *, started: float,
-                       features_path: str | None = None, selection_file: str | None = None,
-                       embedding_s: float = 0.0) -> EvaluationReport:
+def single_cell_report(
+    evaluator: Evaluator,
+    cell: CellResult,
+    fs: FeatureSet,
+    *,
+    started: float,
+    features_path: str | None = None,
+    selection_file: str | None = None,
+    embedding_s: float = 0.0,
+) -> EvaluationReport:
     """The :class:`EvaluationReport` of one evaluated selection (``coreset-studio evaluate``, the app).
 
     ``started`` is the :func:`time.perf_counter` value when the work began (the report's
@@ -238,21 +276,41 @@ def single_cell_report(evaluator: Evaluator, cell: CellResult, fs: FeatureSet, *
     """
     config = evaluator.config
     desc = evaluator.describe()
-    protocol = {k: v for k, v in desc.items() if k not in ("noise", "selection_models", "eval_model", "eval_also_selects")}
+    protocol = {
+        k: v for k, v in desc.items() if k not in ("noise", "selection_models", "eval_model", "eval_also_selects")
+    }
     protocol["noise"] = [desc["noise"]]
     used = list(dict.fromkeys(evaluator.selection_models + ([evaluator.eval_model] if evaluator.eval_model else [])))
     return EvaluationReport(
-        kind="evaluate", created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        kind="evaluate",
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         dataset=dataset_info(fs),
-        features={"path": features_path, "digest": features_digest(fs, used), "available": fs.models,
-                  "models": fs.meta.get("models", {}) if isinstance(fs.meta, dict) else {},
-                  "selection_models": evaluator.selection_models, "eval_model": evaluator.eval_model,
-                  "eval_also_selects": evaluator.eval_also_selects},
-        protocol=protocol, config=config.to_dict(),
-        plan={"methods": [cell.label], "method_params": {cell.label: cell.params}, "fractions": [cell.fraction],
-              "noise_levels": [config.label_noise], "selection_file": selection_file},
-        cells=[cell], versions=package_versions(), machine=machine_description(),
-        timing_s={"total": time.perf_counter() - started, "embedding": embedding_s,
-                  "select": cell.timing_s.get("select", 0.0), "train": cell.timing_s.get("train", 0.0)},
+        features={
+            "path": features_path,
+            "digest": features_digest(fs, used),
+            "available": fs.models,
+            "models": fs.meta.get("models", {}) if isinstance(fs.meta, dict) else {},
+            "selection_models": evaluator.selection_models,
+            "eval_model": evaluator.eval_model,
+            "eval_also_selects": evaluator.eval_also_selects,
+        },
+        protocol=protocol,
+        config=config.to_dict(),
+        plan={
+            "methods": [cell.label],
+            "method_params": {cell.label: cell.params},
+            "fractions": [cell.fraction],
+            "noise_levels": [config.label_noise],
+            "selection_file": selection_file,
+        },
+        cells=[cell],
+        versions=package_versions(),
+        machine=machine_description(),
+        timing_s={
+            "total": time.perf_counter() - started,
+            "embedding": embedding_s,
+            "select": cell.timing_s.get("select", 0.0),
+            "train": cell.timing_s.get("train", 0.0),
+        },
         stats={"cells_computed": 1, "cells_cached": 0, "fits": evaluator.fits},
     )

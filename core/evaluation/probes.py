@@ -67,8 +67,12 @@ class LinearProbe(TrainerParams):
     kind: ClassVar[str] = "linear"
     stochastic: ClassVar[bool] = False
     summary: ClassVar[str] = "a linear probe (standardised logistic regression) on the embeddings"
-    C: float = param(1.0, "Inverse L2 strength C of the logistic regression (fixed, never tuned on the test set).",
-                     minimum=0.0, exclusive_minimum=True)
+    C: float = param(
+        1.0,
+        "Inverse L2 strength C of the logistic regression (fixed, never tuned on the test set).",
+        minimum=0.0,
+        exclusive_minimum=True,
+    )
     max_iter: int = param(2000, "Iterations of lbfgs at most.", minimum=1)
     tol: float = param(1e-4, "Stopping tolerance of lbfgs.", minimum=0.0, exclusive_minimum=True)
 
@@ -111,8 +115,9 @@ class MLPProbe(TrainerParams):
     epochs: int = param(100, "Passes over the subset.", minimum=1)
     lr: float = param(1e-3, "AdamW learning rate.", minimum=0.0, exclusive_minimum=True)
     weight_decay: float = param(1e-4, "AdamW weight decay.", minimum=0.0)
-    dropout: float = param(0.2, "Dropout after the hidden layer, in [0, 1).", minimum=0.0, maximum=1.0,
-                           exclusive_maximum=True)
+    dropout: float = param(
+        0.2, "Dropout after the hidden layer, in [0, 1).", minimum=0.0, maximum=1.0, exclusive_maximum=True
+    )
     batch_size: int = param(128, "Mini-batch size.", minimum=1)
 
     def fit_predict(self, x_train, y_train, x_test, n_classes: int, seed: int = 0) -> np.ndarray:
@@ -135,7 +140,9 @@ class MLPProbe(TrainerParams):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             net = torch.nn.Sequential(
-                torch.nn.Linear(x.shape[1], self.hidden), torch.nn.ReLU(), torch.nn.Dropout(self.dropout),
+                torch.nn.Linear(x.shape[1], self.hidden),
+                torch.nn.ReLU(),
+                torch.nn.Dropout(self.dropout),
                 torch.nn.Linear(self.hidden, int(n_classes)),
             )
             opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -144,15 +151,18 @@ class MLPProbe(TrainerParams):
             for _ in range(self.epochs):
                 perm = torch.randperm(len(xt), generator=gen)
                 for start in range(0, len(xt), self.batch_size):
-                    idx = perm[start:start + self.batch_size]
+                    idx = perm[start : start + self.batch_size]
                     opt.zero_grad(set_to_none=True)
                     loss_fn(net(xt[idx]), yt[idx]).backward()
                     opt.step()
             net.eval()
             xe = torch.from_numpy((np.asarray(x_test, dtype=np.float32) - mean) / std)
             with torch.no_grad():
-                out = torch.cat([net(xe[i:i + 4096]) for i in range(0, len(xe), 4096)]) if len(xe) else \
-                    torch.zeros(0, int(n_classes))
+                out = (
+                    torch.cat([net(xe[i : i + 4096]) for i in range(0, len(xe), 4096)])
+                    if len(xe)
+                    else torch.zeros(0, int(n_classes))
+                )
         return out.argmax(dim=1).numpy().astype(np.int64)
 
 
@@ -184,8 +194,9 @@ class FinetuneTrainer(TrainerParams):
     weight_decay: float = param(5e-4, "Weight decay.", minimum=0.0)
     batch_size: int = param(64, "Mini-batch size.", minimum=1)
     image_size: int = param(224, "Training and test crop size in pixels.", minimum=8)
-    min_scale: float = param(0.35, "Smallest area share of RandomResizedCrop, in (0, 1].", minimum=0.0,
-                             maximum=1.0, exclusive_minimum=True)
+    min_scale: float = param(
+        0.35, "Smallest area share of RandomResizedCrop, in (0, 1].", minimum=0.0, maximum=1.0, exclusive_minimum=True
+    )
     num_workers: int = param(0, "DataLoader worker processes.", minimum=0)
     device: str = param("auto", "Torch device: auto, cpu, cuda, cuda:N or mps.")
 
@@ -193,10 +204,17 @@ class FinetuneTrainer(TrainerParams):
         from torchvision import transforms as T
 
         norm = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-        train = T.Compose([T.RandomResizedCrop(self.image_size, scale=(self.min_scale, 1.0)),
-                           T.RandomHorizontalFlip(), T.ToTensor(), norm])
-        test = T.Compose([T.Resize(int(round(self.image_size / 0.875))), T.CenterCrop(self.image_size),
-                          T.ToTensor(), norm])
+        train = T.Compose(
+            [
+                T.RandomResizedCrop(self.image_size, scale=(self.min_scale, 1.0)),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                norm,
+            ]
+        )
+        test = T.Compose(
+            [T.Resize(int(round(self.image_size / 0.875))), T.CenterCrop(self.image_size), T.ToTensor(), norm]
+        )
         return train, test
 
     def fit_predict(self, x_train, y_train, x_test, n_classes: int, seed: int = 0) -> np.ndarray:
@@ -212,8 +230,9 @@ class FinetuneTrainer(TrainerParams):
             return np.full(n_test, -1, dtype=np.int64)
         device = resolve_device(self.device)
         if device.type == "cpu":
-            warnings.warn("finetune runs on the CPU: expect it to be slow (it is meant for a GPU).",
-                          RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                "finetune runs on the CPU: expect it to be slow (it is meant for a GPU).", RuntimeWarning, stacklevel=2
+            )
         train_tf, test_tf = self._transforms()
 
         class _Images(torch.utils.data.Dataset):
@@ -231,13 +250,18 @@ class FinetuneTrainer(TrainerParams):
             try:
                 net = timm.create_model(self.model, pretrained=self.pretrained, num_classes=int(n_classes))
             except Exception as exc:  # unknown model name or weights not available offline
-                raise CoresetError(f"finetune: could not create timm model {self.model!r} "
-                                   f"(pretrained={self.pretrained}): {exc}") from exc
+                raise CoresetError(
+                    f"finetune: could not create timm model {self.model!r} (pretrained={self.pretrained}): {exc}"
+                ) from exc
             net = net.to(device)
             gen = torch.Generator().manual_seed(int(seed))
             loader = torch.utils.data.DataLoader(
-                _Images(x_train, y, train_tf), batch_size=min(self.batch_size, len(y)), shuffle=True,
-                generator=gen, num_workers=self.num_workers, drop_last=False,
+                _Images(x_train, y, train_tf),
+                batch_size=min(self.batch_size, len(y)),
+                shuffle=True,
+                generator=gen,
+                num_workers=self.num_workers,
+                drop_last=False,
             )
             params = [p for p in net.parameters() if p.requires_grad]
             opt: torch.optim.Optimizer
@@ -259,8 +283,9 @@ class FinetuneTrainer(TrainerParams):
                     sched.step()
             net.eval()
             preds = []
-            test_loader = torch.utils.data.DataLoader(_Images(x_test, None, test_tf), batch_size=self.batch_size,
-                                                      shuffle=False, num_workers=self.num_workers)
+            test_loader = torch.utils.data.DataLoader(
+                _Images(x_test, None, test_tf), batch_size=self.batch_size, shuffle=False, num_workers=self.num_workers
+            )
             with torch.no_grad():
                 for xb, _ in test_loader:
                     preds.append(net(xb.to(device)).argmax(dim=1).cpu())
@@ -306,5 +331,15 @@ def trainer_uses_images(kind: str) -> bool:
     return kind in TRAINERS and TRAINERS[kind].uses_images
 
 
-__all__ = ["FinetuneTrainer", "LinearProbe", "MLPProbe", "TRAINERS", "TrainerParams", "get_trainer", "list_trainers",
-           "make_trainer", "register_trainer", "trainer_uses_images"]
+__all__ = [
+    "FinetuneTrainer",
+    "LinearProbe",
+    "MLPProbe",
+    "TRAINERS",
+    "TrainerParams",
+    "get_trainer",
+    "list_trainers",
+    "make_trainer",
+    "register_trainer",
+    "trainer_uses_images",
+]

@@ -43,7 +43,20 @@ from .results import CellResult, GroupResult, method_label
 from .split import HOLDOUT_STREAM, EvalSplit, make_split, stratified_holdout
 
 __all__ = [
-    "CellResult", "EVAL_MODEL_PREFERENCE", "EmptySubsetError", "EvalConfig", "EvalSplit", "Evaluator", "GroupResult",
-    "HOLDOUT_STREAM", "NOISE_STREAM", "default_eval_model", "default_selection_models", "features_digest",
-    "make_split", "method_label", "stratified_holdout", "symmetric_label_noise",
+    "CellResult",
+    "EVAL_MODEL_PREFERENCE",
+    "EmptySubsetError",
+    "EvalConfig",
+    "EvalSplit",
+    "Evaluator",
+    "GroupResult",
+    "HOLDOUT_STREAM",
+    "NOISE_STREAM",
+    "default_eval_model",
+    "default_selection_models",
+    "features_digest",
+    "make_split",
+    "method_label",
+    "stratified_holdout",
+    "symmetric_label_noise",
 ]

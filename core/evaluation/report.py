@@ -75,10 +75,21 @@ class EvaluationReport:
             if not include_tables:
                 d["selection"] = {k: v for k, v in d["selection"].items() if k != "table"}
             cells.append(d)
-        return {"format": REPORT_FORMAT, "kind": self.kind, "created": self.created, "dataset": self.dataset,
-                "features": self.features, "protocol": self.protocol, "config": self.config, "plan": self.plan,
-                "cells": cells, "versions": self.versions, "machine": self.machine, "timing_s": self.timing_s,
-                "stats": self.stats}
+        return {
+            "format": REPORT_FORMAT,
+            "kind": self.kind,
+            "created": self.created,
+            "dataset": self.dataset,
+            "features": self.features,
+            "protocol": self.protocol,
+            "config": self.config,
+            "plan": self.plan,
+            "cells": cells,
+            "versions": self.versions,
+            "machine": self.machine,
+            "timing_s": self.timing_s,
+            "stats": self.stats,
+        }
 
     def to_json(self, include_tables: bool = False, indent: int | None = 1) -> str:
         return json.dumps(self.to_dict(include_tables), indent=indent, allow_nan=False, default=_json_default)
@@ -87,10 +98,20 @@ class EvaluationReport:
     def from_dict(cls, d: dict) -> EvaluationReport:
         if d.get("format") != REPORT_FORMAT:
             raise CoresetError(f"Unsupported report format {d.get('format')!r} (expected {REPORT_FORMAT}).")
-        return cls(kind=d["kind"], created=d["created"], dataset=d["dataset"], features=d["features"],
-                   protocol=d["protocol"], config=d["config"], plan=d["plan"],
-                   cells=[CellResult.from_dict(c) for c in d["cells"]], versions=d.get("versions", {}),
-                   machine=d.get("machine", {}), timing_s=d.get("timing_s", {}), stats=d.get("stats", {}))
+        return cls(
+            kind=d["kind"],
+            created=d["created"],
+            dataset=d["dataset"],
+            features=d["features"],
+            protocol=d["protocol"],
+            config=d["config"],
+            plan=d["plan"],
+            cells=[CellResult.from_dict(c) for c in d["cells"]],
+            versions=d.get("versions", {}),
+            machine=d.get("machine", {}),
+            timing_s=d.get("timing_s", {}),
+            stats=d.get("stats", {}),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> EvaluationReport:
@@ -121,18 +142,27 @@ class EvaluationReport:
         """
         rows = []
         for c in self.cells:
-            rows.append({
-                "noise": c.label_noise, "method": c.label, "fraction": c.fraction,
-                "kept": int(sum(c.budget_counts.values())),
-                "acc": _pct(c.method_result.mean), "acc_std": _pct(c.method_result.std),
-                "random": _pct(c.random.mean), "random_std": _pct(c.random.std),
-                "diff": _pct(c.difference.diff), "ci_low": _pct(c.difference.low), "ci_high": _pct(c.difference.high),
-                "ci_kind": c.difference.kind, "full": _pct(c.full.mean),
-                "flipped_kept": float(pd.Series(c.method_result.flipped_kept).mean()),
-                "flipped_kept_random": float(pd.Series(c.random.flipped_kept).mean()),
-                "deterministic": c.deterministic,
-                "chosen": (c.selection.get("details") or {}).get("chosen", "") if c.method == "auto" else "",
-            })
+            rows.append(
+                {
+                    "noise": c.label_noise,
+                    "method": c.label,
+                    "fraction": c.fraction,
+                    "kept": int(sum(c.budget_counts.values())),
+                    "acc": _pct(c.method_result.mean),
+                    "acc_std": _pct(c.method_result.std),
+                    "random": _pct(c.random.mean),
+                    "random_std": _pct(c.random.std),
+                    "diff": _pct(c.difference.diff),
+                    "ci_low": _pct(c.difference.low),
+                    "ci_high": _pct(c.difference.high),
+                    "ci_kind": c.difference.kind,
+                    "full": _pct(c.full.mean),
+                    "flipped_kept": float(pd.Series(c.method_result.flipped_kept).mean()),
+                    "flipped_kept_random": float(pd.Series(c.random.flipped_kept).mean()),
+                    "deterministic": c.deterministic,
+                    "chosen": (c.selection.get("details") or {}).get("chosen", "") if c.method == "auto" else "",
+                }
+            )
         return pd.DataFrame(rows)
 
     def mean_ranks(self) -> dict[float, dict[str, float]]:
@@ -151,20 +181,27 @@ class EvaluationReport:
         frame = self.results_frame()
         if frame.empty:
             return "(no results)"
-        lines = [f"{'noise':>5} {'method':<24} {'frac':>6} {'kept':>6} {'acc % (mean±std)':>17} "
-                 f"{'random %':>13} {'diff [95% CI]':>24} {'full %':>7}"]
+        lines = [
+            f"{'noise':>5} {'method':<24} {'frac':>6} {'kept':>6} {'acc % (mean±std)':>17} "
+            f"{'random %':>13} {'diff [95% CI]':>24} {'full %':>7}"
+        ]
 
         def ms(m, s):
             return f"{m:6.2f}±{s:5.2f}" if math.isfinite(s) else f"{m:6.2f}      "
 
         for r in frame.itertuples():
-            ci = (f"{r.diff:+6.2f} [{r.ci_low:+6.2f},{r.ci_high:+6.2f}]" if math.isfinite(r.ci_low)
-                  else f"{r.diff:+6.2f} [   n/a]")
+            ci = (
+                f"{r.diff:+6.2f} [{r.ci_low:+6.2f},{r.ci_high:+6.2f}]"
+                if math.isfinite(r.ci_low)
+                else f"{r.diff:+6.2f} [   n/a]"
+            )
             if r.method == "random":
                 ci = "(baseline)"
             name = f"{r.method} ({r.chosen})" if r.chosen else r.method
-            lines.append(f"{r.noise:5.2f} {name:<24} {r.fraction:6.3f} {r.kept:6d} {ms(r.acc, r.acc_std):>17} "
-                         f"{ms(r.random, r.random_std):>13} {ci:>24} {r.full:7.2f}")
+            lines.append(
+                f"{r.noise:5.2f} {name:<24} {r.fraction:6.3f} {r.kept:6d} {ms(r.acc, r.acc_std):>17} "
+                f"{ms(r.random, r.random_std):>13} {ci:>24} {r.full:7.2f}"
+            )
         return "\n".join(lines)
 
 

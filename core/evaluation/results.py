@@ -35,15 +35,23 @@ class GroupResult:
     def to_dict(self) -> dict:
         m, s = mean_std(self.accuracy)
         nan_none = lambda v: None if v is None or (isinstance(v, float) and not math.isfinite(v)) else v  # noqa: E731
-        return {"accuracy": [float(a) for a in self.accuracy], "mean": nan_none(m), "std": nan_none(s),
-                "per_class": [nan_none(float(v)) for v in self.per_class],
-                "n_train": [int(v) for v in self.n_train], "flipped_kept": [int(v) for v in self.flipped_kept]}
+        return {
+            "accuracy": [float(a) for a in self.accuracy],
+            "mean": nan_none(m),
+            "std": nan_none(s),
+            "per_class": [nan_none(float(v)) for v in self.per_class],
+            "n_train": [int(v) for v in self.n_train],
+            "flipped_kept": [int(v) for v in self.flipped_kept],
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> GroupResult:
-        return cls([float(a) for a in d["accuracy"]],
-                   [math.nan if v is None else float(v) for v in d["per_class"]],
-                   [int(v) for v in d["n_train"]], [int(v) for v in d["flipped_kept"]])
+        return cls(
+            [float(a) for a in d["accuracy"]],
+            [math.nan if v is None else float(v) for v in d["per_class"]],
+            [int(v) for v in d["n_train"]],
+            [int(v) for v in d["flipped_kept"]],
+        )
 
 
 @dataclass
@@ -89,23 +97,43 @@ class CellResult:
         return SelectionResult.from_dict(self.selection)
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "budget": self.budget, "params": self.params, "fraction": self.fraction,
-                "label_noise": self.label_noise, "seeds": list(self.seeds), "deterministic": self.deterministic,
-                "budget_counts": {str(k): int(v) for k, v in self.budget_counts.items()},
-                "method_result": self.method_result.to_dict(), "random": self.random.to_dict(),
-                "full": self.full.to_dict(), "difference": self.difference.to_dict(),
-                "timing_s": {k: float(v) for k, v in self.timing_s.items()}, "key": self.key,
-                "selection": self.selection}
+        return {
+            "method": self.method,
+            "budget": self.budget,
+            "params": self.params,
+            "fraction": self.fraction,
+            "label_noise": self.label_noise,
+            "seeds": list(self.seeds),
+            "deterministic": self.deterministic,
+            "budget_counts": {str(k): int(v) for k, v in self.budget_counts.items()},
+            "method_result": self.method_result.to_dict(),
+            "random": self.random.to_dict(),
+            "full": self.full.to_dict(),
+            "difference": self.difference.to_dict(),
+            "timing_s": {k: float(v) for k, v in self.timing_s.items()},
+            "key": self.key,
+            "selection": self.selection,
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> CellResult:
-        return cls(method=d["method"], budget=d["budget"], params=dict(d["params"]), fraction=float(d["fraction"]),
-                   label_noise=float(d["label_noise"]), seeds=[int(s) for s in d["seeds"]],
-                   selection=d["selection"], deterministic=bool(d["deterministic"]),
-                   budget_counts={str(k): int(v) for k, v in d["budget_counts"].items()},
-                   method_result=GroupResult.from_dict(d["method_result"]), random=GroupResult.from_dict(d["random"]),
-                   full=GroupResult.from_dict(d["full"]), difference=Difference.from_dict(d["difference"]),
-                   timing_s=dict(d.get("timing_s", {})), key=d.get("key", ""))
+        return cls(
+            method=d["method"],
+            budget=d["budget"],
+            params=dict(d["params"]),
+            fraction=float(d["fraction"]),
+            label_noise=float(d["label_noise"]),
+            seeds=[int(s) for s in d["seeds"]],
+            selection=d["selection"],
+            deterministic=bool(d["deterministic"]),
+            budget_counts={str(k): int(v) for k, v in d["budget_counts"].items()},
+            method_result=GroupResult.from_dict(d["method_result"]),
+            random=GroupResult.from_dict(d["random"]),
+            full=GroupResult.from_dict(d["full"]),
+            difference=Difference.from_dict(d["difference"]),
+            timing_s=dict(d.get("timing_s", {})),
+            key=d.get("key", ""),
+        )
 
 
 def method_label(method: str, budget: str) -> str:

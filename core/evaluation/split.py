@@ -17,8 +17,9 @@ from ..pool import evaluation_candidates, train_mask
 HOLDOUT_STREAM = 0x686F6C64  # "hold"
 
 
-def stratified_holdout(labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def stratified_holdout(
+    labels: np.ndarray, rows: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Split ``rows`` into ``(train, test)`` row arrays (sorted), stratified by label.
 
     Per class: ``n_test = round-half-even(fraction * N_c)``, capped at ``N_c - 1`` so
@@ -58,9 +59,14 @@ class EvalSplit:
     seed: int | None = None
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "n_pool": int(len(self.pool)), "n_test": int(len(self.test)),
-                "holdout": self.holdout, "holdout_seed": self.seed,
-                "test_rows": self.test.tolist() if self.source == "hold-out" else None}
+        return {
+            "source": self.source,
+            "n_pool": int(len(self.pool)),
+            "n_test": int(len(self.test)),
+            "holdout": self.holdout,
+            "holdout_seed": self.seed,
+            "test_rows": self.test.tolist() if self.source == "hold-out" else None,
+        }
 
 
 def make_split(fs: FeatureSet, holdout: float = 0.2, seed: int = 0) -> EvalSplit:
@@ -76,8 +82,9 @@ def make_split(fs: FeatureSet, holdout: float = 0.2, seed: int = 0) -> EvalSplit
     candidates = evaluation_candidates(fs.split, n)
     pool, test = stratified_holdout(fs.labels, candidates, holdout, seed)
     if test.size == 0:
-        raise CoresetError(f"The hold-out of {holdout:.0%} is empty (too few images per class); "
-                           "add a test split or more images.")
+        raise CoresetError(
+            f"The hold-out of {holdout:.0%} is empty (too few images per class); add a test split or more images."
+        )
     return EvalSplit(pool, test, "hold-out", float(holdout), int(seed))
 
 

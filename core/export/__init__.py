@@ -48,8 +48,9 @@ def _utf8(text: str) -> bytes:
         return display_text(text).encode("utf-8")
 
 
-def iter_report_files(report: EvaluationReport, fs: FeatureSet | None = None, *, html: bool = True,
-                      selections: bool = True) -> Iterator[tuple[str, bytes]]:
+def iter_report_files(
+    report: EvaluationReport, fs: FeatureSet | None = None, *, html: bool = True, selections: bool = True
+) -> Iterator[tuple[str, bytes]]:
     """``(relative path, bytes)`` of every file of a report (see the module docstring), in
     the order :func:`export_report` writes them, made one at a time in memory."""
     from . import html as html_module
@@ -77,15 +78,23 @@ def iter_report_files(report: EvaluationReport, fs: FeatureSet | None = None, *,
         yield "report.html", _utf8(html_module.render_html(report, fs))
 
 
-def report_files(report: EvaluationReport, fs: FeatureSet | None = None, *, html: bool = True,
-                 selections: bool = True) -> dict[str, bytes]:
+def report_files(
+    report: EvaluationReport, fs: FeatureSet | None = None, *, html: bool = True, selections: bool = True
+) -> dict[str, bytes]:
     """Every file of a report as ``{relative path: bytes}``, in memory (nothing is written)."""
     return dict(iter_report_files(report, fs, html=html, selections=selections))
 
 
-def export_report(out: str | os.PathLike, report: EvaluationReport, fs: FeatureSet | None = None, *,
-                  html: bool = True, selections: bool = True, copy_subset: str | os.PathLike | None = None,
-                  link: bool = False) -> dict[str, Path]:
+def export_report(
+    out: str | os.PathLike,
+    report: EvaluationReport,
+    fs: FeatureSet | None = None,
+    *,
+    html: bool = True,
+    selections: bool = True,
+    copy_subset: str | os.PathLike | None = None,
+    link: bool = False,
+) -> dict[str, Path]:
     """Write the report's files into ``out`` (see the module docstring); return name -> path.
 
     The files are those of :func:`iter_report_files`, each written atomically as soon as it is made.
@@ -112,5 +121,19 @@ def export_report(out: str | os.PathLike, report: EvaluationReport, fs: FeatureS
     return written
 
 
-__all__ = ["cell_slug", "csv_text", "export_report", "iter_report_files", "report_files", "export_subset_folder", "render_html", "scores_frame", "subset_frame",
-           "subset_layout", "subset_zip_bytes", "write_csv", "write_html", "write_selection_csvs"]
+__all__ = [
+    "cell_slug",
+    "csv_text",
+    "export_report",
+    "iter_report_files",
+    "report_files",
+    "export_subset_folder",
+    "render_html",
+    "scores_frame",
+    "subset_frame",
+    "subset_layout",
+    "subset_zip_bytes",
+    "write_csv",
+    "write_html",
+    "write_selection_csvs",
+]

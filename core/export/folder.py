@@ -42,8 +42,13 @@ def _is_within(path: Path, folder: Path) -> bool:
         return False
 
 
-def export_subset_folder(paths: Sequence[str] | np.ndarray, labels: Sequence[str] | np.ndarray, dest: str | os.PathLike, *,
-                         link: bool = False) -> list[tuple[str, str]]:
+def export_subset_folder(
+    paths: Sequence[str] | np.ndarray,
+    labels: Sequence[str] | np.ndarray,
+    dest: str | os.PathLike,
+    *,
+    link: bool = False,
+) -> list[tuple[str, str]]:
     """Copy (or symlink, ``link=True``) ``paths`` into ``dest/<label>/``.
 
     Returns ``[(source, target), ...]`` in input order. Raises :class:`CoresetError` when
@@ -53,8 +58,10 @@ def export_subset_folder(paths: Sequence[str] | np.ndarray, labels: Sequence[str
     sources = [Path(p).resolve() for p in paths]
     for src in sources:
         if _is_within(src, dest):
-            raise CoresetError(f"The subset folder {dest} contains the source image {src}; choose a folder outside "
-                               "the dataset (originals are never moved or changed).")
+            raise CoresetError(
+                f"The subset folder {dest} contains the source image {src}; choose a folder outside "
+                "the dataset (originals are never moved or changed)."
+            )
         if not src.is_file():
             raise CoresetError(f"Cannot export {src}: the file does not exist.")
     out: list[tuple[str, str]] = []
@@ -93,8 +100,7 @@ def subset_layout(paths: Sequence[str], labels: Sequence[str] | np.ndarray) -> l
     return out
 
 
-def subset_zip_bytes(paths: Sequence[str], labels: Sequence[str],
-                     extra: Mapping[str, bytes] | None = None) -> bytes:
+def subset_zip_bytes(paths: Sequence[str], labels: Sequence[str], extra: Mapping[str, bytes] | None = None) -> bytes:
     """A zip of the kept images in a folder per class (:func:`subset_layout`), plus
     ``manifest.csv`` (``path,label`` relative to the zip's top folder, so the unpacked folder
     loads as a dataset; formula-like cells escaped as ``'=x``, which the manifest loader reads

@@ -38,11 +38,30 @@ from ..evaluation.report import EvaluationReport
 from ..features import FeatureSet
 from ..workspace import atomic_write_text
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
-           "#bcbd22", "#7f7f7f", "#393b79", "#637939")
+PALETTE = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#ff7f0e",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#17becf",
+    "#bcbd22",
+    "#7f7f7f",
+    "#393b79",
+    "#637939",
+)
 #: (column, sign): representativeness = sign * value, low = representative.
-THUMBNAIL_COLUMNS = (("score", 1), ("ram", 1), ("distance", 1), ("distance_to_selected", 1),
-                     ("herding_error", 1), ("gain", -1), ("random_key", 1))
+THUMBNAIL_COLUMNS = (
+    ("score", 1),
+    ("ram", 1),
+    ("distance", 1),
+    ("distance_to_selected", 1),
+    ("herding_error", 1),
+    ("gain", -1),
+    ("random_key", 1),
+)
 THUMB_SIZE = 96
 THUMBS_PER_GROUP = 6
 
@@ -64,10 +83,17 @@ def _nice_max(v: float) -> float:
     return 10 * exp
 
 
-def svg_line_chart(chart_id: str, title: str, x_labels: Sequence[str],
-                   series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
-                   reference: float | None = None, reference_label: str = "full", y_label: str = "accuracy (%)",
-                   width: int = 960, height: int = 420) -> str:
+def svg_line_chart(
+    chart_id: str,
+    title: str,
+    x_labels: Sequence[str],
+    series: Sequence[tuple[str, Sequence[float], Sequence[float]]],
+    reference: float | None = None,
+    reference_label: str = "full",
+    y_label: str = "accuracy (%)",
+    width: int = 960,
+    height: int = 420,
+) -> str:
     """Lines with ± error bars over categorical x positions; ``series = [(name, y, err)]``."""
     left, right, top, bottom = 56, 180, 34, 48
     pw, ph = width - left - right, height - top - bottom
@@ -87,49 +113,76 @@ def svg_line_chart(chart_id: str, title: str, x_labels: Sequence[str],
     def Y(v: float) -> float:
         return top + ph * (1 - (v - y_min) / (y_max - y_min))
 
-    out = [f'<svg id="{esc(chart_id)}" class="chart" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" role="img">', f"<title>{esc(title)}</title>",
-           f'<text x="{left}" y="18" class="ctitle">{esc(title)}</text>']
+    out = [
+        f'<svg id="{esc(chart_id)}" class="chart" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img">',
+        f"<title>{esc(title)}</title>",
+        f'<text x="{left}" y="18" class="ctitle">{esc(title)}</text>',
+    ]
     for k in range(6):
         v = y_min + (y_max - y_min) * k / 5
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" class="grid"/>'
-                   f'<text x="{left - 6}" y="{Y(v) + 4:.1f}" class="tick" text-anchor="end">{v:.0f}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{Y(v) + 4:.1f}" class="tick" text-anchor="end">{v:.0f}</text>'
+        )
     for i, lab in enumerate(x_labels):
         out.append(f'<text x="{X(i):.1f}" y="{top + ph + 18}" class="tick" text-anchor="middle">{esc(lab)}</text>')
     out.append(f'<text x="{left + pw / 2:.1f}" y="{height - 8}" class="axis" text-anchor="middle">fraction kept</text>')
-    out.append(f'<text x="14" y="{top + ph / 2:.1f}" class="axis" text-anchor="middle" '
-               f'transform="rotate(-90 14 {top + ph / 2:.1f})">{esc(y_label)}</text>')
+    out.append(
+        f'<text x="14" y="{top + ph / 2:.1f}" class="axis" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + ph / 2:.1f})">{esc(y_label)}</text>'
+    )
     if reference is not None and math.isfinite(reference):
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{Y(reference):.1f}" y2="{Y(reference):.1f}" '
-                   f'class="ref"><title>{esc(reference_label)}: {reference:.2f}</title></line>')
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{Y(reference):.1f}" y2="{Y(reference):.1f}" '
+            f'class="ref"><title>{esc(reference_label)}: {reference:.2f}</title></line>'
+        )
     for k, (name, ys, errs) in enumerate(series):
         color = PALETTE[k % len(PALETTE)]
         pts = [(X(i), Y(y)) for i, y in enumerate(ys) if math.isfinite(y)]
         if len(pts) > 1:
-            out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
-                       + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+            out.append(
+                f'<polyline fill="none" stroke="{color}" stroke-width="2" points="'
+                + " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+                + '"/>'
+            )
         for i, (y, e) in enumerate(zip(ys, errs)):
             if not math.isfinite(y):
                 continue
             if math.isfinite(e) and e > 0:
-                out.append(f'<line x1="{X(i):.1f}" x2="{X(i):.1f}" y1="{Y(min(y + e, y_max)):.1f}" '
-                           f'y2="{Y(max(y - e, y_min)):.1f}" stroke="{color}" stroke-width="1.5"/>')
-            out.append(f'<circle cx="{X(i):.1f}" cy="{Y(y):.1f}" r="3.5" fill="{color}">'
-                       f"<title>{esc(name)} at {esc(x_labels[i])}: {y:.2f} ± {_fmt(e)}</title></circle>")
+                out.append(
+                    f'<line x1="{X(i):.1f}" x2="{X(i):.1f}" y1="{Y(min(y + e, y_max)):.1f}" '
+                    f'y2="{Y(max(y - e, y_min)):.1f}" stroke="{color}" stroke-width="1.5"/>'
+                )
+            out.append(
+                f'<circle cx="{X(i):.1f}" cy="{Y(y):.1f}" r="3.5" fill="{color}">'
+                f"<title>{esc(name)} at {esc(x_labels[i])}: {y:.2f} ± {_fmt(e)}</title></circle>"
+            )
         ly = top + 14 + 18 * k
-        out.append(f'<rect x="{left + pw + 14}" y="{ly - 9}" width="12" height="12" fill="{color}"/>'
-                   f'<text x="{left + pw + 32}" y="{ly + 1}" class="legend">{esc(name)}</text>')
+        out.append(
+            f'<rect x="{left + pw + 14}" y="{ly - 9}" width="12" height="12" fill="{color}"/>'
+            f'<text x="{left + pw + 32}" y="{ly + 1}" class="legend">{esc(name)}</text>'
+        )
     if reference is not None and math.isfinite(reference):
         ly = top + 14 + 18 * len(series)
-        out.append(f'<line x1="{left + pw + 12}" x2="{left + pw + 28}" y1="{ly - 3}" y2="{ly - 3}" class="ref"/>'
-                   f'<text x="{left + pw + 32}" y="{ly + 1}" class="legend">{esc(reference_label)}</text>')
+        out.append(
+            f'<line x1="{left + pw + 12}" x2="{left + pw + 28}" y1="{ly - 3}" y2="{ly - 3}" class="ref"/>'
+            f'<text x="{left + pw + 32}" y="{ly + 1}" class="legend">{esc(reference_label)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
 
-def svg_grouped_bars(chart_id: str, title: str, categories: Sequence[str],
-                     groups: Sequence[tuple[str, Sequence[float]]], y_label: str, y_max: float | None = None,
-                     width: int | None = None, height: int = 400) -> str:
+def svg_grouped_bars(
+    chart_id: str,
+    title: str,
+    categories: Sequence[str],
+    groups: Sequence[tuple[str, Sequence[float]]],
+    y_label: str,
+    y_max: float | None = None,
+    width: int | None = None,
+    height: int = 400,
+) -> str:
     """Grouped vertical bars: one group of bars per category, one bar per ``groups`` entry."""
     n_cat = max(1, len(categories))
     n_grp = max(1, len(groups))
@@ -144,15 +197,22 @@ def svg_grouped_bars(chart_id: str, title: str, categories: Sequence[str],
     def Y(v: float) -> float:
         return top + ph * (1 - v / y_max)
 
-    out = [f'<svg id="{esc(chart_id)}" class="chart" width="{width}" '
-           f'height="{height}" viewBox="0 0 {width} {height}" role="img">', f"<title>{esc(title)}</title>",
-           f'<text x="{left}" y="18" class="ctitle">{esc(title)}</text>']
+    out = [
+        f'<svg id="{esc(chart_id)}" class="chart" width="{width}" '
+        f'height="{height}" viewBox="0 0 {width} {height}" role="img">',
+        f"<title>{esc(title)}</title>",
+        f'<text x="{left}" y="18" class="ctitle">{esc(title)}</text>',
+    ]
     for k in range(6):
         v = y_max * k / 5
-        out.append(f'<line x1="{left}" x2="{left + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" class="grid"/>'
-                   f'<text x="{left - 6}" y="{Y(v) + 4:.1f}" class="tick" text-anchor="end">{v:g}</text>')
-    out.append(f'<text x="14" y="{top + ph / 2:.1f}" class="axis" text-anchor="middle" '
-               f'transform="rotate(-90 14 {top + ph / 2:.1f})">{esc(y_label)}</text>')
+        out.append(
+            f'<line x1="{left}" x2="{left + pw}" y1="{Y(v):.1f}" y2="{Y(v):.1f}" class="grid"/>'
+            f'<text x="{left - 6}" y="{Y(v) + 4:.1f}" class="tick" text-anchor="end">{v:g}</text>'
+        )
+    out.append(
+        f'<text x="14" y="{top + ph / 2:.1f}" class="axis" text-anchor="middle" '
+        f'transform="rotate(-90 14 {top + ph / 2:.1f})">{esc(y_label)}</text>'
+    )
     for c, cat in enumerate(categories):
         x0 = left + slot * c + slot * 0.1
         for g, (name, vs) in enumerate(groups):
@@ -160,16 +220,22 @@ def svg_grouped_bars(chart_id: str, title: str, categories: Sequence[str],
             if v is None or not math.isfinite(v):
                 continue
             color = PALETTE[g % len(PALETTE)]
-            out.append(f'<rect x="{x0 + g * bw:.1f}" y="{Y(min(v, y_max)):.1f}" width="{bw:.1f}" '
-                       f'height="{max(0.0, Y(0) - Y(min(v, y_max))):.1f}" fill="{color}">'
-                       f"<title>{esc(str(cat))} / {esc(name)}: {v:g}</title></rect>")
+            out.append(
+                f'<rect x="{x0 + g * bw:.1f}" y="{Y(min(v, y_max)):.1f}" width="{bw:.1f}" '
+                f'height="{max(0.0, Y(0) - Y(min(v, y_max))):.1f}" fill="{color}">'
+                f"<title>{esc(str(cat))} / {esc(name)}: {v:g}</title></rect>"
+            )
         cx = left + slot * (c + 0.5)
-        out.append(f'<text x="{cx:.1f}" y="{top + ph + 12}" class="tick" text-anchor="end" '
-                   f'transform="rotate(-45 {cx:.1f} {top + ph + 12})">{esc(str(cat)[:24])}</text>')
+        out.append(
+            f'<text x="{cx:.1f}" y="{top + ph + 12}" class="tick" text-anchor="end" '
+            f'transform="rotate(-45 {cx:.1f} {top + ph + 12})">{esc(str(cat)[:24])}</text>'
+        )
     for g, (name, _) in enumerate(groups):
         ly = top + 14 + 18 * g
-        out.append(f'<rect x="{left + pw + 14}" y="{ly - 9}" width="12" height="12" fill="{PALETTE[g % len(PALETTE)]}"/>'
-                   f'<text x="{left + pw + 32}" y="{ly + 1}" class="legend">{esc(name)}</text>')
+        out.append(
+            f'<rect x="{left + pw + 14}" y="{ly - 9}" width="12" height="12" fill="{PALETTE[g % len(PALETTE)]}"/>'
+            f'<text x="{left + pw + 32}" y="{ly + 1}" class="legend">{esc(name)}</text>'
+        )
     out.append("</svg>")
     return "".join(out)
 
@@ -240,8 +306,9 @@ def registry_order(table: pd.DataFrame, method: str | None) -> tuple[str, int] |
     return None
 
 
-def pick_thumbnails(table: pd.DataFrame, k: int = THUMBS_PER_GROUP, method: str | None = None
-                    ) -> dict[str, pd.DataFrame]:
+def pick_thumbnails(
+    table: pd.DataFrame, k: int = THUMBS_PER_GROUP, method: str | None = None
+) -> dict[str, pd.DataFrame]:
     """Rows for the thumbnail groups, each with a ``repr_value`` column for its caption.
 
     With the method's registry entry: a score column gives representative/hard x kept/dropped
@@ -314,15 +381,23 @@ def _primary_index(report: EvaluationReport) -> int | None:
 
 def _results_table(report: EvaluationReport) -> str:
     frame = report.results_frame()
-    head = ("<tr><th>noise</th><th class='l'>method</th><th>fraction</th><th>kept</th><th>accuracy %</th>"
-            "<th>random %</th><th>difference (95 % CI)</th><th>full %</th><th>flipped kept</th></tr>")
+    head = (
+        "<tr><th>noise</th><th class='l'>method</th><th>fraction</th><th>kept</th><th>accuracy %</th>"
+        "<th>random %</th><th>difference (95 % CI)</th><th>full %</th><th>flipped kept</th></tr>"
+    )
     rows = []
     for r in frame.itertuples():
-        cls = "pos" if math.isfinite(r.ci_low) and r.ci_low > 0 else ("neg" if math.isfinite(r.ci_high) and r.ci_high < 0 else "")
+        cls = (
+            "pos"
+            if math.isfinite(r.ci_low) and r.ci_low > 0
+            else ("neg" if math.isfinite(r.ci_high) and r.ci_high < 0 else "")
+        )
         diff = "baseline" if r.method == "random" else f"{_fmt(r.diff)} [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
-        rows.append(f"<tr><td>{r.noise:g}</td><td class='l'>{esc(r.method)}</td><td>{r.fraction:g}</td><td>{r.kept}</td>"
-                    f"<td>{_fmt(r.acc)} ± {_fmt(r.acc_std)}</td><td>{_fmt(r.random)} ± {_fmt(r.random_std)}</td>"
-                    f"<td class='{cls}'>{esc(diff)}</td><td>{_fmt(r.full)}</td><td>{r.flipped_kept:g}</td></tr>")
+        rows.append(
+            f"<tr><td>{r.noise:g}</td><td class='l'>{esc(r.method)}</td><td>{r.fraction:g}</td><td>{r.kept}</td>"
+            f"<td>{_fmt(r.acc)} ± {_fmt(r.acc_std)}</td><td>{_fmt(r.random)} ± {_fmt(r.random_std)}</td>"
+            f"<td class='{cls}'>{esc(diff)}</td><td>{_fmt(r.full)}</td><td>{r.flipped_kept:g}</td></tr>"
+        )
     return f"<table id='results'>{head}{''.join(rows)}</table>"
 
 
@@ -332,28 +407,38 @@ def render_html(report: EvaluationReport, fs: FeatureSet | None = None, title: s
     name = ds.get("name") or "features"
     title = title or f"Coreset Studio report: {name}"
     cfg = report.config
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>",
-             f"<style>{CSS}</style></head><body>", f"<h1>{esc(title)}</h1>"]
+    parts = [
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{esc(title)}</title>",
+        f"<style>{CSS}</style></head><body>",
+        f"<h1>{esc(title)}</h1>",
+    ]
     split = report.protocol.get("split", {})
     info = {
         "dataset": f"{name} ({ds.get('rows', '?')} rows; fingerprint {str(ds.get('fingerprint', 'n/a'))[:16]})",
         "selection features": ", ".join(report.features.get("selection_models", [])),
         "evaluation": f"{cfg.get('trainer')} on {report.features.get('eval_model') or 'images'}"
-                      + (" (also used for selection)" if report.features.get("eval_also_selects") else ""),
+        + (" (also used for selection)" if report.features.get("eval_also_selects") else ""),
         "test set": f"{split.get('source')} ({split.get('n_test')} test / {split.get('n_pool')} training pool"
-                    + (f"; hold-out {split.get('holdout'):.0%}, seed {split.get('holdout_seed')}"
-                       if split.get("source") == "hold-out" else "") + ")",
+        + (
+            f"; hold-out {split.get('holdout'):.0%}, seed {split.get('holdout_seed')}"
+            if split.get("source") == "hold-out"
+            else ""
+        )
+        + ")",
         "seeds": ", ".join(map(str, cfg.get("seeds", []))),
-        "label noise": ", ".join(f"{n['rate']:g} ({n['n_flipped']} flipped, seed {n['seed']})"
-                                 for n in report.protocol.get("noise", [])),
+        "label noise": ", ".join(
+            f"{n['rate']:g} ({n['n_flipped']} flipped, seed {n['seed']})" for n in report.protocol.get("noise", [])
+        ),
         "created": report.created,
         "wall time": f"{report.timing_s.get('total', float('nan')):.1f} s",
         "versions": ", ".join(f"{k} {v}" for k, v in report.versions.items()),
     }
     parts.append("<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{esc(str(v))}</dd>" for k, v in info.items()) + "</dl>")
-    parts.append("<p class='note'>Accuracy: top-1 on the test set, in %, mean ± sample std (ddof=1) over the seeds. "
-                 "Difference: method minus random at the same per-class budgets, with a 95 % Welch t interval "
-                 "(one-sample t over the random seeds when the method does not vary).</p>")
+    parts.append(
+        "<p class='note'>Accuracy: top-1 on the test set, in %, mean ± sample std (ddof=1) over the seeds. "
+        "Difference: method minus random at the same per-class budgets, with a 95 % Welch t interval "
+        "(one-sample t over the random seeds when the method does not vary).</p>"
+    )
 
     results_table = "<h2>Results</h2>" + _results_table(report)  # long: placed after the charts
 
@@ -373,13 +458,24 @@ def render_html(report: EvaluationReport, fs: FeatureSet | None = None, title: s
             # every cell carries its own random baseline (same per-class sizes): draw it, so that a
             # single evaluation is not a lone dot
             first = sub[sub["method"] == sub["method"].iloc[0]].set_index("fraction")
-            series.append(("random (same per-class sizes)",
-                           [float(first.loc[f, "random"]) if f in first.index else math.nan for f in fractions],
-                           [float(first.loc[f, "random_std"]) if f in first.index else math.nan for f in fractions]))
+            series.append(
+                (
+                    "random (same per-class sizes)",
+                    [float(first.loc[f, "random"]) if f in first.index else math.nan for f in fractions],
+                    [float(first.loc[f, "random_std"]) if f in first.index else math.nan for f in fractions],
+                )
+            )
         full = float(sub["full"].mean()) if len(sub) else math.nan
-        parts.append(svg_line_chart(f"chart-accuracy-{i}", f"Top-1 accuracy vs fraction (label noise {level:g})",
-                                    [f"{f:g}" for f in fractions], series, reference=full,
-                                    reference_label="full training set"))
+        parts.append(
+            svg_line_chart(
+                f"chart-accuracy-{i}",
+                f"Top-1 accuracy vs fraction (label noise {level:g})",
+                [f"{f:g}" for f in fractions],
+                series,
+                reference=full,
+                reference_label="full training set",
+            )
+        )
 
     primary = _primary_index(report)
     if primary is not None:
@@ -397,18 +493,36 @@ def render_html(report: EvaluationReport, fs: FeatureSet | None = None, title: s
             sizes = dict(zip(map(str, bt["data"]["class"]), bt["data"]["size"]))
         parts.append("<h2>Class budgets</h2>")
         if sizes:
-            parts.append(f"<p class='note'>Rows kept per class at fraction {cell.fraction:g}. Class sizes in the pool: "
-                         + esc(", ".join(f"{k} {sizes.get(str(k), 0)}" for k in classes)) + ".</p>")
-        parts.append(svg_grouped_bars("chart-budgets", f"Rows kept per class (fraction {cell.fraction:g})",
-                                      [str(k) for k in classes], groups, "rows kept"))
+            parts.append(
+                f"<p class='note'>Rows kept per class at fraction {cell.fraction:g}. Class sizes in the pool: "
+                + esc(", ".join(f"{k} {sizes.get(str(k), 0)}" for k in classes))
+                + ".</p>"
+            )
+        parts.append(
+            svg_grouped_bars(
+                "chart-budgets",
+                f"Rows kept per class (fraction {cell.fraction:g})",
+                [str(k) for k in classes],
+                groups,
+                "rows kept",
+            )
+        )
         parts.append("<h2>Per-class accuracy</h2>")
-        pc = [(f"{cell.label}", [100 * v for v in cell.method_result.per_class]),
-              ("random (same budgets)", [100 * v for v in cell.random.per_class]),
-              ("full training set", [100 * v for v in cell.full.per_class])]
-        parts.append(svg_grouped_bars("chart-per-class",
-                                      f"Per-class test accuracy: {cell.label}, fraction {cell.fraction:g}, "
-                                      f"noise {cell.label_noise:g}", [str(k) for k in classes], pc, "accuracy (%)",
-                                      y_max=100.0))
+        pc = [
+            (f"{cell.label}", [100 * v for v in cell.method_result.per_class]),
+            ("random (same budgets)", [100 * v for v in cell.random.per_class]),
+            ("full training set", [100 * v for v in cell.full.per_class]),
+        ]
+        parts.append(
+            svg_grouped_bars(
+                "chart-per-class",
+                f"Per-class test accuracy: {cell.label}, fraction {cell.fraction:g}, noise {cell.label_noise:g}",
+                [str(k) for k in classes],
+                pc,
+                "accuracy (%)",
+                y_max=100.0,
+            )
+        )
         parts.append(_thumbnails_section(cell, fs))
     parts.append(results_table)
     parts.append("</body></html>")
@@ -428,16 +542,19 @@ def _thumbnails_section(cell, fs: FeatureSet | None) -> str:
         return head + "<p class='note'>No thumbnails: the method computed no per-sample score.</p></div>"
     if "picked first" in groups:
         col, sign = "order", 1
-        note = (f"{esc(cell.label)} at fraction {cell.fraction:g}: {esc(method)} has no per-image score, so the "
-                "kept images are shown in the order it picked them; dropped images by their label agreement "
-                "(share of the models' neighbours and class means voting for their label).")
+        note = (
+            f"{esc(cell.label)} at fraction {cell.fraction:g}: {esc(method)} has no per-image score, so the "
+            "kept images are shown in the order it picked them; dropped images by their label agreement "
+            "(share of the models' neighbours and class means voting for their label)."
+        )
     else:
         assert chosen is not None  # pick_thumbnails found groups, so a score column orders them
         col, sign = chosen
         order = "high" if sign < 0 else "low"
-        note = (f"{esc(cell.label)} at fraction {cell.fraction:g}: ordered by the column <code>{esc(col)}</code> "
-                f"({order} = representative)" + (" — random keys carry no meaning" if col == "random_key" else "")
-                + ".")
+        note = (
+            f"{esc(cell.label)} at fraction {cell.fraction:g}: ordered by the column <code>{esc(col)}</code> "
+            f"({order} = representative)" + (" — random keys carry no meaning" if col == "random_key" else "") + "."
+        )
     parts = [head, f"<p class='note'>{note}</p>"]
     for gname, rows in groups.items():
         cap_col = "label agreement" if gname.startswith("dropped, label") else col
@@ -447,9 +564,15 @@ def _thumbnails_section(cell, fs: FeatureSet | None) -> str:
             uri = thumbnail_data_uri(path)
             if uri is None:
                 continue
-            figs.append(f"<figure><img alt='{esc(Path(path).name)}' src=\"{uri}\"><figcaption>{esc(str(r.label))}"
-                        + (f"<br>{esc(cap_col)} {float(r.repr_value) * (1 if cap_col != col else sign):.3g}"
-                           if math.isfinite(float(r.repr_value)) else "") + "</figcaption></figure>")
+            figs.append(
+                f"<figure><img alt='{esc(Path(path).name)}' src=\"{uri}\"><figcaption>{esc(str(r.label))}"
+                + (
+                    f"<br>{esc(cap_col)} {float(r.repr_value) * (1 if cap_col != col else sign):.3g}"
+                    if math.isfinite(float(r.repr_value))
+                    else ""
+                )
+                + "</figcaption></figure>"
+            )
         parts.append(f"<h3>{esc(gname)}</h3><div class='thumbs'>{''.join(figs) or '(none)'}</div>")
     parts.append("</div>")
     return "".join(parts)
@@ -460,5 +583,12 @@ def write_html(path: str | os.PathLike, report: EvaluationReport, fs: FeatureSet
     return atomic_write_text(path, render_html(report, fs))
 
 
-__all__ = ["pick_thumbnails", "render_html", "svg_grouped_bars", "svg_line_chart", "thumbnail_column",
-           "thumbnail_data_uri", "write_html"]
+__all__ = [
+    "pick_thumbnails",
+    "render_html",
+    "svg_grouped_bars",
+    "svg_line_chart",
+    "thumbnail_column",
+    "thumbnail_data_uri",
+    "write_html",
+]

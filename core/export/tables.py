@@ -46,8 +46,11 @@ def scores_frame(table: pd.DataFrame, fs: FeatureSet | None = None) -> pd.DataFr
     frame = table.copy()
     idx = frame["index"].to_numpy(dtype=np.int64)
     # paths that are not valid UTF-8 are written with their undecodable bytes as \xNN (core.text)
-    paths = (display_array(fs.paths[idx]) if fs is not None and fs.paths is not None
-             else np.full(len(frame), "", dtype=object))
+    paths = (
+        display_array(fs.paths[idx])
+        if fs is not None and fs.paths is not None
+        else np.full(len(frame), "", dtype=object)
+    )
     frame.insert(1, "path", paths)
     if fs is not None:
         true = np.asarray(fs.labels)[idx].astype(str)
@@ -76,13 +79,21 @@ def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
     return atomic_write_text(path, csv_text(frame))
 
 
-def write_selection_csvs(folder: str | os.PathLike, table: pd.DataFrame, selected: np.ndarray,
-                         fs: FeatureSet | None = None) -> tuple[Path, Path]:
+def write_selection_csvs(
+    folder: str | os.PathLike, table: pd.DataFrame, selected: np.ndarray, fs: FeatureSet | None = None
+) -> tuple[Path, Path]:
     """Write ``folder/scores.csv`` and ``folder/subset.csv``; return their paths."""
     folder = Path(folder)
     scores = scores_frame(table, fs)
-    return (write_csv(folder / "scores.csv", scores),
-            write_csv(folder / "subset.csv", subset_frame(scores, selected)))
+    return (write_csv(folder / "scores.csv", scores), write_csv(folder / "subset.csv", subset_frame(scores, selected)))
 
 
-__all__ = ["NON_SCORE_COLUMNS", "csv_text", "escape_csv_frame", "scores_frame", "subset_frame", "write_csv", "write_selection_csvs"]
+__all__ = [
+    "NON_SCORE_COLUMNS",
+    "csv_text",
+    "escape_csv_frame",
+    "scores_frame",
+    "subset_frame",
+    "write_csv",
+    "write_selection_csvs",
+]

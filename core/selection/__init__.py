@@ -22,19 +22,32 @@ from . import cleaned as _cleaned  # noqa: F401  (registers cleaned)
 from . import ccs as _ccs  # noqa: F401  (registers ccs)
 from . import bws as _bws  # noqa: F401  (registers bws)
 from . import auto as _auto  # noqa: F401  (registers auto)
+
 # isort: on
+from ..text import escape_csv_cell
 from .budgets import BUDGET_STRATEGIES, BudgetPlan, plan_budgets
 from .consensus import LabelConsensus, label_consensus
 from .engine import check_fraction, run_selection
 from .params import ParamInfo, SelectorParams
-from .registry import (
-    SelectionData, SelectorOutput, SelectorSpec, get_selector, list_selectors, register_selector,
-)
-from ..text import escape_csv_cell
+from .registry import SelectionData, SelectorOutput, SelectorSpec, get_selector, list_selectors, register_selector
 from .result import SelectionResult
 
 __all__ = [
-    "BUDGET_STRATEGIES", "BudgetPlan", "LabelConsensus", "label_consensus", "ParamInfo", "SelectionData", "SelectionResult", "SelectorOutput",
-    "SelectorParams", "SelectorSpec", "check_fraction", "escape_csv_cell", "get_selector",
-    "list_selectors", "plan_budgets", "register_selector", "run_selection",
+    "BUDGET_STRATEGIES",
+    "BudgetPlan",
+    "LabelConsensus",
+    "label_consensus",
+    "ParamInfo",
+    "SelectionData",
+    "SelectionResult",
+    "SelectorOutput",
+    "SelectorParams",
+    "SelectorSpec",
+    "check_fraction",
+    "escape_csv_cell",
+    "get_selector",
+    "list_selectors",
+    "plan_budgets",
+    "register_selector",
+    "run_selection",
 ]

@@ -14,8 +14,9 @@ from ._linalg import sort_by_class_then_value
 from .registry import SelectionData
 
 
-def keep_band_per_class(values, data: SelectionData, budgets: np.ndarray,
-                        low: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def keep_band_per_class(
+    values, data: SelectionData, budgets: np.ndarray, low: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Keep, per class, the rows at positions ``low_c .. low_c + b_c - 1`` by ascending value.
 
     Rows are ordered within their class by (value, row index); ``low`` defaults to 0

@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 
-def ridge_fit_predict(x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Tensor, n_classes: int,
-                      lam: float) -> np.ndarray:
+def ridge_fit_predict(
+    x_train: torch.Tensor, y_train: np.ndarray, x_test: torch.Tensor, n_classes: int, lam: float
+) -> np.ndarray:
     """int64 predicted class of every row of ``x_test`` (``-1`` for every row if ``y_train`` is empty)."""
     y = np.asarray(y_train, dtype=np.int64)
     if y.size == 0:

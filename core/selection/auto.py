@@ -201,17 +201,33 @@ def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> di
     for label in acc:
         gains = 100.0 * (np.asarray(acc[label]) - np.asarray(rand_acc[label]))
         g, lo, hi = t_interval(gains)
-        rows_out.append({"candidate": label, "accuracy": 100.0 * float(np.mean(acc[label])),
-                         "random_accuracy": 100.0 * float(np.mean(rand_acc[label])), "gain": g,
-                         "gain_low": lo, "gain_high": hi, "fold_gains": gains.tolist()})
+        rows_out.append(
+            {
+                "candidate": label,
+                "accuracy": 100.0 * float(np.mean(acc[label])),
+                "random_accuracy": 100.0 * float(np.mean(rand_acc[label])),
+                "gain": g,
+                "gain_low": lo,
+                "gain_high": hi,
+                "fold_gains": gains.tolist(),
+            }
+        )
     contenders = [r for r in rows_out if r["candidate"] != "random"]
     best = max(contenders, key=lambda r: r["gain"], default=None)
     chosen = best["candidate"] if best is not None and best["gain"] > params.margin else "random"
-    return {"chosen": chosen, "estimates": rows_out, "folds": params.folds, "repeats": params.repeats,
-            "cv_seed": params.cv_seed, "fraction": data.fraction, "budget": data.budget,
-            "stopped_by_time_budget": stopped, "seconds": time.perf_counter() - t0,
-            "probe": (f"ridge (lambda {params.ridge:g})" if params.probe == "ridge" else "logistic (C = 1)")
-            + f" on {'+'.join(data.models)}"}
+    return {
+        "chosen": chosen,
+        "estimates": rows_out,
+        "folds": params.folds,
+        "repeats": params.repeats,
+        "cv_seed": params.cv_seed,
+        "fraction": data.fraction,
+        "budget": data.budget,
+        "stopped_by_time_budget": stopped,
+        "seconds": time.perf_counter() - t0,
+        "probe": (f"ridge (lambda {params.ridge:g})" if params.probe == "ridge" else "logistic (C = 1)")
+        + f" on {'+'.join(data.models)}",
+    }
 
 
 #: Recent estimates by content (features, labels, budgets, parameters, fraction, strategy):
@@ -228,8 +244,17 @@ def _estimate_key(data: SelectionData, budgets: np.ndarray, params: AutoParams) 
         h.update(np.ascontiguousarray(x).view(np.uint8).data)
     for arr in (data.codes, np.asarray(budgets, dtype=np.int64)):
         h.update(np.ascontiguousarray(arr).tobytes())
-    h.update(repr((sorted(params.to_dict().items()), data.fraction, data.budget, data.device.type,
-                   [str(c) for c in data.classes.tolist()])).encode())
+    h.update(
+        repr(
+            (
+                sorted(params.to_dict().items()),
+                data.fraction,
+                data.budget,
+                data.device.type,
+                [str(c) for c in data.classes.tolist()],
+            )
+        ).encode()
+    )
     return h.hexdigest()
 
 
@@ -254,19 +279,30 @@ def _clean(v):
     return None if isinstance(v, float) and not math.isfinite(v) else v
 
 
-@register_selector("auto", AutoParams,
-                   "Recommended: tries the candidates by k-fold inside the pool against random subsets of the same "
-                   "size and uses the best (random when none beats it).",
-                   multi_model=True, stochastic=True, uses_fraction=True)
+@register_selector(
+    "auto",
+    AutoParams,
+    "Recommended: tries the candidates by k-fold inside the pool against random subsets of the same "
+    "size and uses the best (random when none beats it).",
+    multi_model=True,
+    stochastic=True,
+    uses_fraction=True,
+)
 def auto(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> SelectorOutput:
     budgets = np.asarray(budgets, dtype=np.int64)
     details: dict[str, Any]
     if budgets.sum() == 0 or np.array_equal(budgets, data.sizes):
-        details = {"chosen": "random", "estimates": [], "note": "the budget keeps nothing or everything, so every "
-                   "method keeps the same rows; nothing to estimate"}
+        details = {
+            "chosen": "random",
+            "estimates": [],
+            "note": "the budget keeps nothing or everything, so every method keeps the same rows; nothing to estimate",
+        }
     elif data.n < params.folds:
-        details = {"chosen": "random", "estimates": [], "note": f"the pool has fewer than {params.folds} rows, "
-                   "too few for k-fold; random is used"}
+        details = {
+            "chosen": "random",
+            "estimates": [],
+            "note": f"the pool has fewer than {params.folds} rows, too few for k-fold; random is used",
+        }
     else:
         details = cached_estimate(data, budgets, params)
     label = details["chosen"]
@@ -293,13 +329,19 @@ def describe_choice(details: dict, fraction: float) -> str:
     e = estimate_for(details, chosen) or {}
     gain, lo, hi = e.get("gain"), e.get("gain_low"), e.get("gain_high")
     interval = f" [{lo:+.1f}, {hi:+.1f}]" if lo is not None and hi is not None else ""
-    text = (f"picked {chosen} for {100 * fraction:g} %: pool estimate {gain:+.1f} pp{interval} against random "
-            f"subsets of the same size (random {e.get('random_accuracy', float('nan')):.1f} % on the held-out folds)")
+    text = (
+        f"picked {chosen} for {100 * fraction:g} %: pool estimate {gain:+.1f} pp{interval} against random "
+        f"subsets of the same size (random {e.get('random_accuracy', float('nan')):.1f} % on the held-out folds)"
+    )
     if chosen == "random":
-        best = max((r for r in details["estimates"] if r["candidate"] != "random"), key=lambda r: r["gain"], default=None)
+        best = max(
+            (r for r in details["estimates"] if r["candidate"] != "random"), key=lambda r: r["gain"], default=None
+        )
         if best is not None:
-            text = (f"picked random for {100 * fraction:g} %: no candidate beat random subsets in the pool estimate "
-                    f"(best: {best['candidate']} {best['gain']:+.1f} pp)")
+            text = (
+                f"picked random for {100 * fraction:g} %: no candidate beat random subsets in the pool estimate "
+                f"(best: {best['candidate']} {best['gain']:+.1f} pp)"
+            )
     if details.get("stopped_by_time_budget"):
         text += "; the time budget stopped it before every candidate was tried"
     return text

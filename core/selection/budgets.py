@@ -148,8 +148,10 @@ def read_manual_counts(path: str | os.PathLike) -> dict[str, int]:
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise SelectionInputError(f"Manual budget file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
-                                  f"position {exc.start}); save it as a UTF-8 CSV with columns class,count.") from None
+        raise SelectionInputError(
+            f"Manual budget file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+            f"position {exc.start}); save it as a UTF-8 CSV with columns class,count."
+        ) from None
     except OSError as exc:
         raise SelectionInputError(f"Manual budget file {path} cannot be read ({exc.strerror or exc}).") from exc
     with io.StringIO(text, newline="") as fh:
@@ -192,8 +194,10 @@ def manual_budgets(classes: np.ndarray, sizes: np.ndarray, counts: Mapping | str
         except (TypeError, ValueError, OverflowError):  # "abc", None, a list, ...
             integral = False
         if not integral:
-            raise SelectionInputError(f"Manual budget: count {value!r} of class {name!r} is not an integer; "
-                                      "give a count of images from 0 to the class size.")
+            raise SelectionInputError(
+                f"Manual budget: count {value!r} of class {name!r} is not an integer; "
+                "give a count of images from 0 to the class size."
+            )
         count = int(value) if isinstance(value, (int, np.integer)) else int(float(value))
         c = lookup[name]
         if count < 0:
@@ -260,22 +264,41 @@ def plan_budgets(strategy: str, data, *, counts: Mapping | str | os.PathLike | N
     raise SelectionInputError(f"Unknown budget strategy {strategy!r}; available: {', '.join(BUDGET_STRATEGIES)}.")
 
 
-def budget_table(classes: np.ndarray, sizes: np.ndarray, budgets: np.ndarray, kept: np.ndarray,
-                 extra: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+def budget_table(
+    classes: np.ndarray,
+    sizes: np.ndarray,
+    budgets: np.ndarray,
+    kept: np.ndarray,
+    extra: Mapping[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """The per-class table every strategy reports: class, size, budget, kept (+ extras)."""
-    table = pd.DataFrame({
-        "class": np.asarray(classes).tolist(),
-        "size": np.asarray(sizes, dtype=np.int64),
-        "budget": np.asarray(budgets, dtype=np.int64),
-        "kept": np.asarray(kept, dtype=np.int64),
-    })
+    table = pd.DataFrame(
+        {
+            "class": np.asarray(classes).tolist(),
+            "size": np.asarray(sizes, dtype=np.int64),
+            "budget": np.asarray(budgets, dtype=np.int64),
+            "kept": np.asarray(kept, dtype=np.int64),
+        }
+    )
     for name, values in (extra or {}).items():
         table[name] = np.asarray(values)
     return table
 
 
 __all__ = [
-    "BUDGET_STRATEGIES", "BudgetPlan", "allocate_capped", "budget_table", "difficulty_budgets",
-    "largest_remainder", "manual_budgets", "paper_budgets", "plan_budgets", "proportional_budgets",
-    "read_manual_counts", "sample_difficulty", "total_budget", "uniform_budgets", "winsorized_mean",
+    "BUDGET_STRATEGIES",
+    "BudgetPlan",
+    "allocate_capped",
+    "budget_table",
+    "difficulty_budgets",
+    "largest_remainder",
+    "manual_budgets",
+    "paper_budgets",
+    "plan_budgets",
+    "proportional_budgets",
+    "read_manual_counts",
+    "sample_difficulty",
+    "total_budget",
+    "uniform_budgets",
+    "winsorized_mean",
 ]

@@ -51,13 +51,19 @@ def class_window(order: np.ndarray, start: float, budget: int) -> np.ndarray:
     """Rows of the window at ``start`` in one class's hardest-first ``order``."""
     n = len(order)
     first = min(int(np.round(start * n)), n - budget)
-    return order[first:first + budget]
+    return order[first : first + budget]
 
 
-@register_selector("bws", BWSParams,
-                   "BWS (Choi et al., ICML 2024): the window of the difficulty ranking whose subset trains the "
-                   "best ridge probe on the whole pool.",
-                   multi_model=True, score_column="difficulty_score", representative="low", uses_fraction=True)
+@register_selector(
+    "bws",
+    BWSParams,
+    "BWS (Choi et al., ICML 2024): the window of the difficulty ranking whose subset trains the "
+    "best ridge probe on the whole pool.",
+    multi_model=True,
+    score_column="difficulty_score",
+    representative="low",
+    uses_fraction=True,
+)
 def bws(data: SelectionData, budgets: np.ndarray, params: BWSParams) -> SelectorOutput:
     h = sample_difficulty(data)
     orders = []
@@ -78,5 +84,6 @@ def bws(data: SelectionData, budgets: np.ndarray, params: BWSParams) -> Selector
     for o in orders:
         rank[o] = np.arange(len(o))
     assert best_rows is not None  # window_starts is never empty and every accuracy beats -1
-    return SelectorOutput(best_rows, {"difficulty_score": h, "hardness_rank": rank},
-                          {"window_start": best_s, "pool_accuracy": scores})
+    return SelectorOutput(
+        best_rows, {"difficulty_score": h, "hardness_rank": rank}, {"window_start": best_s, "pool_accuracy": scores}
+    )

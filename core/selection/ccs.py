@@ -62,8 +62,9 @@ def strata_of(scores: np.ndarray, k: int) -> np.ndarray:
     return np.clip(np.floor((scores - lo) / step).astype(np.int64), 0, k - 1)
 
 
-def ccs_class(scores: np.ndarray, budget: int, cutoff: float, k: int, rng: np.random.Generator
-              ) -> tuple[np.ndarray, np.ndarray]:
+def ccs_class(
+    scores: np.ndarray, budget: int, cutoff: float, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """CCS within one class: ``(local picks in order, stratum of every row; -1 = cut off)``."""
     n = len(scores)
     n_cut = min(int(np.floor(cutoff * n)), n - budget)
@@ -82,11 +83,17 @@ def ccs_class(scores: np.ndarray, budget: int, cutoff: float, k: int, rng: np.ra
     return np.concatenate(picks).astype(np.int64), stratum
 
 
-@register_selector("ccs", CCSParams,
-                   "CCS (Zheng et al., ICLR 2023): cut off the hardest, then sample evenly across difficulty "
-                   "strata (per class, training-free difficulty).",
-                   multi_model=True, stochastic=True, score_column="difficulty_score", representative="low",
-                   uses_fraction=True)
+@register_selector(
+    "ccs",
+    CCSParams,
+    "CCS (Zheng et al., ICLR 2023): cut off the hardest, then sample evenly across difficulty "
+    "strata (per class, training-free difficulty).",
+    multi_model=True,
+    stochastic=True,
+    score_column="difficulty_score",
+    representative="low",
+    uses_fraction=True,
+)
 def ccs(data: SelectionData, budgets: np.ndarray, params: CCSParams) -> SelectorOutput:
     h = sample_difficulty(data)
     stratum_col = np.full(data.n, -1, dtype=np.int64)

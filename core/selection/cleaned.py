@@ -34,10 +34,15 @@ def _spread(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
-@register_selector("cleaned", CleanedParams,
-                   "Set suspected mislabels aside (label consensus across models), then herding (or another "
-                   "inner method) on the rest.",
-                   multi_model=True, stochastic=True, prefix_consistent=True)
+@register_selector(
+    "cleaned",
+    CleanedParams,
+    "Set suspected mislabels aside (label consensus across models), then herding (or another "
+    "inner method) on the rest.",
+    multi_model=True,
+    stochastic=True,
+    prefix_consistent=True,
+)
 def cleaned(data: SelectionData, budgets: np.ndarray, params: CleanedParams) -> SelectorOutput:
     consensus = label_consensus(data, k=params.k, max_agreement=params.max_agreement)
     clean_rows = np.flatnonzero(~consensus.suspect)
@@ -58,5 +63,6 @@ def cleaned(data: SelectionData, budgets: np.ndarray, params: CleanedParams) -> 
         per_class.append(mine)
     columns = {name: _spread(col, clean_rows, data.n) for name, col in out.columns.items()}
     columns.update(consensus.columns(data.classes))
-    return SelectorOutput(concat_class_picks(per_class), columns,
-                          {"inner": params.inner, "set_aside": int(consensus.suspect.sum())})
+    return SelectorOutput(
+        concat_class_picks(per_class), columns, {"inner": params.inner, "set_aside": int(consensus.suspect.sum())}
+    )

@@ -107,8 +107,13 @@ def nearest_class_mean_cosine(xn: torch.Tensor, codes: torch.Tensor, n_classes: 
     return out
 
 
-def label_consensus(data: SelectionData, *, k: int = DEFAULT_K, knn_weight: float = DEFAULT_KNN_WEIGHT,
-                    max_agreement: float = DEFAULT_MAX_AGREEMENT) -> LabelConsensus:
+def label_consensus(
+    data: SelectionData,
+    *,
+    k: int = DEFAULT_K,
+    knn_weight: float = DEFAULT_KNN_WEIGHT,
+    max_agreement: float = DEFAULT_MAX_AGREEMENT,
+) -> LabelConsensus:
     """The :class:`LabelConsensus` of the pool ``data`` over all its models."""
     n, n_classes = data.n, data.n_classes
     codes_t = data.codes_tensor()
@@ -120,7 +125,7 @@ def label_consensus(data: SelectionData, *, k: int = DEFAULT_K, knn_weight: floa
     for x in data.features.values():
         xn = l2_normalize_rows(as_tensor(x))
         ncm = nearest_class_mean_cosine(xn, codes_t, n_classes).numpy()
-        support[rows, ncm] += (1.0 - knn_weight)
+        support[rows, ncm] += 1.0 - knn_weight
         ncm_agree += ncm == data.codes
         nb = knn_indices(xn, k).numpy()
         if nb.shape[1]:
@@ -142,5 +147,12 @@ def label_consensus(data: SelectionData, *, k: int = DEFAULT_K, knn_weight: floa
     return LabelConsensus(agreement, suggested, confidence, suspect, knn_agree / m, ncm_agree / m)
 
 
-__all__ = ["DEFAULT_K", "DEFAULT_KNN_WEIGHT", "DEFAULT_MAX_AGREEMENT", "LabelConsensus", "knn_indices",
-           "label_consensus", "nearest_class_mean_cosine"]
+__all__ = [
+    "DEFAULT_K",
+    "DEFAULT_KNN_WEIGHT",
+    "DEFAULT_MAX_AGREEMENT",
+    "LabelConsensus",
+    "knn_indices",
+    "label_consensus",
+    "nearest_class_mean_cosine",
+]

@@ -35,8 +35,9 @@ def apply_edits(result: SelectionResult, added: Iterable[int] = (), dropped: Ite
     return dataclasses.replace(result, budget_table=budget, selected=selected, table=table)
 
 
-def edit_subset(added: MutableSet[int], dropped: MutableSet[int], base_kept: Iterable[int], chosen: Iterable[int],
-                keep: bool) -> None:
+def edit_subset(
+    added: MutableSet[int], dropped: MutableSet[int], base_kept: Iterable[int], chosen: Iterable[int], keep: bool
+) -> None:
     """Record in place that the ``chosen`` rows are to be kept (``keep``) or left out.
 
     ``added``/``dropped`` only ever hold real changes against the run's own subset

@@ -12,9 +12,9 @@ import pandas as pd
 import torch
 
 from ..devices import resolve_device
-from ..provenance import SELECTION_PACKAGES, package_versions
 from ..errors import SelectionInputError
 from ..features import FLOAT32_MAX, beyond_float32, float32_range_message
+from ..provenance import SELECTION_PACKAGES, package_versions
 from ..text import display_array
 from ._linalg import check_and_sum, known_class_sums
 from .budgets import BUDGET_STRATEGIES, budget_table, plan_budgets
@@ -63,7 +63,9 @@ def normalize_labels(labels: Any) -> np.ndarray:
             return np.array([v.decode("utf-8") for v in lab.tolist()], dtype=str)
         except UnicodeDecodeError:
             bad = next(i for i, v in enumerate(lab.tolist()) if not _utf8(v))
-            raise SelectionInputError(f"labels row {bad} is not UTF-8 text ({lab[bad]!r}); give labels as str.") from None
+            raise SelectionInputError(
+                f"labels row {bad} is not UTF-8 text ({lab[bad]!r}); give labels as str."
+            ) from None
     # a name that is not valid UTF-8 (surrogate-escaped bytes) is shown as \xNN (core.text)
     return display_array(lab.astype(str))
 
@@ -103,7 +105,8 @@ def _magnitude_error(x: np.ndarray, name: str, top: float, limit: float) -> None
             f"Features of model {name!r} have values up to {top:.3g} in absolute value (row {row}); squared "
             f"distances between rows would overflow float32 (above about {limit:.2g} for {x.shape[1]}-d features) "
             "and every score would be infinite: rescale the features (divide by their largest absolute value) or "
-            "L2-normalise them before saving.")
+            "L2-normalise them before saving."
+        )
 
 
 def _resolve_models(features: Mapping[str, Any], models: str | Sequence[str] | None) -> list[str]:
@@ -258,7 +261,9 @@ def run_selection(
     t3 = time.perf_counter()
 
     order = np.asarray(out.order, dtype=np.int64)
-    kept = np.bincount(data.codes[order], minlength=data.n_classes) if order.size else np.zeros(data.n_classes, np.int64)
+    kept = (
+        np.bincount(data.codes[order], minlength=data.n_classes) if order.size else np.zeros(data.n_classes, np.int64)
+    )
     if len(np.unique(order)) != len(order) or not np.array_equal(kept, budgets):  # pragma: no cover
         raise RuntimeError(f"selector {method!r} did not return exactly the budgeted unique rows")
     position = np.full(data.n, -1, dtype=np.int64)
@@ -278,10 +283,18 @@ def run_selection(
     table = pd.DataFrame(columns)
     t4 = time.perf_counter()
     return SelectionResult(
-        method=method, params=sel_params.to_dict(), fraction=p, budget=budget,
+        method=method,
+        params=sel_params.to_dict(),
+        fraction=p,
+        budget=budget,
         budget_table=budget_table(data.classes, data.sizes, budgets, kept, plan.class_columns),
-        seed=int(seed), models=names, selected=row_index[order], table=table, versions=versions(),
-        timing_s={"budget": t2 - t1, "select": t3 - t2, "total": t4 - t0}, device=str(dev),
+        seed=int(seed),
+        models=names,
+        selected=row_index[order],
+        table=table,
+        versions=versions(),
+        timing_s={"budget": t2 - t1, "select": t3 - t2, "total": t4 - t0},
+        device=str(dev),
         details=dict(out.details),
     )
 

@@ -92,8 +92,11 @@ class FacilityLocationParams(SelectorParams):
     method: ClassVar[str] = "facility_location"
     model: str = param("", _MODEL_HELP)
     max_dense: int = param(
-        20000, "Largest class handled exactly with a dense n x n similarity; larger classes are "
-        "split at random into blocks of at most this size (one-round GreeDi).", minimum=2)
+        20000,
+        "Largest class handled exactly with a dense n x n similarity; larger classes are "
+        "split at random into blocks of at most this size (one-round GreeDi).",
+        minimum=2,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,9 @@ class GraphCutParams(SelectorParams):
 
     method: ClassVar[str] = "graph_cut"
     model: str = param("", _MODEL_HELP)
-    lam: float = param(0.5, "Redundancy weight lambda (0 = pure representativeness; <= 0.5 keeps f monotone).",
-                       minimum=0.0)
+    lam: float = param(
+        0.5, "Redundancy weight lambda (0 = pure representativeness; <= 0.5 keeps f monotone).", minimum=0.0
+    )
 
 
 @dataclass(frozen=True)
@@ -115,8 +119,10 @@ class RandomParams(SelectorParams):
 
 # --------------------------------------------------------------------------- adaptive selectors
 _CONSENSUS_K_HELP = "Neighbours k of the label consensus (per model, cosine, self excluded)."
-_CONSENSUS_MAX_HELP = ("A row is a suspected mislabel when another class is better supported and the support of "
-                       "its own label is at most this (0..1; see core/selection/consensus.py).")
+_CONSENSUS_MAX_HELP = (
+    "A row is a suspected mislabel when another class is better supported and the support of "
+    "its own label is at most this (0..1; see core/selection/consensus.py)."
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +131,8 @@ class CleanedParams(SelectorParams):
 
     method: ClassVar[str] = "cleaned"
     inner: Literal["herding", "random", "kcenter", "graph_cut"] = param(
-        "herding", "Selector run on the rows left after setting suspected mislabels aside.")
+        "herding", "Selector run on the rows left after setting suspected mislabels aside."
+    )
     k: int = param(10, _CONSENSUS_K_HELP, minimum=1)
     max_agreement: float = param(0.05, _CONSENSUS_MAX_HELP, minimum=0.0, maximum=1.0)
 
@@ -135,8 +142,12 @@ class CCSParams(SelectorParams):
     """Coverage-centric coreset selection (Zheng et al., ICLR 2023) on a training-free difficulty."""
 
     method: ClassVar[str] = "ccs"
-    cutoff: float = param(0.1, "Hard cutoff beta: share of the hardest rows of each class set aside first (0..1).",
-                          minimum=0.0, maximum=0.99)
+    cutoff: float = param(
+        0.1,
+        "Hard cutoff beta: share of the hardest rows of each class set aside first (0..1).",
+        minimum=0.0,
+        maximum=0.99,
+    )
     strata: int = param(50, "Number of equal-width difficulty strata (the paper's code uses 50).", minimum=1)
 
 
@@ -145,10 +156,16 @@ class BWSParams(SelectorParams):
     """Best window selection (Choi et al., ICML 2024, arXiv 2406.03057) on a training-free difficulty."""
 
     method: ClassVar[str] = "bws"
-    step: float = param(0.05, "Grid step of the window start, as a share of each class's ranking (0..1).",
-                        minimum=0.0, maximum=1.0, exclusive_minimum=True)
-    ridge: float = param(1.0, "L2 penalty lambda of the ridge classifier that scores each window.", minimum=0.0,
-                         exclusive_minimum=True)
+    step: float = param(
+        0.05,
+        "Grid step of the window start, as a share of each class's ranking (0..1).",
+        minimum=0.0,
+        maximum=1.0,
+        exclusive_minimum=True,
+    )
+    ridge: float = param(
+        1.0, "L2 penalty lambda of the ridge classifier that scores each window.", minimum=0.0, exclusive_minimum=True
+    )
     model: str = param("", _MODEL_HELP)
 
 
@@ -160,25 +177,49 @@ class AutoParams(SelectorParams):
     """Pick the selector by stratified k-fold inside the pool, against random subsets."""
 
     method: ClassVar[str] = "auto"
-    candidates: str = param(DEFAULT_AUTO_CANDIDATES,
-                            "Comma-separated candidates, each NAME or NAME:PARAM=VALUE[:PARAM=VALUE]; "
-                            "random is always one of them.")
-    folds: int = param(3, "Stratified folds k of the pool (select on k-1 folds, score on the held-out one).",
-                       minimum=2)
+    candidates: str = param(
+        DEFAULT_AUTO_CANDIDATES,
+        "Comma-separated candidates, each NAME or NAME:PARAM=VALUE[:PARAM=VALUE]; random is always one of them.",
+    )
+    folds: int = param(3, "Stratified folds k of the pool (select on k-1 folds, score on the held-out one).", minimum=2)
     repeats: int = param(3, "Random subsets per fold that every candidate is compared with.", minimum=1)
     probe: Literal["logistic", "ridge"] = param(
-        "logistic", "Probe trained on each fold's subset: logistic = the evaluation's linear probe "
-                    "(standardised, logistic regression, C = 1); ridge = a closed-form ridge classifier (faster, "
-                    "but blind to label noise).")
-    ridge: float = param(1.0, "L2 penalty lambda of the ridge probe (probe = ridge).", minimum=0.0,
-                         exclusive_minimum=True)
+        "logistic",
+        "Probe trained on each fold's subset: logistic = the evaluation's linear probe "
+        "(standardised, logistic regression, C = 1); ridge = a closed-form ridge classifier (faster, "
+        "but blind to label noise).",
+    )
+    ridge: float = param(
+        1.0, "L2 penalty lambda of the ridge probe (probe = ridge).", minimum=0.0, exclusive_minimum=True
+    )
     cv_seed: int = param(0, "Seed of the folds and of the candidates' random choices inside them.", minimum=0)
-    margin: float = param(0.0, "Estimated gain over random (percentage points) a candidate needs to be chosen "
-                               "over random.", minimum=0.0)
-    time_budget_s: float = param(0.0, "Stop trying further candidates after this many seconds (0 = no limit); "
-                                      "the choice is made among the candidates tried.", minimum=0.0)
+    margin: float = param(
+        0.0, "Estimated gain over random (percentage points) a candidate needs to be chosen over random.", minimum=0.0
+    )
+    time_budget_s: float = param(
+        0.0,
+        "Stop trying further candidates after this many seconds (0 = no limit); "
+        "the choice is made among the candidates tried.",
+        minimum=0.0,
+    )
 
 
-__all__ = ["AutoParams", "BWSParams", "CCSParams", "CleanedParams", "DEFAULT_AUTO_CANDIDATES", "FacilityLocationParams",
-           "GraphCutParams", "HerdingParams", "KCenterParams", "MinParams", "ModerateDSParams", "ParamInfo",
-           "RamAplParams", "RandomParams", "SelectorParams", "SingleModelParams", "param"]
+__all__ = [
+    "AutoParams",
+    "BWSParams",
+    "CCSParams",
+    "CleanedParams",
+    "DEFAULT_AUTO_CANDIDATES",
+    "FacilityLocationParams",
+    "GraphCutParams",
+    "HerdingParams",
+    "KCenterParams",
+    "MinParams",
+    "ModerateDSParams",
+    "ParamInfo",
+    "RamAplParams",
+    "RandomParams",
+    "SelectorParams",
+    "SingleModelParams",
+    "param",
+]

@@ -53,16 +53,33 @@ class SelectionData:
     progress: Callable[[int, int, str], None] | None = None
 
     @classmethod
-    def build(cls, features: dict[str, np.ndarray], labels: np.ndarray, fraction: float, seed: int,
-              device: torch.device | None = None, budget: str = "paper",
-              progress: Callable[[int, int, str], None] | None = None) -> SelectionData:
+    def build(
+        cls,
+        features: dict[str, np.ndarray],
+        labels: np.ndarray,
+        fraction: float,
+        seed: int,
+        device: torch.device | None = None,
+        budget: str = "paper",
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> SelectionData:
         classes, codes = np.unique(labels, return_inverse=True)
         codes = codes.astype(np.int64).reshape(-1)
         members = np.argsort(codes, kind="stable").astype(np.int64)
         sizes = np.bincount(codes, minlength=len(classes))
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        return cls(features, classes, codes, members, offsets, float(fraction), int(seed),
-                   device or torch.device("cpu"), budget, progress)
+        return cls(
+            features,
+            classes,
+            codes,
+            members,
+            offsets,
+            float(fraction),
+            int(seed),
+            device or torch.device("cpu"),
+            budget,
+            progress,
+        )
 
     def subset(self, rows: np.ndarray, fraction: float | None = None) -> SelectionData:
         """The pool restricted to ``rows`` (sorted row indices), same classes (a class may
@@ -73,9 +90,18 @@ class SelectionData:
         sizes = np.bincount(codes, minlength=self.n_classes)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         feats = {m: np.ascontiguousarray(x[rows]) for m, x in self.features.items()}
-        return SelectionData(feats, self.classes, codes, members, offsets,
-                             self.fraction if fraction is None else float(fraction), self.seed, self.device,
-                             self.budget, None)
+        return SelectionData(
+            feats,
+            self.classes,
+            codes,
+            members,
+            offsets,
+            self.fraction if fraction is None else float(fraction),
+            self.seed,
+            self.device,
+            self.budget,
+            None,
+        )
 
     def labels(self) -> np.ndarray:
         """The label of every row."""
@@ -100,7 +126,7 @@ class SelectionData:
 
     def class_rows(self, c: int) -> np.ndarray:
         """Row indices of class ``c``, ascending."""
-        return self.members[self.offsets[c]:self.offsets[c + 1]]
+        return self.members[self.offsets[c] : self.offsets[c + 1]]
 
     def class_rng(self, c: int) -> np.random.Generator:
         """The random stream of class ``c``: ``default_rng([seed, c])`` (independent of other classes)."""
@@ -181,10 +207,18 @@ class SelectorSpec:
 _REGISTRY: dict[str, SelectorSpec] = {}
 
 
-def register_selector(name: str, params_cls: type[SelectorParams], summary: str, *,
-                      multi_model: bool = False, stochastic: bool = False, prefix_consistent: bool = False,
-                      score_column: str | None = None, representative: Direction = "low",
-                      uses_fraction: bool = False) -> Callable[[_Fn], _Fn]:
+def register_selector(
+    name: str,
+    params_cls: type[SelectorParams],
+    summary: str,
+    *,
+    multi_model: bool = False,
+    stochastic: bool = False,
+    prefix_consistent: bool = False,
+    score_column: str | None = None,
+    representative: Direction = "low",
+    uses_fraction: bool = False,
+) -> Callable[[_Fn], _Fn]:
     """Decorator registering ``fn`` under ``name`` (a name may be registered once), with its
     capabilities (see :class:`SelectorSpec`)."""
     if representative not in ("low", "high"):
@@ -193,8 +227,18 @@ def register_selector(name: str, params_cls: type[SelectorParams], summary: str,
     def deco(fn: _Fn) -> _Fn:
         if name in _REGISTRY:
             raise ValueError(f"selector {name!r} is already registered")
-        _REGISTRY[name] = SelectorSpec(name, fn, params_cls, summary, multi_model, stochastic, prefix_consistent,
-                                       score_column, representative, uses_fraction)
+        _REGISTRY[name] = SelectorSpec(
+            name,
+            fn,
+            params_cls,
+            summary,
+            multi_model,
+            stochastic,
+            prefix_consistent,
+            score_column,
+            representative,
+            uses_fraction,
+        )
         return fn
 
     return deco

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 
-
 def _frame_to_dict(frame: pd.DataFrame) -> dict:
     data = {}
     for col in frame.columns:
@@ -25,8 +24,10 @@ def _frame_to_dict(frame: pd.DataFrame) -> dict:
 
 
 def _frame_from_dict(d: dict) -> pd.DataFrame:
-    return pd.DataFrame({col: pd.Series(d["data"][col], dtype=dtype) for col, dtype in zip(d["columns"], d["dtypes"])},
-                        columns=d["columns"])
+    return pd.DataFrame(
+        {col: pd.Series(d["data"][col], dtype=dtype) for col, dtype in zip(d["columns"], d["dtypes"])},
+        columns=d["columns"],
+    )
 
 
 def _py(value: Any) -> Any:
@@ -145,8 +146,14 @@ class SelectionResult:
         budget_table = bt.copy()
         budget_table["budget"] = budgets
         budget_table["kept"] = budgets
-        return dataclasses.replace(self, fraction=p, budget_table=budget_table, selected=index[local], table=table,
-                                   timing_s={"total": 0.0, "resliced_from": float(self.fraction)})
+        return dataclasses.replace(
+            self,
+            fraction=p,
+            budget_table=budget_table,
+            selected=index[local],
+            table=table,
+            timing_s={"total": 0.0, "resliced_from": float(self.fraction)},
+        )
 
     # ------------------------------------------------------------------ round trip
     def to_dict(self, include_table: bool = True) -> dict:
@@ -176,10 +183,19 @@ class SelectionResult:
     def from_dict(cls, d: dict) -> SelectionResult:
         table = _frame_from_dict(d["table"]) if "table" in d else pd.DataFrame()
         return cls(
-            method=d["method"], params=dict(d["params"]), fraction=float(d["fraction"]), budget=d["budget"],
-            budget_table=_frame_from_dict(d["budget_table"]), seed=int(d["seed"]), models=list(d["models"]),
-            selected=np.asarray(d["selected"], dtype=np.int64), table=table, versions=dict(d.get("versions", {})),
-            timing_s=dict(d.get("timing_s", {})), device=d.get("device", "cpu"), details=dict(d.get("details", {})),
+            method=d["method"],
+            params=dict(d["params"]),
+            fraction=float(d["fraction"]),
+            budget=d["budget"],
+            budget_table=_frame_from_dict(d["budget_table"]),
+            seed=int(d["seed"]),
+            models=list(d["models"]),
+            selected=np.asarray(d["selected"], dtype=np.int64),
+            table=table,
+            versions=dict(d.get("versions", {})),
+            timing_s=dict(d.get("timing_s", {})),
+            device=d.get("device", "cpu"),
+            details=dict(d.get("details", {})),
         )
 
     @classmethod
@@ -190,18 +206,30 @@ class SelectionResult:
         if not isinstance(other, SelectionResult):
             return NotImplemented
         return (
-            self.method == other.method and self.params == other.params and self.fraction == other.fraction
-            and self.budget == other.budget and self.seed == other.seed and self.models == other.models
-            and self.versions == other.versions and self.timing_s == other.timing_s and self.device == other.device
+            self.method == other.method
+            and self.params == other.params
+            and self.fraction == other.fraction
+            and self.budget == other.budget
+            and self.seed == other.seed
+            and self.models == other.models
+            and self.versions == other.versions
+            and self.timing_s == other.timing_s
+            and self.device == other.device
             and self.details == other.details
-            and np.array_equal(self.selected, other.selected) and self.selected.dtype == other.selected.dtype
-            and list(self.table.columns) == list(other.table.columns) and self.table.equals(other.table)
+            and np.array_equal(self.selected, other.selected)
+            and self.selected.dtype == other.selected.dtype
+            and list(self.table.columns) == list(other.table.columns)
+            and self.table.equals(other.table)
             and list(self.budget_table.columns) == list(other.budget_table.columns)
             and self.budget_table.equals(other.budget_table)
         )
 
     def same_selection(self, other: SelectionResult) -> bool:
         """Equal apart from timing (what "same seed, same result" means)."""
-        return (self.method == other.method and self.params == other.params
-                and np.array_equal(self.selected, other.selected) and self.table.equals(other.table)
-                and self.budget_table.equals(other.budget_table))
+        return (
+            self.method == other.method
+            and self.params == other.params
+            and np.array_equal(self.selected, other.selected)
+            and self.table.equals(other.table)
+            and self.budget_table.equals(other.budget_table)
+        )

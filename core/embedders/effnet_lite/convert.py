@@ -83,8 +83,10 @@ def _load_any(path: Path) -> dict:
             return load_file(str(path))
         sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # safetensors, pickle and zip errors of every kind
-        raise CoresetError(f"Weights file {str(path)!r} exists but is not a readable state dict "
-                           f"({load_error_text(exc)}); {STATE_DICT_HELP}.") from exc
+        raise CoresetError(
+            f"Weights file {str(path)!r} exists but is not a readable state dict "
+            f"({load_error_text(exc)}); {STATE_DICT_HELP}."
+        ) from exc
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     if not isinstance(sd, dict):
@@ -113,7 +115,9 @@ def converted_weights(i: int, source: Path, workspace=None) -> tuple[Path, str]:
         sd = OrderedDict((k, src[k]) for k in target_sd)
         for k, v in sd.items():
             if tuple(v.shape) != tuple(target_sd[k].shape):
-                raise CoresetError(f"{source}: {k!r} has shape {tuple(v.shape)}, timm needs {tuple(target_sd[k].shape)}.")
+                raise CoresetError(
+                    f"{source}: {k!r} has shape {tuple(v.shape)}, timm needs {tuple(target_sd[k].shape)}."
+                )
     else:
         sd = convert_state_dict(src, target_sd, source_label=str(source))
     model.load_state_dict(sd, strict=True)  # proves the mapping is complete

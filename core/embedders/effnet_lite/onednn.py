@@ -59,8 +59,16 @@ class FusedConvAct(torch.nn.Module):
             and not (torch.is_grad_enabled() and self.weight.requires_grad)
         ):
             return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight, self.bias, self.padding, self.stride, self.dilation, self.groups,
-                self.attr, self.scalars, "",
+                x,
+                self.weight,
+                self.bias,
+                self.padding,
+                self.stride,
+                self.dilation,
+                self.groups,
+                self.attr,
+                self.scalars,
+                "",
             )
         y = torch.nn.functional.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return self.act(y)
@@ -73,7 +81,9 @@ def fuse_conv_act(model: torch.nn.Module) -> int:
     for parent in list(model.modules()):
         children = list(parent.named_children())
         for (conv_name, conv), (tail_name, tail) in zip(children, children[1:]):
-            if not (isinstance(conv, torch.nn.Conv2d) and conv.bias is not None and isinstance(tail, torch.nn.Sequential)):
+            if not (
+                isinstance(conv, torch.nn.Conv2d) and conv.bias is not None and isinstance(tail, torch.nn.Sequential)
+            ):
                 continue
             parts = list(tail)
             if len(parts) != 2 or not isinstance(parts[0], torch.nn.Identity):

@@ -34,13 +34,32 @@ from .class_mean import moderate_band_start, moderate_ds, select_min
 from .kcenter import kcenter, kcenter_greedy
 from .herding import herding, herding_greedy
 from .submodular import (
-    facility_location, facility_location_blocks, facility_location_lazy_greedy, graph_cut, graph_cut_greedy,
+    facility_location,
+    facility_location_blocks,
+    facility_location_lazy_greedy,
+    graph_cut,
+    graph_cut_greedy,
 )
 from .random_subset import random_selector
 # isort: on
 
 __all__ = [
-    "LAZY_BATCH", "SMALL_CLASS_VALUES", "TIE_RTOL", "class_features", "facility_location", "facility_location_blocks",
-    "facility_location_lazy_greedy", "first_near_best", "graph_cut", "graph_cut_greedy", "herding", "herding_greedy",
-    "kcenter", "kcenter_greedy", "moderate_band_start", "moderate_ds", "random_selector", "select_min",
+    "LAZY_BATCH",
+    "SMALL_CLASS_VALUES",
+    "TIE_RTOL",
+    "class_features",
+    "facility_location",
+    "facility_location_blocks",
+    "facility_location_lazy_greedy",
+    "first_near_best",
+    "graph_cut",
+    "graph_cut_greedy",
+    "herding",
+    "herding_greedy",
+    "kcenter",
+    "kcenter_greedy",
+    "moderate_band_start",
+    "moderate_ds",
+    "random_selector",
+    "select_min",
 ]

@@ -26,8 +26,9 @@ def class_features(data: SelectionData, rows: np.ndarray, model: str, normalize:
     if len(names) == 1:
         x = torch.from_numpy(data.features[names[0]][rows]).to(data.device)
         return l2_normalize_rows(x) if normalize == "l2" else x
-    return torch.cat([l2_normalize_rows(torch.from_numpy(data.features[m][rows]).to(data.device))
-                      for m in names], dim=1)
+    return torch.cat(
+        [l2_normalize_rows(torch.from_numpy(data.features[m][rows]).to(data.device)) for m in names], dim=1
+    )
 
 
 #: Relative tolerance under which greedy values count as tied (see the module docstring).

@@ -14,9 +14,15 @@ from ..registry import SelectionData, SelectorOutput, register_selector
 from ._common import class_features
 
 
-@register_selector("min", MinParams,
-                   "MIN: closest to the class mean (mean within-class rank over models, as in RAM).",
-                   multi_model=True, prefix_consistent=True, score_column="score", representative="low")
+@register_selector(
+    "min",
+    MinParams,
+    "MIN: closest to the class mean (mean within-class rank over models, as in RAM).",
+    multi_model=True,
+    prefix_consistent=True,
+    score_column="score",
+    representative="low",
+)
 def select_min(data: SelectionData, budgets: np.ndarray, params: MinParams) -> SelectorOutput:
     """score_i = (sum_m rank[m]_i / M) / N_c, rank[m] = within-class rank of ||x_m - mu_m,c|| (0 = closest).
 
@@ -37,10 +43,14 @@ def moderate_band_start(sizes: np.ndarray, budgets: np.ndarray) -> np.ndarray:
     return np.round(0.5 * (np.asarray(sizes, dtype=np.float64) - np.asarray(budgets))).astype(np.int64)
 
 
-@register_selector("moderate_ds", ModerateDSParams,
-                   "Moderate-DS (Xia et al., ICLR 2023): the band of distances around the median "
-                   "distance to the class's coordinate-wise median.",
-                   score_column="distance", representative="low")
+@register_selector(
+    "moderate_ds",
+    ModerateDSParams,
+    "Moderate-DS (Xia et al., ICLR 2023): the band of distances around the median "
+    "distance to the class's coordinate-wise median.",
+    score_column="distance",
+    representative="low",
+)
 def moderate_ds(data: SelectionData, budgets: np.ndarray, params: ModerateDSParams) -> SelectorOutput:
     """distance_i = ||x_i - median_c||_2 with median_c the coordinate-wise median of the class
     (``numpy.median``: mean of the two middle values for even N_c); rows are ranked by

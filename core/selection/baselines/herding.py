@@ -37,13 +37,17 @@ def herding_greedy(x: torch.Tensor, budget: int) -> tuple[np.ndarray, np.ndarray
     return np.asarray(picks, dtype=np.int64), np.asarray(errors)
 
 
-@register_selector("herding", HerdingParams,
-                   "Herding (Welling 2009 / iCaRL): greedily match the mean of the kept rows to the class mean.",
-                   prefix_consistent=True)
+@register_selector(
+    "herding",
+    HerdingParams,
+    "Herding (Welling 2009 / iCaRL): greedily match the mean of the kept rows to the class mean.",
+    prefix_consistent=True,
+)
 def herding(data: SelectionData, budgets: np.ndarray, params: HerdingParams) -> SelectorOutput:
     err = _nan_column(data.n)
     order, extras = _per_class_greedy(
-        data, budgets, lambda c, rows, b: herding_greedy(class_features(data, rows, params.model, params.normalize), b))
+        data, budgets, lambda c, rows, b: herding_greedy(class_features(data, rows, params.model, params.normalize), b)
+    )
     for rows, local, (e,) in extras:
         err[rows[local]] = e
     return SelectorOutput(order, {"herding_error": err})

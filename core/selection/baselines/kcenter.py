@@ -46,9 +46,13 @@ def kcenter_greedy(x: torch.Tensor, budget: int, start: int) -> tuple[np.ndarray
     return np.asarray(picks, dtype=np.int64), np.asarray(pick_dist), final.cpu().numpy().astype(np.float64)
 
 
-@register_selector("kcenter", KCenterParams,
-                   "k-Center greedy (Sener & Savarese 2018): farthest-first traversal from a seeded random start.",
-                   stochastic=True, prefix_consistent=True)
+@register_selector(
+    "kcenter",
+    KCenterParams,
+    "k-Center greedy (Sener & Savarese 2018): farthest-first traversal from a seeded random start.",
+    stochastic=True,
+    prefix_consistent=True,
+)
 def kcenter(data: SelectionData, budgets: np.ndarray, params: KCenterParams) -> SelectorOutput:
     """Per class: start at row ``default_rng([seed, c]).integers(N_c)`` of the class, then
     farthest-first (Euclidean) until ``b_c`` rows are picked; selection order = pick order."""

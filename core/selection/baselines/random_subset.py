@@ -9,8 +9,13 @@ from ..params import RandomParams
 from ..registry import SelectionData, SelectorOutput, register_selector
 
 
-@register_selector("random", RandomParams, "Uniform random sample without replacement within each class (seeded).",
-                   stochastic=True, prefix_consistent=True)
+@register_selector(
+    "random",
+    RandomParams,
+    "Uniform random sample without replacement within each class (seeded).",
+    stochastic=True,
+    prefix_consistent=True,
+)
 def random_selector(data: SelectionData, budgets: np.ndarray, params: RandomParams) -> SelectorOutput:
     """``random_key = default_rng(seed).random(N)``; per class the ``b_c`` smallest keys are
     kept, in ascending key order (a uniform sample without replacement, in random order)."""

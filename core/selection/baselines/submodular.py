@@ -71,8 +71,9 @@ def facility_location_lazy_greedy(xn: torch.Tensor, budget: int) -> tuple[np.nda
     return np.asarray(picks, dtype=np.int64), np.asarray(gains)
 
 
-def facility_location_blocks(xn: torch.Tensor, budget: int, max_dense: int, rng: np.random.Generator
-                             ) -> tuple[np.ndarray, np.ndarray]:
+def facility_location_blocks(
+    xn: torch.Tensor, budget: int, max_dense: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Facility location for a class larger than ``max_dense`` (one-round GreeDi).
 
     Approximation (Mirzasoleiman et al., NeurIPS 2013): the class's rows are permuted with
@@ -100,8 +101,11 @@ def facility_location_blocks(xn: torch.Tensor, budget: int, max_dense: int, rng:
     return np.asarray(picks, dtype=np.int64), np.asarray(gains)
 
 
-@register_selector("facility_location", FacilityLocationParams,
-                   "Facility location on cosine similarity, lazy greedy (one-round GreeDi above max_dense rows).")
+@register_selector(
+    "facility_location",
+    FacilityLocationParams,
+    "Facility location on cosine similarity, lazy greedy (one-round GreeDi above max_dense rows).",
+)
 def facility_location(data: SelectionData, budgets: np.ndarray, params: FacilityLocationParams) -> SelectorOutput:
     gain = _nan_column(data.n)
 
@@ -145,17 +149,28 @@ def graph_cut_greedy(xn: torch.Tensor, budget: int, lam: float) -> tuple[np.ndar
     return np.asarray(picks, dtype=np.int64), np.asarray(gains)
 
 
-@register_selector("graph_cut", GraphCutParams,
-                   "Graph cut on cosine similarity (representativeness minus lambda x redundancy), greedy.",
-                   prefix_consistent=True)
+@register_selector(
+    "graph_cut",
+    GraphCutParams,
+    "Graph cut on cosine similarity (representativeness minus lambda x redundancy), greedy.",
+    prefix_consistent=True,
+)
 def graph_cut(data: SelectionData, budgets: np.ndarray, params: GraphCutParams) -> SelectorOutput:
     gain = _nan_column(data.n)
     order, extras = _per_class_greedy(
-        data, budgets,
-        lambda c, rows, b: graph_cut_greedy(l2_normalize_rows(class_features(data, rows, params.model)), b, params.lam))
+        data,
+        budgets,
+        lambda c, rows, b: graph_cut_greedy(l2_normalize_rows(class_features(data, rows, params.model)), b, params.lam),
+    )
     for rows, local, (g,) in extras:
         gain[rows[local]] = g
     return SelectorOutput(order, {"gain": gain})
 
 
-__all__ = ["facility_location", "facility_location_blocks", "facility_location_lazy_greedy", "graph_cut", "graph_cut_greedy"]
+__all__ = [
+    "facility_location",
+    "facility_location_blocks",
+    "facility_location_lazy_greedy",
+    "graph_cut",
+    "graph_cut_greedy",
+]
