@@ -111,7 +111,6 @@ def point_figure(
         yaxis_title="",
         legend_title_text="",
         hovermode="closest",
-        clickmode="event+select",
         legend=dict(itemsizing="constant"),
     )
     return fig

@@ -122,11 +122,22 @@ export default function (component) {
     requestAnimationFrame(() => { if (g.current && g.current.row === row) place(g.current); });
   };
 
+  // A click on a dot is reported as {row, n} (plotly's own click selection does not work in
+  // its lasso mode, the chart's default; plotly_click does).
+  const onClick = (ev) => {
+    const pt = ev && ev.points && ev.points[0];
+    if (!pt || pt.customdata == null) return;
+    const row = Number(Array.isArray(pt.customdata) ? pt.customdata[0] : pt.customdata);
+    g.clicks = (g.clicks || 0) + 1;
+    setStateValue("clicked", { row, n: g.clicks });
+  };
+
   let attached = null;
   const detach = () => {
     if (attached && attached.removeListener) {
       attached.removeListener("plotly_hover", onHover);
       attached.removeListener("plotly_unhover", hide);
+      attached.removeListener("plotly_click", onClick);
     }
     attached = null;
   };
@@ -139,6 +150,7 @@ export default function (component) {
     detach();
     gd.on("plotly_hover", onHover);
     gd.on("plotly_unhover", hide);
+    gd.on("plotly_click", onClick);
     attached = gd;
   };
   attach();
@@ -218,8 +230,27 @@ def hover_thumbnails(
             thumbs = thumbnails(paths)
         payload["thumbs"] = {str(r): thumbs.get(p) for r, p in zip(rows, paths)}
         payload["paths"] = {str(r): display_text(p) for r, p in zip(rows, paths)}
-    _component()(data=payload, key=key, default={"have": None}, on_have_change=lambda: None)
+    _component()(
+        data=payload,
+        key=key,
+        default={"have": None, "clicked": None},
+        on_have_change=lambda: None,
+        on_clicked_change=lambda: None,
+    )
     return "sent" if send else "held"
+
+
+def clicked(key: str) -> tuple[int, int] | None:
+    """The last dot clicked on the chart of the component ``key``: ``(row, n)``, ``n`` counting
+    the clicks of the page (a new click, even on the same dot, has a new ``n``); None before one."""
+    for k in (key, f"{key}_lazy"):
+        got = _state(k).get("clicked")
+        try:
+            if got:
+                return int(got["row"]), int(got["n"])
+        except (KeyError, TypeError, ValueError):
+            continue
+    return None
 
 
 @st.fragment
@@ -241,7 +272,19 @@ def _lazy(
         path = path_of[row]
         payload["thumbs"] = {str(row): thumbnails([path]).get(path)}
         payload["paths"] = {str(row): display_text(path)}
-    _component()(data=payload, key=key, default={"want": None}, on_want_change=lambda: None)
+    # a click reruns this fragment only: the sample view it opens is the page's, so rerun the page
+    click = _state(key).get("clicked")
+    seen_key = f"{key}_click_seen"
+    if click and st.session_state.get(seen_key) != click:
+        st.session_state[seen_key] = click
+        st.rerun(scope="app")
+    _component()(
+        data=payload,
+        key=key,
+        default={"want": None, "clicked": None},
+        on_want_change=lambda: None,
+        on_clicked_change=lambda: None,
+    )
 
 
-__all__ = ["EAGER_MAX", "EAGER_MAX_ENV", "THUMB_PX", "eager_max", "hover_thumbnails"]
+__all__ = ["EAGER_MAX", "EAGER_MAX_ENV", "THUMB_PX", "clicked", "eager_max", "hover_thumbnails"]

@@ -116,3 +116,26 @@ def test_a_large_pool_is_drawn_downsampled_with_a_note(monkeypatch):
     assert any("random sample of 300 of the 1,000 images" in c.value for c in at.caption)
     assert all(t["type"] == "scatter" for t in fig["data"])  # below WEBGL_ABOVE points: SVG
     assert explore_plot.drawn_rows(np.arange(50), 300).tolist() == list(range(50))
+
+
+def test_a_click_on_a_dot_opens_its_image_once_per_click():
+    at = _explore(selected())
+    st_ = state(at)
+    fs = cached.get_features(st_.embedding_key)
+    row = int(cached.selection(st_.runs[st_.active_run]).table["index"].iloc[5])
+
+    def shown():
+        return [c.value for c in at.caption if c.value == str(fs.paths[row])]
+
+    held = dict(at.session_state["explore_hover"]) if "explore_hover" in at.session_state else {}
+    at.session_state["explore_hover"] = {**held, "clicked": {"row": row, "n": 1}}  # what the component reports
+    at.run()
+    assert shown(), "the clicked dot's image opens"
+    from app import sample_view
+
+    at.session_state[sample_view.OPEN_KEY] = None  # closed with its ✕
+    at.run()
+    assert not shown()  # the same click does not open it again
+    at.session_state["explore_hover"] = {**held, "clicked": {"row": row, "n": 2}}  # clicked again
+    at.run()
+    assert shown()

@@ -179,4 +179,7 @@ if fs.paths is not None:
         thumbnails=lambda paths: cached.thumbnails(paths, hover.THUMB_PX),
     )
 
+# a click on a dot (reported by the hover component) opens that image, once per click
+click = hover.clicked("explore_hover")
+sample_view.request_once("explore_click", click, click[0] if click else None, run_id, "explore")
 sample_view.show(active, "explore")  # last: the image opened from the map or a gallery, if any
