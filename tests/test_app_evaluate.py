@@ -194,3 +194,22 @@ def test_evaluation_progress_text_says_the_time_left(monkeypatch):
     assert eta.text(0.25, "training") == "training · 25% · about 90 s left"  # 30 s for a quarter
     assert eta.text(0.02, "training") == "training · 2%"  # too early to say
     assert eta.text(1.0, "done") == "done · 100%"
+
+
+def test_the_download_csvs_are_made_once_per_run_and_edit_set(monkeypatch):
+    from app import cached, services
+
+    at = _evaluate_page()
+    st_ = state(at)
+    spec = st_.runs[st_.active_run]
+    fs = cached.get_features(st_.embedding_key)
+    edits = st_.edits_for(st_.active_run)
+    result = services.apply_edits(cached.selection(spec), edits.added, edits.dropped)
+    assert cached.selection_csvs(spec, edits, result, fs) == services.subset_csv_bytes(result, fs)
+    calls = []
+    monkeypatch.setattr(services, "subset_csv_bytes", lambda r, f: calls.append(r) or (b"s", b"u"))
+    cached.selection_csvs(spec, edits, result, fs)
+    assert calls == []  # the same run and edits: from the store
+    edits.dropped.add(int(result.selected[0]))
+    edited = services.apply_edits(cached.selection(spec), edits.added, edits.dropped)
+    assert cached.selection_csvs(spec, edits, edited, fs) == (b"s", b"u") and calls == [edited]

@@ -30,7 +30,7 @@ st.caption(
 )
 
 st.subheader("Download the subset")
-scores_csv, subset_csv = services.subset_csv_bytes(result, fs)
+scores_csv, subset_csv = cached.selection_csvs(state.runs[run_id], edits, result, fs)
 d1, d2, d3, _ = st.columns([1, 1, 1, 2])
 d1.download_button(
     "subset.csv",
