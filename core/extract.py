@@ -325,6 +325,41 @@ class CacheWriter:
         self.ids.clear()
         self.rows.clear()
 
+    def flush_after_error(self) -> None:
+        """:meth:`flush` on the way out of an interrupted run: keeps the finished rows, and a
+        failing flush never hides the exception that interrupted the run."""
+        try:
+            self.flush()
+        except Exception:  # noqa: BLE001 - the original exception matters more
+            pass
+
+
+def start_job(
+    embedder: Embedder,
+    paths: Sequence[str | os.PathLike],
+    file_ids: Sequence[str] | None,
+    dev: torch.device,
+    batch_size: int | None,
+    precision: str,
+    cache: EmbeddingCache | None,
+    progress: Callable[[int, int], None] | None,
+) -> tuple[list[str], int, str, RowPlan]:
+    """The start every engine shares: the paths as strings, the batch size (``None``:
+    :func:`default_batch_size` of ``dev``), the precision, and the rows planned against the
+    cache (``progress`` is told the cached count). Returns ``(files, batch_size, precision, plan)``."""
+    files: list[str] = [str(os.fspath(p)) for p in paths]
+    n = len(files)
+    if file_ids is not None and len(file_ids) != n:
+        raise CoresetError(f"file_ids has {len(file_ids)} entries for {n} paths; give one id per path.")
+    batch_size = default_batch_size(dev) if batch_size is None else int(batch_size)
+    if batch_size < 1:
+        raise CoresetError(f"batch_size must be at least 1, got {batch_size}.")
+    prec = _resolve_precision(precision, dev)
+    plan = plan_rows(files, file_ids, cache_key(embedder, prec), int(embedder.dim), cache)
+    if progress is not None:
+        progress(plan.done, n)
+    return files, batch_size, prec, plan
+
 
 def make_loader(
     paths: Sequence[str],
@@ -524,18 +559,9 @@ def embed_images(
         :class:`ExtractionResult` with float32 ``features [N, embedder.dim]``.
     """
     t0 = time.perf_counter()
-    files: list[str] = [str(os.fspath(p)) for p in paths]
-    n = len(files)
-    if file_ids is not None and len(file_ids) != n:
-        raise CoresetError(f"file_ids has {len(file_ids)} entries for {n} paths; give one id per path.")
     dev = resolve_device(device)
-    batch_size = default_batch_size(dev) if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise CoresetError(f"batch_size must be at least 1, got {batch_size}.")
-    prec = _resolve_precision(precision, dev)
-    plan = plan_rows(files, file_ids, cache_key(embedder, prec), int(embedder.dim), cache)
-    if progress is not None:
-        progress(plan.done, n)
+    files, batch_size, prec, plan = start_job(embedder, paths, file_ids, dev, batch_size, precision, cache, progress)
+    n = len(files)
     if not plan.first:
         return assemble_result(plan, t0, dev, prec)
 
@@ -577,10 +603,7 @@ def embed_images(
     except BaseException:
         # Interrupted (KeyboardInterrupt, a signal turned into an exception, an error in a
         # callback): keep the finished rows, then let the exception go on.
-        try:
-            writer.flush()
-        except Exception:  # noqa: BLE001 - never hide the original exception behind a failed flush
-            pass
+        writer.flush_after_error()
         raise
     finally:
         del it

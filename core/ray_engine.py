@@ -197,36 +197,18 @@ def embed_images_ray(
     """
     import torch
 
-    from .extract import (
-        CacheWriter,
-        ExtractionCancelled,
-        _resolve_precision,
-        assemble_result,
-        cache_key,
-        cancelled_message,
-        default_batch_size,
-        plan_rows,
-    )
+    from .extract import CacheWriter, ExtractionCancelled, assemble_result, cancelled_message, start_job
 
     ray = require_ray()
     t0 = time.perf_counter()
-    files: list[str] = [str(os.fspath(p)) for p in paths]
-    n = len(files)
-    if file_ids is not None and len(file_ids) != n:
-        raise CoresetError(f"file_ids has {len(file_ids)} entries for {n} paths; give one id per path.")
     gpus_per_worker = float(gpus_per_worker or 0)
     if gpus_per_worker < 0:
         raise CoresetError(f"--gpus-per-worker must be 0 or more, got {gpus_per_worker:g}.")
     if workers is not None and int(workers) < 1:
         raise CoresetError(f"--workers must be at least 1, got {workers}.")
     dev = torch.device("cuda" if gpus_per_worker > 0 else "cpu")
-    batch_size = default_batch_size(dev) if batch_size is None else int(batch_size)
-    if batch_size < 1:
-        raise CoresetError(f"batch_size must be at least 1, got {batch_size}.")
-    prec = _resolve_precision(precision, dev)
-    plan = plan_rows(files, file_ids, cache_key(embedder, prec), int(embedder.dim), cache)
-    if progress is not None:
-        progress(plan.done, n)
+    files, batch_size, prec, plan = start_job(embedder, paths, file_ids, dev, batch_size, precision, cache, progress)
+    n = len(files)
     if not plan.first:
         return assemble_result(plan, t0, dev, prec)
 
@@ -275,10 +257,7 @@ def embed_images_ray(
                 startup_s=round((first_batch_at or time.perf_counter()) - t0, 3), workers=size, cpus_per_worker=cpus
             )
     except BaseException:
-        try:
-            writer.flush()
-        except Exception:  # noqa: BLE001 - never hide the original exception behind a failed flush
-            pass
+        writer.flush_after_error()
         raise
     finally:
         if started:
