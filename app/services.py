@@ -14,14 +14,10 @@ Pages call these and only format the results; everything here is testable withou
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 import numpy as np
 
 from core.features import FeatureSet
 from core.pool import selection_pool as _selection_pool
-from core.selection import SelectionResult
 from core.selection.edit import apply_edits, edit_subset
 from core.workflows import EvaluationOutcome, evaluate_result, evaluation_key, independent_model_hint, subset_zip
 from core.workflows import selection_files as subset_csv_bytes
@@ -74,24 +70,7 @@ def selection_pool(fs: FeatureSet) -> np.ndarray | None:
     return _selection_pool(fs)[0]
 
 
-def run_evaluation(
-    fs: FeatureSet,
-    result: SelectionResult,
-    out: Path | None = None,
-    *,
-    seeds: int = 5,
-    trainer: str = "linear",
-    eval_model: str | None = None,
-    device: str = "auto",
-    edited: bool = False,
-    step: Callable[[float, str], None] | None = None,
-) -> EvaluationOutcome:
-    """:func:`core.workflows.evaluate_result`: the report files come back as bytes in memory.
-
-    ``out`` is accepted for the pages' sake and not used: nothing is written to disk."""
-    return evaluate_result(
-        fs, result, seeds=seeds, trainer=trainer, eval_model=eval_model, device=device, edited=edited, step=step
-    )
+run_evaluation = evaluate_result  # the pages' name for :func:`core.workflows.evaluate_result`
 
 
 __all__ = [

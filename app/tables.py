@@ -117,20 +117,12 @@ def ranking_frame(
     return _ranking_display(ranking_order(result, classes), fs, thumbs)
 
 
-def ranking_page(
-    result: SelectionResult,
-    fs: FeatureSet,
-    page: int,
-    page_size: int,
-    classes: Sequence[str] | None = None,
-    only_kept: bool = False,
-) -> tuple[pd.DataFrame, int]:
-    """One page of :func:`ranking_frame` (``page`` from 0; the display columns are made for that
-    page only, so a page of a 100,000-image pool costs as little as one of the demo's) and the
-    number of rows of the whole ranking."""
-    order = ranking_order(result, classes, only_kept)
+def ranking_page(order: pd.DataFrame, fs: FeatureSet, page: int, page_size: int) -> pd.DataFrame:
+    """One page (``page`` from 0) of a ranking from :func:`ranking_order`, with the display
+    columns of :func:`ranking_frame` made for that page only, so a page of a 100,000-image pool
+    costs as little as one of the demo's."""
     start = max(0, int(page)) * int(page_size)
-    return _ranking_display(order.iloc[start : start + int(page_size)], fs, None), len(order)
+    return _ranking_display(order.iloc[start : start + int(page_size)], fs, None)
 
 
 def budget_frame(result: SelectionResult) -> pd.DataFrame:

@@ -110,7 +110,7 @@ def test_evaluation_progress_moves_with_each_training(tmp_path):
     fs = cached.get_features(st_.embedding_key)
     result = cached.selection(st_.runs[st_.active_run])
     steps = []
-    services.run_evaluation(fs, result, tmp_path / "out", seeds=3, step=lambda f, m: steps.append((f, m)))
+    services.run_evaluation(fs, result, seeds=3, step=lambda f, m: steps.append((f, m)))
     fractions = [f for f, _ in steps]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0 < fractions[0]
     trainings = [m for _, m in steps if "trainings)" in m]
@@ -125,7 +125,7 @@ def test_selection_with_hold_out_rows_is_run_again_with_a_note(tmp_path):
 
     fs = blobs((20, 20, 20), paths_root=tmp_path / "img")  # no test split: the evaluation holds 20 % out
     result = run_selection("ram_apl", fs.features, fs.labels, 0.3, models=["a", "b"])
-    outcome = services.run_evaluation(fs, result, tmp_path / "out", seeds=3, edited=True)
+    outcome = services.run_evaluation(fs, result, seeds=3, edited=True)
     assert "run again on the training rows only" in outcome.note and "hand edits" in outcome.note
     report = json.loads(outcome.files["report.json"])
     assert report["protocol"]["split"]["source"] == "hold-out"

@@ -257,7 +257,8 @@ fc1, fc2, fc3 = st.columns([3, 1, 1])
 classes = fc1.multiselect("Filter by class", sorted(bf["class"]), key="select_filter_class")
 only_kept = fc2.checkbox("Kept only", key="select_only_kept")
 RANKING_PAGE = 500
-n_rows = len(services.ranking_order(result, classes, only_kept))
+order = services.ranking_order(result, classes, only_kept)
+n_rows = len(order)
 n_pages = max(1, -(-n_rows // RANKING_PAGE))
 page = (
     int(
@@ -268,7 +269,7 @@ page = (
     - 1
 )
 page = min(page, n_pages - 1)
-view, _ = services.ranking_page(result, fs, page, RANKING_PAGE, classes, only_kept)
+view = services.ranking_page(order, fs, page, RANKING_PAGE)
 page_paths = [str(p) for p in fs.paths[view["index"].to_numpy()]] if fs.paths is not None else []
 thumbs = cached.thumbnails(page_paths, 48)
 view["thumbnail"] = [thumbs.get(p) for p in page_paths]
