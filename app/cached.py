@@ -299,7 +299,7 @@ def restore_runs(state) -> list[str]:
         except (KeyError, TypeError, ValueError):
             continue
         state.runs[spec.run_id] = spec
-        added, dropped = store.load_edits(fingerprint, spec.key)
+        added, dropped = set(rec.added), set(rec.dropped)
         state.edits[spec.run_id] = Edits(added, dropped)
         state.saved_edits[spec.run_id] = (tuple(sorted(added)), tuple(sorted(dropped)))
         if rec.evaluations:

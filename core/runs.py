@@ -53,7 +53,12 @@ class RunRecord:
     created: float
     folder: Path
     evaluations: tuple[str, ...] = ()  # evaluation keys, oldest first
-    n_edits: int = 0
+    added: frozenset[int] = frozenset()  # its hand edits: rows added to / dropped from the subset
+    dropped: frozenset[int] = frozenset()
+
+    @property
+    def n_edits(self) -> int:
+        return len(self.added) + len(self.dropped)
 
 
 @dataclass(frozen=True)
@@ -153,7 +158,8 @@ class RunStore:
                     float(meta.get("created", 0.0)),
                     folder,
                     keys,
-                    len(added) + len(dropped),
+                    frozenset(added),
+                    frozenset(dropped),
                 )
             )
         return sorted(out, key=lambda r: (r.created, r.run_id))
