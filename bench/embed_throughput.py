@@ -4,8 +4,9 @@ Three measurements in one process on the same image list:
 
 1. **ours**: :func:`core.extract.embed_images` with its defaults (no cache): batches of 8
    under ``inference_mode``, channels-last, BatchNorm folded into the convolutions and
-   conv + ReLU6 fused (oneDNN); decoding in the main process on <= 2 CPUs, else in
-   DataLoader workers.
+   conv + ReLU6 fused (oneDNN); on <= 2 CPUs decoding in one thread of the engine's process
+   (:class:`core.extract.ThreadedBatches`), else in DataLoader workers. ``ours (decode between
+   batches)`` is the same with ``decode_threads=0`` (the default before 2026-12-01).
 2. **naive**: one image at a time with default settings: ``PIL.Image.open -> transform ->
    model(x[None])`` on the plain timm model as ``timm.create_model`` returns it (eval mode,
    grad mode on as by default, no ``inference_mode``/``no_grad``, contiguous layout, default
@@ -14,11 +15,14 @@ Three measurements in one process on the same image list:
    ONNX Runtime CPU session (default options: all graph optimisations, default threads),
    fed by the same DataLoader code as ours (same dataset class: PIL + the same transform,
    same batch size) with 0, 1 and 2 decoding worker processes; the best of the three is
-   the reference for the ratio (the same-settings figure is printed too).
+   the reference for the ratio (the same-settings figure is printed too). ``onnxruntime
+   no-spin`` is the same session with ``session.intra_op.allow_spinning=0`` (what our backend
+   sets), with 0 and 1 workers, to show how much of the gap that option alone makes.
 
 4. **ours (onnx backend)**: :func:`core.extract.embed_images` with ``--backend onnx``
    (:mod:`core.embedders.onnx_runtime`: the engine's own model exported at load, checked
-   against torch to 1e-5), with 0 and 1 decoding workers.
+   against torch to 1e-5), with its defaults (one decoding thread) and with 1 decoding
+   worker process instead.
 
 Then, on ``--busy-limit`` images, each of ours (torch) and ours (onnx backend) idle and with
 another process spinning on one core (``--busy``), as the ratio busy / idle (target >= 0.7x),
@@ -151,10 +155,12 @@ def run_ort(session, transform, paths, batch_size, workers):
     return len(paths) / (time.perf_counter() - t0), np.concatenate(out)
 
 
-def run_backend(embedder, paths, bs, workers):
+def run_backend(embedder, paths, bs, workers, decode_threads=None):
     from core.extract import embed_images
 
-    r = embed_images(embedder, paths, device="cpu", batch_size=bs, num_workers=workers, cache=None)
+    r = embed_images(
+        embedder, paths, device="cpu", batch_size=bs, num_workers=workers, decode_threads=decode_threads, cache=None
+    )
     assert r.ok.all(), r.problems[:3]
     return len(paths) / r.seconds, r.features
 
@@ -292,6 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     export_onnx(plain_model, ours.input_size, onnx_path)
     export_s = time.perf_counter() - t
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    no_spin = ort.SessionOptions()
+    no_spin.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session_no_spin = ort.InferenceSession(str(onnx_path), sess_options=no_spin, providers=["CPUExecutionProvider"])
     from core.embedders.onnx_runtime import onnx_embedder
 
     ours_ort = onnx_embedder(ours, workspace)
@@ -305,9 +314,11 @@ def main(argv: list[str] | None = None) -> int:
         f"({torch.get_num_threads()} threads), onnxruntime {ort.__version__}"
     )
     print(f"data: {args.data} ({len(paths)} images; naive loops on the first {len(naive_paths)})")
+    from core.extract import default_decode_threads
+
     print(
-        f"ours: batch size {bs}, {nw} decoding worker processes; ORT: batch size {bs}, workers {ort_workers}; "
-        f"ONNX export took {export_s:.1f} s (untimed)"
+        f"ours: batch size {bs}, {nw} decoding worker processes, {default_decode_threads(nw)} decoding threads; "
+        f"ORT: batch size {bs}, workers {ort_workers}; ONNX export took {export_s:.1f} s (untimed)"
     )
 
     # warm-up (first-call allocations, worker start, ORT arena)
@@ -316,10 +327,12 @@ def main(argv: list[str] | None = None) -> int:
     run_naive(plain_model, ours.transform, warm[:4])
     run_ort(session, ours.transform, warm, bs, 0)
     run_backend(ours_ort, warm, bs, 0)
+    run_ort(session_no_spin, ours.transform, warm, bs, 0)
 
     names = (
-        ["ours", "ours onnx (0 workers)", "ours onnx (1 workers)"]
+        ["ours", "ours (decode between batches)", "ours onnx", "ours onnx (1 workers)"]
         + [f"onnxruntime ({w} workers)" for w in ort_workers]
+        + ["onnxruntime no-spin (0 workers)", "onnxruntime no-spin (1 workers)"]
         + ["naive", "naive (no_grad)"]
     )
     rates: dict[str, list[float]] = {k: [] for k in names}
@@ -327,12 +340,18 @@ def main(argv: list[str] | None = None) -> int:
     for r in range(args.repeats):
         rate, feats["ours"] = run_ours(ours, paths, args)
         rates["ours"].append(rate)
-        for w in (0, 1):
-            rate, feats["ours_ort"] = run_backend(ours_ort, paths, bs, w)
-            rates[f"ours onnx ({w} workers)"].append(rate)
+        rate, _ = run_backend(ours, paths, bs, nw, decode_threads=0)
+        rates["ours (decode between batches)"].append(rate)
+        rate, feats["ours_ort"] = run_backend(ours_ort, paths, bs, nw)
+        rates["ours onnx"].append(rate)
+        rate, _ = run_backend(ours_ort, paths, bs, 1)
+        rates["ours onnx (1 workers)"].append(rate)
         for w in ort_workers:
             rate, feats["ort"] = run_ort(session, ours.transform, paths, bs, w)
             rates[f"onnxruntime ({w} workers)"].append(rate)
+        for w in (0, 1):
+            rate, _ = run_ort(session_no_spin, ours.transform, paths, bs, w)
+            rates[f"onnxruntime no-spin ({w} workers)"].append(rate)
         rate, feats["naive"] = run_naive(plain_model, ours.transform, naive_paths)
         rates["naive"].append(rate)
         rate, _ = run_naive(plain_model, ours.transform, naive_paths, no_grad=True)
@@ -354,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     best = {k: max(v) for k, v in rates.items()}
     med = {k: statistics.median(v) for k, v in rates.items()}
     ort_same = f"onnxruntime ({nw} workers)"
-    ort_best = max((k for k in names if k.startswith("onnxruntime")), key=lambda k: med[k])
+    ort_best = max((k for k in names if k.startswith("onnxruntime (")), key=lambda k: med[k])
     print("\nimages/s, end to end (decode included)      best    median")
     for k in names:
         print(f"  {k:<40} {best[k]:7.1f} {med[k]:8.1f}")
@@ -369,16 +388,17 @@ def main(argv: list[str] | None = None) -> int:
             f"ratio ours / {label:<22} best {best['ours'] / best[ref]:.2f}x, "
             f"median {med['ours'] / med[ref]:.2f}x{target}"
         )
-    ours_onnx_best = max(("ours onnx (0 workers)", "ours onnx (1 workers)"), key=lambda k: med[k])
-    print(
-        f"ratio {ours_onnx_best} / ORT, its best workers  best {best[ours_onnx_best] / best[ort_best]:.2f}x, "
-        f"median {med[ours_onnx_best] / med[ort_best]:.2f}x  (target >= 1.0x)"
-    )
+    ort_no_spin = max((k for k in names if k.startswith("onnxruntime no-spin")), key=lambda k: med[k])
+    for label, ref in (("ORT, its best workers", ort_best), ("ORT no-spin, best", ort_no_spin)):
+        target = "  (target >= 1.0x)" if ref == ort_best else ""
+        print(
+            f"ratio ours onnx / {label:<22} best {best['ours onnx'] / best[ref]:.2f}x, "
+            f"median {med['ours onnx'] / med[ref]:.2f}x{target}"
+        )
 
     if args.busy_limit:
         sub = paths[: args.busy_limit]
-        w_onnx = int(ours_onnx_best.split("(")[1][0])
-        res = busy_ratios({"ours (torch)": (ours, nw), f"ours onnx ({w_onnx} workers)": (ours_ort, w_onnx)}, sub, bs)
+        res = busy_ratios({"ours (torch)": (ours, nw), "ours onnx": (ours_ort, nw)}, sub, bs)
         print(f"\nanother process busy on one core ({len(sub)} images; target busy >= 0.7x idle):")
         for k, (idle, busy) in res.items():
             print(f"  {k:<28} idle {idle:6.1f} img/s, busy {busy:6.1f} img/s, busy/idle {busy / idle:.2f}x")

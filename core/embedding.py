@@ -86,6 +86,7 @@ def embed_dataset(
     device: str = "auto",
     batch_size: int | None = None,
     num_workers: int | None = None,
+    decode_threads: int | None = None,
     precision: str = "auto",
     workspace: str | os.PathLike | None = None,
     use_cache: bool = True,
@@ -104,6 +105,9 @@ def embed_dataset(
         weights: model name -> local weights file, for hub-backed models used offline.
         device: ``auto`` (CUDA > MPS > CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
         batch_size: images per forward pass (default: 8 on the CPU, 64 on a GPU).
+        num_workers, decode_threads: decoding processes, and decoding threads when there are
+            none (defaults: :func:`core.extract.default_num_workers` and
+            :func:`core.extract.default_decode_threads`).
         precision: ``auto`` (fp16 autocast on CUDA, fp32 elsewhere), ``fp32``, ``fp16``, ``bf16``.
         workspace: folder for the cache and converted weights (default: the user cache dir).
         use_cache: read and write the embedding cache.
@@ -199,6 +203,7 @@ def embed_dataset(
                 device=device,
                 batch_size=batch_size,
                 num_workers=num_workers,
+                decode_threads=decode_threads,
                 precision=precision,
                 cache=cache,
                 progress=report,

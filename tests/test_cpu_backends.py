@@ -26,6 +26,9 @@ def test_onnx_backend_gives_torch_features_and_reuses_its_export(lite0, image_tr
     ref = embed_images(lite0, paths, device="cpu", num_workers=0)
     ort = onnx_runtime.onnx_embedder(lite0, tmp_path)
     assert ort.backend == "onnxruntime" and ort.identity == lite0.identity and ort.onnx_check <= 1e-5
+    # idle ORT threads sleep rather than spin (the spinning took the decoding thread's core)
+    opts = ort.onnx_session.get_session_options()
+    assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     got = embed_images(ort, paths, device="cpu", num_workers=0)
     np.testing.assert_allclose(got.features, ref.features, atol=1e-5 * max(1.0, np.abs(ref.features).max()), rtol=0)
     # the second load reuses the cached export

@@ -51,6 +51,13 @@ def add_parser(subparsers) -> None:
     )
     p.add_argument("--num-workers", type=int, default=None, help="image-decoding worker processes (default: auto)")
     p.add_argument(
+        "--decode-threads",
+        type=int,
+        default=None,
+        help="with no decoding processes, image-decoding threads in the engine's process "
+        "(default: 1, decoding the next batches while the model runs; 0: between batches)",
+    )
+    p.add_argument(
         "--precision",
         default="auto",
         choices=["auto", "fp32", "fp16", "bf16"],
@@ -123,6 +130,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise CoresetError("--batch-size must be at least 1.")
+    for flag, value in (("--num-workers", args.num_workers), ("--decode-threads", args.decode_threads)):
+        if value is not None and value < 0:
+            raise CoresetError(f"{flag} must be 0 or more.")
     weights = parse_weights(args.weights)
     ray_options = None
     if args.engine == "ray":
@@ -152,6 +162,7 @@ def run(args: argparse.Namespace) -> int:
                 device=args.device,
                 batch_size=args.batch_size,
                 num_workers=args.num_workers,
+                decode_threads=args.decode_threads,
                 precision=args.precision,
                 workspace=args.workspace,
                 use_cache=not args.no_cache,
