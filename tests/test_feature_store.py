@@ -110,3 +110,134 @@ def test_embed_cli_writes_a_store(image_tree, tmp_path, fake_app_model):
 
     ds = load_folder(image_tree)
     assert list(store_file_ids(out)) == [ds.file_ids[ds.paths.index(p)] for p in a.paths]
+
+
+def test_a_store_grows_by_appending_only_the_images_it_does_not_hold(tmp_path):
+    from core.feature_store import FeatureStoreWriter, append_feature_store
+
+    fs = _feature_set()
+    ids = [f"hash{i:04d}" for i in range(len(fs))]
+    path = tmp_path / "f.store"
+    w = FeatureStoreWriter(path, {"m1": 12, "m2": 5}, fs.meta)
+    assert (
+        w.append(
+            {m: x[:200] for m, x in fs.features.items()},
+            fs.labels[:200],
+            paths=fs.paths[:200],
+            split=fs.split[:200],
+            file_ids=ids[:200],
+        )
+        == 200
+    )
+    # the whole set again, in chunks: only the 100 new images are added, after the others
+    assert append_feature_store(path, fs, ids, chunk_rows=64) == 100
+    assert append_feature_store(path, fs, ids) == 0
+    got = open_feature_store(path)
+    assert _mapped(got.features["m1"]) and got.features["m1"].shape == (300, 12)
+    for m in fs.models:
+        np.testing.assert_array_equal(got.features[m], fs.features[m])
+    assert list(got.labels) == list(fs.labels) and list(got.paths) == list(fs.paths)
+    assert list(store_file_ids(path)) == ids and verify_feature_store(path) == []
+    manifest = json.loads((path / "store.json").read_text())
+    assert [c["stop"] for c in manifest["chunks"]] == [
+        200,
+        256,
+        300,
+    ]  # rows 200-255 of the 64-row chunk 192-255, then 256-299
+    # what does not fit the store is refused, naming the store
+    with pytest.raises(CoresetError, match="holds models"):
+        FeatureStoreWriter(path, {"m1": 12})
+    with pytest.raises(CoresetError, match="labels"):
+        FeatureStoreWriter(path).append({"m1": np.zeros((1, 12)), "m2": np.zeros((1, 5))}, np.array([3]))
+    with pytest.raises(CoresetError, match=r"\(1, 12\)"):
+        FeatureStoreWriter(path).append({"m1": np.zeros((1, 11)), "m2": np.zeros((1, 5))}, np.array(["ant"]))
+
+
+@pytest.mark.parametrize("fail_at", ["rows", "manifest"])
+def test_an_interrupted_append_leaves_the_store_as_it_was_and_the_next_one_repairs_it(tmp_path, monkeypatch, fail_at):
+    from core import feature_store
+    from core.feature_store import FeatureStoreWriter
+
+    fs = _feature_set(n=120)
+    ids = [f"h{i}" for i in range(120)]
+    path = save_feature_store(tmp_path / "f.store", _head(fs, 80), file_ids=ids[:80])
+    size = (path / "m1.npy").stat().st_size
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    if fail_at == "rows":
+        import core.workspace
+
+        monkeypatch.setattr(core.workspace, "atomic_write_with", boom)
+    else:
+        monkeypatch.setattr(feature_store, "_write_manifest", boom)
+    with pytest.raises(OSError, match="disk full"):
+        FeatureStoreWriter(path).append(
+            {m: x[80:] for m, x in fs.features.items()},
+            fs.labels[80:],
+            paths=fs.paths[80:],
+            split=fs.split[80:],
+            file_ids=ids[80:],
+        )
+    monkeypatch.undo()
+    assert (path / "m1.npy").stat().st_size > size  # the features were written, never committed
+    assert len(list(path.glob("rows-*.parquet"))) == (2 if fail_at == "manifest" else 1)
+    got = open_feature_store(path)  # the manifest's 80 rows, nothing after them
+    assert len(got) == 80 and got.features["m1"].shape == (80, 12)
+    np.testing.assert_array_equal(got.features["m1"], fs.features["m1"][:80])
+    assert verify_feature_store(path) == []
+    w = FeatureStoreWriter(path)  # cuts the uncommitted tail (and a rows file of it) off
+    assert (path / "m1.npy").stat().st_size == size and len(list(path.glob("rows-*.parquet"))) == 1
+    assert (
+        w.append(
+            {m: x[80:] for m, x in fs.features.items()},
+            fs.labels[80:],
+            paths=fs.paths[80:],
+            split=fs.split[80:],
+            file_ids=ids[80:],
+        )
+        == 40
+    )
+    got = open_feature_store(path)
+    np.testing.assert_array_equal(got.features["m2"], fs.features["m2"])
+    assert list(got.labels) == list(fs.labels) and verify_feature_store(path) == []
+
+
+def _head(fs: FeatureSet, k: int) -> FeatureSet:
+    return FeatureSet(
+        features={m: x[:k] for m, x in fs.features.items()},
+        labels=fs.labels[:k],
+        paths=fs.paths[:k],
+        split=fs.split[:k],
+        meta=fs.meta,
+    )
+
+
+def test_a_version_1_store_is_still_read_and_verified(tmp_path):
+    import hashlib
+
+    fs = _feature_set(n=50)
+    path = tmp_path / "old.store"
+    path.mkdir()
+    models = {}
+    for m, x in fs.features.items():
+        np.save(path / f"{m}-x.npy", x)
+        models[m] = {
+            "dim": x.shape[1],
+            "file": f"{m}-x.npy",
+            "sha256": hashlib.sha256((path / f"{m}-x.npy").read_bytes()).hexdigest(),
+        }
+    pd.DataFrame({"file_id": [""] * 50, "path": fs.paths, "label": fs.labels, "split": fs.split}).to_parquet(
+        path / "rows.parquet"
+    )
+    (path / "store.json").write_text(
+        json.dumps({"format": "coreset-studio-features-store", "version": 1, "n": 50, "models": models, "meta": {}})
+    )
+    got = open_feature_store(path)
+    np.testing.assert_array_equal(got.features["m1"], fs.features["m1"])
+    assert list(got.labels) == list(fs.labels) and verify_feature_store(path) == []
+    from core.feature_store import FeatureStoreWriter
+
+    with pytest.raises(CoresetError, match="version 1"):
+        FeatureStoreWriter(path)
