@@ -219,6 +219,7 @@ def embed_dataset(
             "seconds": round(time.perf_counter() - started, 3),
             "images_per_s": round(result.images_per_s, 1),
             "device": result.device,
+            "backend": str(getattr(embedder, "backend", "torch")),
             "dim": int(result.features.shape[1]),
         }
         identities[model] = {"identity": embedder.identity, "dim": int(embedder.dim)}

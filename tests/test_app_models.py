@@ -169,6 +169,44 @@ def test_batch_size_and_workers_default_to_auto_and_pass_through(monkeypatch):
         assert not errors(at) and seen[-1] == (batch, workers)
 
 
+def test_the_onnx_runtime_is_picked_on_the_page_and_gives_the_torch_features(monkeypatch):
+    import shutil
+
+    import numpy as np
+
+    import core.embedding
+
+    pytest.importorskip("onnxruntime")
+    real, seen = core.embedding.embed_dataset, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["backend"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(core.embedding, "embed_dataset", spy)
+    feats = {}
+    from core.cache import cache_root
+
+    for runtime in ("torch", "onnx"):
+        cached.feature_store().clear()
+        shutil.rmtree(cache_root(), ignore_errors=True)  # the disk cache too: each runtime computes
+        at = start()
+        at.switch_page("views/models.py").run()
+        assert at.selectbox(key="models_runtime").value == "torch"  # the default
+        at.selectbox(key="models_runtime").set_value(runtime)
+        at.selectbox(key="models_device").set_value("cpu")
+        at.multiselect(key="models_pick").set_value([FAKE]).run()
+        at.button(key="models_compute").click().run()
+        assert not errors(at) and seen[-1] == runtime
+        stats = at.dataframe[-1].value
+        assert stats["backend"].tolist() == [{"torch": "torch", "onnx": "onnxruntime"}[runtime]]
+        assert stats["computed"].tolist() == [1200]  # computed by this runtime, not read from the cache
+        feats[runtime] = cached.get_features(state(at).embedding_key).features[FAKE]
+    np.testing.assert_allclose(
+        feats["onnx"], feats["torch"], rtol=0, atol=1e-5 * max(1.0, np.abs(feats["torch"]).max())
+    )
+
+
 def test_a_cache_that_cannot_be_written_is_shown_and_the_embeddings_still_arrive(monkeypatch):
     import errno
     import os
