@@ -241,3 +241,26 @@ def test_a_version_1_store_is_still_read_and_verified(tmp_path):
 
     with pytest.raises(CoresetError, match="version 1"):
         FeatureStoreWriter(path)
+
+
+def test_embed_cli_appends_to_a_store_only_the_images_it_does_not_hold(image_tree, tmp_path, fake_app_model):
+    import shutil
+
+    files = sorted(p for p in image_tree.rglob("*.png"))
+    part = tmp_path / "part"
+    for f in files[::2]:  # every other image, same class folders
+        (part / f.parent.name).mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, part / f.parent.name / f.name)
+    store, npz = tmp_path / "s.store", tmp_path / "all.npz"
+    assert main(["embed", str(part), "--models", fake_app_model, "--out", str(store), "--append"]) == 0
+    assert main(["embed", str(image_tree), "--models", fake_app_model, "--out", str(store), "--append"]) == 0
+    assert main(["embed", str(image_tree), "--models", fake_app_model, "--out", str(npz)]) == 0
+    got, full = load_features(store), load_features(npz)
+    n_part = len(files[::2])
+    assert len(got) == len(full) == len(files) and verify_feature_store(store) == []
+    assert all(p.startswith(str(part)) for p in got.paths[:n_part])  # the first part kept its rows
+    by_path = {p: i for i, p in enumerate(full.paths)}
+    rest = [by_path[p] for p in got.paths[n_part:]]
+    assert sorted(got.paths[n_part:]) == sorted(str(f) for f in files[1::2])
+    np.testing.assert_array_equal(got.features[fake_app_model][n_part:], full.features[fake_app_model][rest])
+    assert main(["embed", str(image_tree), "--models", fake_app_model, "--out", str(npz), "--append"]) == 2

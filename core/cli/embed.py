@@ -105,6 +105,13 @@ def add_parser(subparsers) -> None:
         help="features file to write (.npz), or a features store folder NAME.store (memory-mapped "
         ".npy per model + rows.parquet keyed by content hash; for features beyond memory)",
     )
+    p.add_argument(
+        "--append",
+        action="store_true",
+        help="with --out NAME.store: add the images whose content hash the store does not hold yet "
+        "(created when missing; the images in it keep their rows) instead of replacing it; for building "
+        "a large store in parts",
+    )
     add_dataset_arguments(p)
     p.set_defaults(func=run)
 
@@ -130,6 +137,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size is not None and args.batch_size < 1:
         raise CoresetError("--batch-size must be at least 1.")
+    if args.append and Path(args.out).suffix != ".store":
+        raise CoresetError(f"--append needs a features store as --out (a folder NAME.store), not {args.out}.")
     for flag, value in (("--num-workers", args.num_workers), ("--decode-threads", args.decode_threads)):
         if value is not None and value < 0:
             raise CoresetError(f"{flag} must be 0 or more.")
@@ -189,6 +198,16 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out).expanduser()
     clean_stale_temps(out.parent, name=out.name)  # what a run killed while writing this file left
     try:
+        if out.suffix == ".store" and args.append:
+            from ..feature_store import append_feature_store
+
+            if run_.file_ids is None:
+                raise CoresetError(
+                    "--append needs the images' content hashes, and this dataset has none; write a new store."
+                )
+            added = append_feature_store(out, run_.features, file_ids=run_.file_ids)
+            print(f"added {added} image(s) to {out}; {len(run_.features) - added} were in it already")
+            return 0
         if out.suffix == ".store":
             from ..feature_store import save_feature_store
 
