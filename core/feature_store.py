@@ -20,8 +20,9 @@ Every row is keyed by its image's content hash (``file_id``) and every chunk of 
 file by its own sha256, so a store can be checked (:func:`verify_feature_store`) and an
 :func:`append_feature_store` adds only the images the store does not hold yet.
 
-**Reading.** :func:`open_feature_store` maps each ``.npy`` copy-on-write
-(``numpy.load(mmap_mode="c")``: never written back): opening costs the labels and paths only,
+**Reading.** :func:`open_feature_store` maps each ``.npy`` read-only (``numpy.load(mmap_mode="r")``;
+not copy-on-write: Linux counts a private writable mapping against its commit limit, so a
+copy-on-write map of a store larger than RAM fails with ENOMEM): opening costs the labels and paths only,
 and the OS pages the features in as a selector reads them, so 10M x 768 float32 (30 GB)
 opens on a machine with far less RAM, and a model's features are one contiguous ``[n, D]``
 array however many chunks wrote them.
@@ -445,8 +446,9 @@ def append_feature_store(path: str | os.PathLike, fs, file_ids: Sequence[str], c
 
 # ----------------------------------------------------------------------------- reading
 def open_feature_store(path: str | os.PathLike):
-    """The store at ``path`` as a :class:`~core.features.FeatureSet` whose features are copy-on-write
-    memory maps (the file is never changed) (``numpy.memmap``-backed ``[n, D]`` float32); labels, paths and splits in memory."""
+    """The store at ``path`` as a :class:`~core.features.FeatureSet` whose features are read-only
+    memory maps (``numpy.memmap``-backed ``[n, D]`` float32; writing into them raises); labels,
+    paths and splits in memory."""
     from .features import FeatureSet
 
     path = Path(path)
@@ -457,8 +459,9 @@ def open_feature_store(path: str | os.PathLike):
     for name, spec in manifest["models"].items():
         file = path / str(spec["file"])
         try:
-            # copy-on-write: the file is never changed, and torch.from_numpy gets a writable array
-            x = np.load(file, mmap_mode="c", allow_pickle=False)
+            # read-only and shared: never written, and not charged to the commit limit (a
+            # copy-on-write map is, and fails with ENOMEM for a store larger than RAM + swap)
+            x = np.load(file, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise CoresetError(
                 f"Features store {path}: features of {name!r} ({file.name}) cannot be read "

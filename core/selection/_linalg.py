@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -127,9 +128,21 @@ def iter_chunks(n_rows: int, rows: int, start: int = 0) -> Iterator[tuple[int, i
         yield s, min(n_rows, s + rows)
 
 
+def from_numpy(x: np.ndarray) -> torch.Tensor:
+    """:func:`torch.from_numpy`, also for a read-only array (a features store's read-only memory map).
+
+    Torch warns that it has no read-only tensors; the selection code only reads its inputs (it
+    never writes in place into a tensor it did not allocate), so the warning is not shown."""
+    if x.flags.writeable:
+        return torch.from_numpy(x)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(x)
+
+
 def as_tensor(x: np.ndarray) -> torch.Tensor:
     """Wrap a float32 C-contiguous array as a CPU tensor without copying (copy otherwise)."""
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
 def l2_normalize_rows(t: torch.Tensor) -> torch.Tensor:
@@ -154,7 +167,7 @@ def check_finite(x: np.ndarray, name: str) -> None:
     sum NaN or inf); only a chunk whose sum is not finite (which includes a float32 overflow
     of finite values) is inspected element-wise.
     """
-    xt = as_tensor(x) if x.dtype == np.float32 else torch.from_numpy(np.ascontiguousarray(x))
+    xt = as_tensor(x) if x.dtype == np.float32 else from_numpy(np.ascontiguousarray(x))
     n = xt.shape[0]
     d = xt.shape[1] if xt.ndim == 2 else 1
     rows = rows_per_chunk(4 * d, n)
@@ -187,7 +200,7 @@ def check_values(x: np.ndarray, name: str, magnitude_limit: float) -> float | No
     otherwise returns ``max |x|`` if it exceeds ``magnitude_limit`` (the caller words that
     error) and None when it does not.
     """
-    xt = as_tensor(x) if x.dtype == np.float32 else torch.from_numpy(np.ascontiguousarray(x))
+    xt = as_tensor(x) if x.dtype == np.float32 else from_numpy(np.ascontiguousarray(x))
     n = xt.shape[0]
     if xt.numel() == 0:
         return None
@@ -256,7 +269,7 @@ def known_class_sums(entries: list[tuple[np.ndarray, np.ndarray, int, np.ndarray
     """Within the block, :func:`class_means` (``normalize="none"``, CPU) reuses the float64
     class sums of the listed ``(features, codes, n_classes, sums)``, identified by memory
     address and shape (the arrays must not change inside the block)."""
-    known = {_sums_key(torch.from_numpy(x), torch.from_numpy(c), k): sums for x, c, k, sums in entries}
+    known = {_sums_key(from_numpy(x), from_numpy(c), k): sums for x, c, k, sums in entries}
     token = _KNOWN_SUMS.set(known)
     try:
         yield
