@@ -309,3 +309,30 @@ def test_a_store_larger_than_the_machines_memory_opens_and_is_read(tmp_path):
     assert x.shape == (n, dim) and x.nbytes > 3 * ram and _mapped(x) and not x.flags.writeable
     np.testing.assert_array_equal(x[-1, :5], np.arange(5, dtype=np.float32))
     assert float(x[n // 2, ::4096].sum()) == 0.0
+
+
+def test_scattered_rows_of_a_store_are_gathered_under_random_access_advice(tmp_path):
+    from core.selection import _linalg
+
+    fs = _feature_set(n=400)
+    mapped = open_feature_store(save_feature_store(tmp_path / "f.store", fs)).features["m1"]
+    rows = np.arange(3, 400, 37)  # 11 scattered rows: under 1/8 of them
+    seen = []
+    real = _linalg.random_access
+
+    def spy(x):
+        seen.append(_linalg._file_map(x) is not None)
+        return real(x)
+
+    import unittest.mock
+
+    with unittest.mock.patch.object(_linalg, "random_access", spy):
+        np.testing.assert_array_equal(_linalg.gather_rows(mapped, rows), fs.features["m1"][rows])
+        np.testing.assert_array_equal(_linalg.gather_rows(fs.features["m1"], rows), fs.features["m1"][rows])
+        np.testing.assert_array_equal(_linalg.gather_rows(mapped, np.arange(0, 400, 2)), fs.features["m1"][::2])
+    assert seen == [True]  # only the scattered gather from the mapping: not in memory, not a dense one
+    with _linalg.random_access(mapped), _linalg.random_access(mapped[10:]):  # nested, one mapping
+        assert list(_linalg._RANDOM_USERS.values()) == [2]
+    assert _linalg._RANDOM_USERS == {}  # the last to leave restores the normal advice
+    with _linalg.random_access(fs.features["m1"]):
+        assert _linalg._RANDOM_USERS == {}  # an array in memory: nothing to advise
