@@ -145,7 +145,7 @@ def from_numpy(x: np.ndarray) -> torch.Tensor:
 
 def _file_map(x: np.ndarray) -> mmap.mmap | None:
     """The ``mmap.mmap`` that holds ``x``'s memory (a memory-mapped features store), else None."""
-    base = x
+    base: Any = x
     while base is not None and not isinstance(base, mmap.mmap):
         base = getattr(base, "base", None)
     return base
