@@ -392,17 +392,7 @@ def save_feature_store(
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
     try:
         writer = FeatureStoreWriter(tmp, {m: int(x.shape[1]) for m, x in fs.features.items()}, fs.meta)
-        labels = np.asarray(fs.labels)
-        step = max(1, int(chunk_rows))
-        for a in range(0, n, step):
-            b = min(n, a + step)
-            writer.append(
-                {m: x[a:b] for m, x in fs.features.items()},
-                labels[a:b],
-                paths=fs.paths[a:b] if fs.paths is not None else None,
-                split=fs.split[a:b] if fs.split is not None else None,
-                file_ids=list(file_ids[a:b]) if file_ids is not None else None,
-            )
+        _append_in_chunks(writer, fs, file_ids, chunk_rows, skip_known=False)
         writer.manifest["has_paths"] = fs.paths is not None
         writer.manifest["has_split"] = fs.split is not None
         _write_manifest(tmp, writer.manifest)
@@ -428,18 +418,22 @@ def append_feature_store(path: str | os.PathLike, fs, file_ids: Sequence[str], c
     if len(file_ids) != len(fs):
         raise CoresetError(f"file_ids has {len(file_ids)} entries for {len(fs)} rows.")
     writer = FeatureStoreWriter(path, {m: int(x.shape[1]) for m, x in fs.features.items()}, fs.meta)
+    return _append_in_chunks(writer, fs, file_ids, chunk_rows, skip_known=True)
+
+
+def _append_in_chunks(writer: FeatureStoreWriter, fs, file_ids, chunk_rows: int, *, skip_known: bool) -> int:
+    """Append the rows of the feature set ``fs`` in chunks of ``chunk_rows``; the number of rows added."""
     labels = np.asarray(fs.labels)
-    added = 0
-    step = max(1, int(chunk_rows))
-    for a in range(0, len(fs), step):
-        b = min(len(fs), a + step)
+    n, step, added = len(fs), max(1, int(chunk_rows)), 0
+    for a in range(0, n, step):
+        b = min(n, a + step)
         added += writer.append(
             {m: x[a:b] for m, x in fs.features.items()},
             labels[a:b],
             paths=fs.paths[a:b] if fs.paths is not None else None,
             split=fs.split[a:b] if fs.split is not None else None,
-            file_ids=list(file_ids[a:b]),
-            skip_known=True,
+            file_ids=list(file_ids[a:b]) if file_ids is not None else None,
+            skip_known=skip_known,
         )
     return added
 
