@@ -173,10 +173,10 @@ def test_the_onnx_runtime_is_picked_on_the_page_and_gives_the_torch_features(mon
     import shutil
 
     import numpy as np
+    import onnxruntime  # noqa: F401 - a dev dependency: missing, this fails loudly
 
     import core.embedding
 
-    pytest.importorskip("onnxruntime")
     real, seen = core.embedding.embed_dataset, []
 
     def spy(*args, **kwargs):

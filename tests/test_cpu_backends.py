@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime  # noqa: F401 - a dev dependency (make test installs it): missing, fail, never skip
 import pytest
 from PIL import Image
 
@@ -10,8 +11,6 @@ from core.cli import main
 from core.embedders import create_embedder
 from core.extract import embed_images
 from core.features import load_features
-
-pytest.importorskip("onnxruntime")
 
 
 @pytest.fixture(scope="module")
