@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from .errors import CoresetError
+from .hashing import file_digest
 
 FORMAT = "coreset-studio-features-store"
 VERSION = 2
@@ -70,14 +71,6 @@ _DTYPE = np.dtype("<f4")
 def is_feature_store(path: str | os.PathLike) -> bool:
     """True when ``path`` is a folder with a ``store.json``."""
     return (Path(path) / MANIFEST).is_file()
-
-
-def _sha256_file(path: Path, block: int = 1 << 24) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(block):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sha256_rows(x: np.ndarray) -> str:
@@ -493,7 +486,7 @@ def verify_feature_store(path: str | os.PathLike) -> list[str]:
         return [
             name
             for name, spec in manifest["models"].items()
-            if _sha256_file(path / str(spec["file"])) != spec["sha256"]
+            if file_digest(path / str(spec["file"]), "sha256") != spec["sha256"]
         ]
     bad = []
     for name, spec in manifest["models"].items():
