@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ...errors import SelectionInputError
-from .._linalg import from_numpy, gather_rows, l2_normalize_rows, parallel_map
+from .._linalg import gather_rows, l2_normalize_rows, parallel_map
 from .._ordering import concat_class_picks
 from ..registry import SelectionData
 
@@ -24,10 +24,10 @@ def class_features(data: SelectionData, rows: np.ndarray, model: str, normalize:
     else:
         names = data.models
     if len(names) == 1:
-        x = from_numpy(gather_rows(data.features[names[0]], rows)).to(data.device)
+        x = torch.from_numpy(gather_rows(data.features[names[0]], rows)).to(data.device)
         return l2_normalize_rows(x) if normalize == "l2" else x
     return torch.cat(
-        [l2_normalize_rows(from_numpy(gather_rows(data.features[m], rows)).to(data.device)) for m in names], dim=1
+        [l2_normalize_rows(torch.from_numpy(gather_rows(data.features[m], rows)).to(data.device)) for m in names], dim=1
     )
 
 
