@@ -386,9 +386,10 @@ def save_feature_store(
     try:
         writer = FeatureStoreWriter(tmp, {m: int(x.shape[1]) for m, x in fs.features.items()}, fs.meta)
         _append_in_chunks(writer, fs, file_ids, chunk_rows, skip_known=False)
-        writer.manifest["has_paths"] = fs.paths is not None
-        writer.manifest["has_split"] = fs.split is not None
-        _write_manifest(tmp, writer.manifest)
+        if n == 0:  # no chunk was appended to record whether there are paths and splits
+            writer.manifest["has_paths"] = fs.paths is not None
+            writer.manifest["has_split"] = fs.split is not None
+            _write_manifest(tmp, writer.manifest)
         if path.exists():  # an older store: move it aside, put the new one in place, drop the old one
             old = path.parent / f".{path.name}.old-{secrets.token_hex(4)}"
             os.replace(path, old)
