@@ -111,14 +111,6 @@ def export_onnx(model: torch.nn.Module, size: tuple[int, int, int], path: Path) 
     model.eval()  # export may flip train mode back on the wrapped module
 
 
-def run_ours(embedder, paths, args):
-    from core.extract import embed_images
-
-    r = embed_images(embedder, paths, device="cpu", batch_size=args.batch_size, num_workers=args.workers, cache=None)
-    assert r.ok.all(), r.problems[:3]
-    return len(paths) / r.seconds, r.features
-
-
 def run_naive(model, transform, paths, no_grad: bool = False):
     from PIL import Image
 
@@ -323,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # warm-up (first-call allocations, worker start, ORT arena)
     warm = paths[:32]
-    run_ours(ours, warm, args)
+    run_backend(ours, warm, args.batch_size, args.workers)
     run_naive(plain_model, ours.transform, warm[:4])
     run_ort(session, ours.transform, warm, bs, 0)
     run_backend(ours_ort, warm, bs, 0)
@@ -338,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     rates: dict[str, list[float]] = {k: [] for k in names}
     feats = {}
     for r in range(args.repeats):
-        rate, feats["ours"] = run_ours(ours, paths, args)
+        rate, feats["ours"] = run_backend(ours, paths, args.batch_size, args.workers)
         rates["ours"].append(rate)
         rate, _ = run_backend(ours, paths, bs, nw, decode_threads=0)
         rates["ours (decode between batches)"].append(rate)
