@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -312,27 +313,62 @@ def test_a_store_larger_than_the_machines_memory_opens_and_is_read(tmp_path):
 
 
 def test_scattered_rows_of_a_store_are_gathered_under_random_access_advice(tmp_path):
-    from core.selection import _linalg
+    from core import mapped
 
     fs = _feature_set(n=400)
-    mapped = open_feature_store(save_feature_store(tmp_path / "f.store", fs)).features["m1"]
+    x_mapped = open_feature_store(save_feature_store(tmp_path / "f.store", fs)).features["m1"]
     rows = np.arange(3, 400, 37)  # 11 scattered rows: under 1/8 of them
     seen = []
-    real = _linalg.random_access
+    real = mapped.random_access
 
     def spy(x):
-        seen.append(_linalg._file_map(x) is not None)
+        seen.append(mapped.file_map(x) is not None)
         return real(x)
 
     import unittest.mock
 
-    with unittest.mock.patch.object(_linalg, "random_access", spy):
-        np.testing.assert_array_equal(_linalg.gather_rows(mapped, rows), fs.features["m1"][rows])
-        np.testing.assert_array_equal(_linalg.gather_rows(fs.features["m1"], rows), fs.features["m1"][rows])
-        np.testing.assert_array_equal(_linalg.gather_rows(mapped, np.arange(0, 400, 2)), fs.features["m1"][::2])
+    with unittest.mock.patch.object(mapped, "random_access", spy):
+        np.testing.assert_array_equal(mapped.gather_rows(x_mapped, rows), fs.features["m1"][rows])
+        np.testing.assert_array_equal(mapped.gather_rows(fs.features["m1"], rows), fs.features["m1"][rows])
+        np.testing.assert_array_equal(mapped.gather_rows(x_mapped, np.arange(0, 400, 2)), fs.features["m1"][::2])
     assert seen == [True]  # only the scattered gather from the mapping: not in memory, not a dense one
-    with _linalg.random_access(mapped), _linalg.random_access(mapped[10:]):  # nested, one mapping
-        assert list(_linalg._RANDOM_USERS.values()) == [2]
-    assert _linalg._RANDOM_USERS == {}  # the last to leave restores the normal advice
-    with _linalg.random_access(fs.features["m1"]):
-        assert _linalg._RANDOM_USERS == {}  # an array in memory: nothing to advise
+    with mapped.random_access(x_mapped), mapped.random_access(x_mapped[10:]):  # nested, one mapping
+        assert list(mapped._RANDOM_USERS.values()) == [2]
+    assert mapped._RANDOM_USERS == {}  # the last to leave restores the normal advice
+    with mapped.random_access(fs.features["m1"]):
+        assert mapped._RANDOM_USERS == {}  # an array in memory: nothing to advise
+
+
+def _mapping_rss_kib(path) -> int:
+    """Resident KiB of this process's mappings of ``path`` (/proc/self/smaps)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as fh:
+        for line in fh:
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:
+                inside = line.rstrip().endswith(str(path))
+            elif inside and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc/self/smaps")
+def test_release_pages_takes_rows_read_out_of_the_resident_memory(tmp_path):
+    from core.mapped import release_pages
+
+    x = np.arange(4096 * 1024, dtype=np.float32).reshape(4096, 1024)  # 16 MiB
+    fs = FeatureSet({"m1": x}, np.zeros(4096, dtype=np.int64))
+    store = save_feature_store(tmp_path / "f.store", fs)
+    mm = open_feature_store(store).features["m1"]
+    path = (store / "m1.npy").resolve()
+    assert float(mm[:, 0].sum()) == float(x[:, 0].sum())  # every row's page touched
+    before = _mapping_rss_kib(path)
+    assert before >= 15 * 1024
+    release_pages(mm, 0, 2048)  # the first half
+    half = _mapping_rss_kib(path)
+    assert before - half >= 7 * 1024 and half >= 7 * 1024
+    release_pages(mm, 0, 4096)
+    assert _mapping_rss_kib(path) <= 64  # at most the page with the header
+    np.testing.assert_array_equal(mm[100], x[100])  # still readable: the pages come back on reading
+    release_pages(x, 0, 4096)  # an array in memory: nothing happens
+    assert x[5, 5] == 5 * 1024 + 5

@@ -19,11 +19,8 @@ Conventions used throughout :mod:`core.selection`:
 
 from __future__ import annotations
 
-import contextlib
 import math
-import mmap
 import os
-import threading
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import SelectionInputError
+from ..mapped import gather_rows, random_access  # noqa: F401  (the mapped-array helpers, re-exported for the selectors)
 from . import _kernels
 
 #: Upper bound on the bytes of the temporaries one chunk may allocate. Small on purpose:
@@ -141,63 +139,6 @@ def from_numpy(x: np.ndarray) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         return torch.from_numpy(x)
-
-
-def _file_map(x: np.ndarray) -> mmap.mmap | None:
-    """The ``mmap.mmap`` that holds ``x``'s memory (a memory-mapped features store), else None."""
-    base: Any = x
-    while base is not None and not isinstance(base, mmap.mmap):
-        base = getattr(base, "base", None)
-    return base
-
-
-_ADVICE_LOCK = threading.Lock()
-_RANDOM_USERS: dict[int, int] = {}
-
-
-@contextmanager
-def random_access(x: np.ndarray):
-    """Inside the block, the OS reads only the pages touched in ``x``'s file mapping (``MADV_RANDOM``).
-
-    For gathers of scattered rows (one class of a store larger than the page cache): with the
-    default read-around, every row read pulls in ~128 KiB around it. Measured on a 10M x 768
-    store (28.6 GiB, 23.5 GiB RAM): a 10,000-row class took 8-10 s, 0.4-0.5 s with this advice.
-    Nested and concurrent blocks on the same mapping are counted; the last to leave restores
-    ``MADV_NORMAL`` (for the streaming passes). A no-op for arrays in memory.
-    """
-    mm = _file_map(x)
-    advice = getattr(mmap, "MADV_RANDOM", None)
-    if mm is None or advice is None or not hasattr(mm, "madvise"):
-        yield
-        return
-    key = id(mm)
-    with _ADVICE_LOCK:
-        _RANDOM_USERS[key] = _RANDOM_USERS.get(key, 0) + 1
-        if _RANDOM_USERS[key] == 1:
-            with contextlib.suppress(OSError, ValueError):
-                mm.madvise(advice)
-    try:
-        yield
-    finally:
-        with _ADVICE_LOCK:
-            _RANDOM_USERS[key] -= 1
-            if _RANDOM_USERS[key] == 0:
-                del _RANDOM_USERS[key]
-                with contextlib.suppress(OSError, ValueError):
-                    mm.madvise(mmap.MADV_NORMAL)
-
-
-#: A gather of fewer than ``1 / SPARSE_GATHER`` of the rows counts as scattered (see :func:`gather_rows`).
-SPARSE_GATHER = 8
-
-
-def gather_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``x[rows]`` (a copy). From a file mapping, a gather of a small part of the rows (under
-    ``1 / SPARSE_GATHER``) runs under :func:`random_access`, so it reads only the rows' pages."""
-    if len(rows) * SPARSE_GATHER < x.shape[0] and _file_map(x) is not None:
-        with random_access(x):
-            return x[rows]
-    return x[rows]
 
 
 def as_tensor(x: np.ndarray) -> torch.Tensor:
