@@ -464,13 +464,31 @@ def open_feature_store(path: str | os.PathLike):
     labels = rows["label"].to_numpy()
     if manifest.get("label_kind") == "int" and n:
         labels = labels.astype(np.int64)
-    return FeatureSet(
+    fs = FeatureSet(
         features=feats,
         labels=labels,
         paths=rows["path"].to_numpy().astype(str) if manifest.get("has_paths", True) else None,
         split=rows["split"].to_numpy().astype(str) if manifest.get("has_split", True) else None,
         meta=dict(manifest.get("meta") or {}),
     )
+    fs.digests = store_digests(manifest)
+    return fs
+
+
+def store_digests(manifest: dict) -> dict[str, str]:
+    """Per model, a digest of its committed features from the chunks' recorded sha256s (no
+    re-hashing; a version 1 store records one sha256 per file): what keys the store's
+    neighbour graphs (:mod:`core.neighbors`)."""
+    out = {}
+    for name, spec in manifest["models"].items():
+        h = hashlib.sha256(f"store:{name}:{manifest['n']}:{spec['dim']}\n".encode())
+        if int(manifest.get("version", 1)) < 2:
+            h.update(str(spec.get("sha256", "")).encode())
+        else:
+            for c in manifest.get("chunks", []):
+                h.update(f"{c['start']}:{c['stop']}:{c['sha256'][name]}\n".encode())
+        out[name] = h.hexdigest()
+    return out
 
 
 def store_file_ids(path: str | os.PathLike) -> np.ndarray:

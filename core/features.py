@@ -112,6 +112,8 @@ class FeatureSet:
         paths: ``[N]`` image paths, or None when unknown.
         split: ``[N]`` split names, or None when unknown (treated as all ``train``).
         meta: JSON-serialisable provenance (fingerprint, model names, weights, versions).
+        digests: model -> digest of its features when known without hashing them (a
+            features store's, from its chunk sha256s); not saved. Keys neighbour graphs.
     """
 
     features: dict[str, np.ndarray]
@@ -119,6 +121,7 @@ class FeatureSet:
     paths: np.ndarray | None = None
     split: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    digests: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels)

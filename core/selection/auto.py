@@ -64,6 +64,8 @@ from .registry import SelectionData, SelectorOutput, SelectorSpec, get_selector,
 
 #: Stream tag of the folds and of the random references (no other selector draws from it).
 AUTO_STREAM = 0x6175746F  # "auto"
+#: Sub-stream of the estimate's sample (:func:`sample_rows`).
+SAMPLE_TAG = 0x73616D70  # "samp"
 
 
 def parse_candidates(text: str) -> list[tuple[str, SelectorSpec, SelectorParams]]:
@@ -158,20 +160,57 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
+def sample_rows(data: SelectionData, params: AutoParams) -> np.ndarray:
+    """Sorted rows of the pool the estimate runs on: every row when the pool has at most
+    ``params.sample`` rows (or ``sample`` is 0); else a stratified sample of about ``sample``
+    rows: class ``c`` keeps ``max(min(N_c, folds), round(N_c sample / N))`` rows, drawn
+    with ``default_rng([cv_seed, AUTO_STREAM, SAMPLE_TAG, c])`` (so that every class is in every fold)."""
+    if not params.sample or data.n <= params.sample:
+        return np.arange(data.n, dtype=np.int64)
+    picks = []
+    for c in range(data.n_classes):
+        rows = data.class_rows(c)
+        want = max(min(len(rows), params.folds), int(round(len(rows) * params.sample / data.n)))
+        rng = np.random.default_rng([int(params.cv_seed), AUTO_STREAM, SAMPLE_TAG, c])
+        picks.append(rng.choice(rows, size=min(want, len(rows)), replace=False))
+    return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+def fold_pools(data: SelectionData, budgets: np.ndarray, params: AutoParams, rows: np.ndarray):
+    """Per fold: ``(train, test, sub, fold_budgets)``, ``train``/``test`` rows of ``data`` drawn
+    from ``rows`` (the estimate's sample), ``sub`` the pool ``train`` (its label consensus
+    votes with every pool row but the fold's held-out ones)."""
+    from .neighborhood import Neighborhood
+
+    if data.neighborhood is None:  # made once here, reused by every fold and by the final run
+        data.neighborhood = Neighborhood.of(data.features, data.codes, data.n_classes, device=data.device)
+    est = data if len(rows) == data.n else data.subset(rows)
+    folds = stratified_folds(est, params.folds, params.cv_seed)
+    out = []
+    for f in range(params.folds):
+        train, test = np.flatnonzero(folds != f), np.flatnonzero(folds == f)
+        sub = est.subset(train)
+        sub.seed = int(params.cv_seed)
+        assert sub.neighborhood is not None and est.neighborhood is not None
+        sub.neighborhood = sub.neighborhood.without(est.neighborhood.rows[test])
+        out.append((rows[train], rows[test], sub, fold_budgets(data, sub, budgets)))
+    return out
+
+
 def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> dict:
     """Steps 1-3 of the module docstring: the per-candidate estimates and the choice."""
     t0 = time.perf_counter()
     candidates = parse_candidates(params.candidates)
-    folds = stratified_folds(data, params.folds, params.cv_seed)
-    x = class_features(data, np.arange(data.n), "", "l2")
-    fit_predict = make_probe(params, x)
-    subs = []
-    for f in range(params.folds):
-        train = np.flatnonzero(folds != f)
-        test = np.flatnonzero(folds == f)
-        sub = data.subset(train)
-        sub.seed = int(params.cv_seed)
-        subs.append((train, test, sub, fold_budgets(data, sub, budgets)))
+    rows = sample_rows(data, params)
+    x = class_features(data, rows, "", "l2")  # probe features of the sampled rows only
+    local = np.full(data.n, -1, dtype=np.int64)
+    local[rows] = np.arange(len(rows))
+    probe = make_probe(params, x)
+
+    def fit_predict(train_rows, y, test_rows, n_classes):
+        return probe(local[train_rows], y, local[test_rows], n_classes)
+
+    subs = fold_pools(data, budgets, params, rows)
     total = len(candidates) * params.folds
     done, stopped = 0, False
     acc: dict[str, list[float]] = {}
@@ -183,8 +222,8 @@ def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> di
         acc[label], rand_acc[label] = [], []
         for f, (train, test, sub, b) in enumerate(subs):
             out = spec.fn(sub, b, cand_params)
-            rows = train[np.asarray(out.order, dtype=np.int64)]
-            pred = fit_predict(rows, data.codes[rows], test, data.n_classes)
+            picked = train[np.asarray(out.order, dtype=np.int64)]
+            pred = fit_predict(picked, data.codes[picked], test, data.n_classes)
             acc[label].append(float(np.mean(pred == data.codes[test])))
             kept = np.bincount(sub.codes[np.asarray(out.order, dtype=np.int64)], minlength=sub.n_classes)
             r_accs = []
@@ -218,6 +257,7 @@ def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> di
     return {
         "chosen": chosen,
         "estimates": rows_out,
+        "sample": sample_note(data, rows, params),
         "folds": params.folds,
         "repeats": params.repeats,
         "cv_seed": params.cv_seed,
@@ -273,6 +313,23 @@ def cached_estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams
     while len(_ESTIMATES) > _ESTIMATES_MAX:
         _ESTIMATES.popitem(last=False)
     return out
+
+
+def sample_note(data: SelectionData, rows: np.ndarray, params: AutoParams) -> dict[str, Any]:
+    """What ``selection.json`` records of the estimate's sample (:func:`sample_rows`)."""
+    sampled = len(rows) < data.n
+    return {
+        "rows": int(len(rows)),
+        "pool": int(data.n),
+        "sampled": sampled,
+        "why": (
+            f"the pool has {data.n:,} rows, more than sample = {params.sample:,}: the estimate runs on a "
+            f"stratified sample of {len(rows):,} (every class at least {params.folds} rows or all of it); the "
+            "label consensus inside the folds still votes with every pool row but the held-out ones"
+            if sampled
+            else f"the whole pool ({data.n:,} rows, at most sample = {params.sample:,})"
+        ),
+    }
 
 
 def _clean(v):

@@ -23,8 +23,15 @@ Fashion-MNIST training images, effnet-lite0 + effnet-lite1) with 20 % synthetic 
 flagged, cleanlab 9.3 % on the same features); ``k = 10`` and ``knn_weight = 0.5`` were set
 before any measurement. Never on a benchmark's data (``bench/README.md``, "Label issues").
 
-Cost: ``O(N^2 D)`` per model for the exact neighbour search (chunked matmul + top-k; no
-``N x N`` matrix is kept); memory ``O(N k)``.
+Neighbours come from the pool's neighbour graphs (:mod:`core.neighbors`, through its
+:class:`~.neighborhood.Neighborhood`): built once per model (exact up to 10,000 rows, an
+inverted-file search above), kept with the features, and narrowed to the rows that may vote
+(the pool; inside ``auto``'s folds, the pool without the held-out rows). A row whose graph
+holds fewer than ``k`` voters is searched again exactly among them.
+
+Memory: ``O(N k M)`` for the votes, in chunks of rows; nothing ``N x N`` or ``N x C`` is
+formed (the support of a row is kept only for the classes that received a vote). Time:
+the graphs (once), then ``O(N k M)`` plus one pass over the features for the class means.
 """
 
 from __future__ import annotations
@@ -34,7 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._linalg import as_tensor, l2_normalize_rows, rows_per_chunk
+from ._linalg import distances_to_class_means, from_numpy, l2_normalize_rows, rows_per_chunk
 from .registry import SelectionData
 
 #: Defaults (see the module docstring and bench/README.md for how they were chosen).
@@ -78,20 +85,14 @@ class LabelConsensus:
 
 def knn_indices(xn: torch.Tensor, k: int) -> torch.Tensor:
     """int64 ``[N, k']`` (``k' = min(k, N - 1)``): each row's nearest other rows by cosine
-    similarity of the L2-normalised rows ``xn`` (self excluded; exact ties in similarity are
-    broken by ``torch.topk``, i.e. unspecified)."""
+    similarity of the L2-normalised rows ``xn``, exact (:func:`core.neighbors.exact_graph`;
+    equal similarities by row index)."""
+    from ..neighbors import exact_graph
+
     n = xn.shape[0]
-    kk = min(int(k), n - 1)
-    if kk <= 0:
-        return torch.zeros((n, 0), dtype=torch.int64)
-    out = torch.empty((n, kk), dtype=torch.int64)
-    step = rows_per_chunk(4 * n, n)
-    for start in range(0, n, step):
-        stop = min(n, start + step)
-        sim = xn[start:stop] @ xn.T
-        sim[torch.arange(stop - start), torch.arange(start, stop)] = -float("inf")
-        out[start:stop] = torch.topk(sim, kk, dim=1).indices
-    return out
+    kk = max(0, min(int(k), n - 1))
+    graph = exact_graph(xn.cpu().numpy(), max(kk, 1))
+    return torch.from_numpy(graph.indices[:, :kk].astype(np.int64))
 
 
 def nearest_class_mean_cosine(xn: torch.Tensor, codes: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -107,6 +108,63 @@ def nearest_class_mean_cosine(xn: torch.Tensor, codes: torch.Tensor, n_classes: 
     return out
 
 
+def nearest_unit_mean(x: np.ndarray, unit_means: torch.Tensor, device: torch.device) -> np.ndarray:
+    """int64 ``[N]``: for each row of ``x`` (raw features), the class whose unit mean
+    ``unit_means[c]`` (float64 ``[C, D]``) has the highest cosine similarity with the row
+    (first class on ties), i.e. the nearest unit mean to the unit row
+    (``|u - m|^2 = 2 - 2 u.m``): :func:`._linalg.distances_to_class_means` with
+    ``normalize="l2"`` (an exact float64 check of near ties)."""
+    if len(x) == 0:
+        return np.zeros(0, dtype=np.int64)
+    xt = from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    codes = torch.zeros(len(x), dtype=torch.int64)
+    out = distances_to_class_means(xt, codes, unit_means, normalize="l2", device=device)
+    return out["nearest"].numpy().astype(np.int64)
+
+
+#: Rows whose votes are tallied at once (bounds the ``[rows, votes]`` temporaries).
+TALLY_ROWS = 1 << 16
+
+
+def tally(
+    own: np.ndarray, vote_classes: np.ndarray, vote_weights: np.ndarray, n_classes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per row: ``(agreement, suggested, confidence)`` from weighted class votes.
+
+    ``vote_classes`` int64 ``[n, V]`` (``-1``: no vote), ``vote_weights`` float64 ``[n, V]``;
+    the support of class ``c`` is the sum of the weights of the votes for ``c``. As the module
+    docstring: ``suggested`` is the best-supported class, the row's own class ``own`` when it
+    ties the best (1e-12), else the lowest class index among the best."""
+    n, v = vote_classes.shape
+    agreement = np.zeros(n, dtype=np.float64)
+    suggested = np.asarray(own, dtype=np.int64).copy()
+    confidence = np.zeros(n, dtype=np.float64)
+    for a in range(0, n, TALLY_ROWS):
+        b = min(n, a + TALLY_ROWS)
+        cls = vote_classes[a:b]
+        w = np.where(cls >= 0, vote_weights[a:b], 0.0)
+        key = np.arange(a, b, dtype=np.int64)[:, None] * (n_classes + 1) + (cls + 1)
+        uniq, inv = np.unique(key.reshape(-1), return_inverse=True)
+        support = np.bincount(inv.reshape(-1), weights=w.reshape(-1), minlength=len(uniq))
+        np.clip(support, 0.0, 1.0, out=support)
+        row = uniq // (n_classes + 1)
+        c = uniq % (n_classes + 1) - 1
+        real = c >= 0
+        row, c, support = row[real], c[real], support[real]
+        own_b = np.asarray(own[a:b], dtype=np.int64)
+        mine = c == own_b[row - a]
+        agreement[row[mine]] = support[mine]
+        # best class per row: highest support, lowest class on ties (uniq is sorted by row, then class)
+        order = np.lexsort((c, -support, row))
+        first = np.ones(len(order), dtype=bool)
+        first[1:] = row[order][1:] != row[order][:-1]
+        best_row, best_c, best_s = row[order][first], c[order][first], support[order][first]
+        take_own = agreement[best_row] >= best_s - 1e-12
+        suggested[best_row] = np.where(take_own, own[best_row], best_c)
+        confidence[best_row] = np.where(take_own, agreement[best_row], best_s)
+    return agreement, suggested, confidence
+
+
 def label_consensus(
     data: SelectionData,
     *,
@@ -114,35 +172,49 @@ def label_consensus(
     knn_weight: float = DEFAULT_KNN_WEIGHT,
     max_agreement: float = DEFAULT_MAX_AGREEMENT,
 ) -> LabelConsensus:
-    """The :class:`LabelConsensus` of the pool ``data`` over all its models."""
+    """The :class:`LabelConsensus` of the pool ``data`` over all its models, from its
+    :attr:`~.registry.SelectionData.neighborhood` (made over the pool when it has none)."""
+    from .neighborhood import Neighborhood
+
+    hood = data.neighborhood
+    if hood is None:
+        hood = data.neighborhood = Neighborhood.of(data.features, data.codes, data.n_classes, device=data.device)
+    key = (int(k), float(knn_weight), float(max_agreement), tuple(data.features))
+    if key not in hood._consensus:
+        hood._consensus[key] = _consensus(data, hood, int(k), float(knn_weight), float(max_agreement))
+    return hood._consensus[key]
+
+
+def _consensus(data: SelectionData, hood, k: int, knn_weight: float, max_agreement: float) -> LabelConsensus:
     n, n_classes = data.n, data.n_classes
-    codes_t = data.codes_tensor()
-    support = np.zeros((n, n_classes), dtype=np.float64)
+    m = len(data.features)
     knn_agree = np.zeros(n, dtype=np.float64)
     ncm_agree = np.zeros(n, dtype=np.float64)
-    m = len(data.features)
-    rows = np.arange(n)
-    for x in data.features.values():
-        xn = l2_normalize_rows(as_tensor(x))
-        ncm = nearest_class_mean_cosine(xn, codes_t, n_classes).numpy()
-        support[rows, ncm] += 1.0 - knn_weight
+    classes, weights = [], []
+    for model in data.features:
+        ncm = nearest_unit_mean(data.features[model], hood.class_unit_means(model), data.device)
         ncm_agree += ncm == data.codes
-        nb = knn_indices(xn, k).numpy()
+        classes.append(ncm[:, None])
+        weights.append(np.full((n, 1), (1.0 - knn_weight) / m))
+        nb, _ = hood.knn(model, k)
+        n_nb = (nb >= 0).sum(axis=1)
+        nb_codes = np.where(nb >= 0, hood.codes[np.maximum(nb, 0)], -1)
+        lonely = n_nb == 0  # no other voter: its own label is all the evidence there is
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(lonely, 0.0, 1.0 / np.maximum(n_nb, 1))
+        classes.append(np.where(lonely[:, None], data.codes[:, None], nb_codes) if nb.shape[1] else data.codes[:, None])
+        w = np.repeat((knn_weight * share / m)[:, None], max(nb.shape[1], 1), axis=1)
         if nb.shape[1]:
-            nb_codes = data.codes[nb]
-            share = 1.0 / nb.shape[1]
-            np.add.at(support, (np.repeat(rows, nb.shape[1]), nb_codes.reshape(-1)), knn_weight * share)
-            knn_agree += (nb_codes == data.codes[:, None]).mean(axis=1)
-        else:  # a pool of one row: its own label is all the evidence there is
-            support[rows, data.codes] += knn_weight
-            knn_agree += 1.0
-    support /= m
-    np.clip(support, 0.0, 1.0, out=support)
-    agreement = support[rows, data.codes]
-    best = support.max(axis=1)
-    suggested = np.argmax(support, axis=1).astype(np.int64)
-    suggested = np.where(agreement >= best - 1e-12, data.codes, suggested)
-    confidence = support[rows, suggested]
+            w[lonely, 0] = knn_weight / m
+            w[lonely, 1:] = 0.0
+        else:
+            w[:, 0] = knn_weight / m
+        weights.append(w)
+        agree = (nb_codes == data.codes[:, None]).sum(axis=1) * share
+        knn_agree += np.where(lonely, 1.0, agree)
+    agreement, suggested, confidence = tally(
+        data.codes, np.concatenate(classes, axis=1), np.concatenate(weights, axis=1), n_classes
+    )
     suspect = (suggested != data.codes) & (agreement <= max_agreement + 1e-12)
     return LabelConsensus(agreement, suggested, confidence, suspect, knn_agree / m, ncm_agree / m)
 
@@ -155,4 +227,6 @@ __all__ = [
     "knn_indices",
     "label_consensus",
     "nearest_class_mean_cosine",
+    "nearest_unit_mean",
+    "tally",
 ]

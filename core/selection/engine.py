@@ -14,10 +14,12 @@ import torch
 from ..devices import resolve_device
 from ..errors import SelectionInputError
 from ..features import FLOAT32_MAX, beyond_float32, float32_range_message
+from ..neighbors import NeighborGraph
 from ..provenance import SELECTION_PACKAGES, package_versions
 from ..text import display_array
 from ._linalg import check_and_sum, known_class_sums
 from .budgets import BUDGET_STRATEGIES, budget_table, plan_budgets
+from .neighborhood import Neighborhood
 from .registry import SelectionData, get_selector
 from .result import SelectionResult
 
@@ -109,6 +111,12 @@ def _magnitude_error(x: np.ndarray, name: str, top: float, limit: float) -> None
         )
 
 
+def resolve_models(features: Mapping[str, Any], models: str | Sequence[str] | None) -> list[str]:
+    """The model names ``models`` asks for (``"a,b"``, a list, or None/empty for every model
+    of ``features``), checked against ``features``."""
+    return _resolve_models(features, models)
+
+
 def _resolve_models(features: Mapping[str, Any], models: str | Sequence[str] | None) -> list[str]:
     if not isinstance(features, Mapping) or not features:
         raise SelectionInputError("features must be a non-empty dict {model name: array [N, D]}.")
@@ -161,6 +169,7 @@ def run_selection(
     label_issues: bool = False,
     rank_all: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
+    neighbors: Mapping[str, NeighborGraph] | None = None,
     **params: Any,
 ) -> SelectionResult:
     """Select ``fraction`` of the samples with ``method`` and the ``budget`` strategy.
@@ -181,12 +190,16 @@ def run_selection(
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ...
         label_issues: also compute the label consensus (:mod:`.consensus`) and add its
             columns ``suspected_mislabel``, ``suggested_class``, ``label_confidence`` and
-            ``label_agreement`` to the table (``O(N^2 D)`` neighbour search).
+            ``label_agreement`` to the table.
         rank_all: for a prefix-consistent selector, rank every row of every class (column
             ``pick_rank``: position within the class, 0 first) so that
             :meth:`SelectionResult.reslice` can give any other fraction without running it
             again; ignored by the other selectors.
         progress: ``progress(done, total, what)`` from selectors that report it (``auto``).
+        neighbors: each used model's neighbour graph over the rows of ``features``
+            (:func:`core.neighbors.neighbor_graphs`), read by the label consensus (label
+            issues, ``cleaned``, ``auto``); without it a graph is built over the pool when
+            first needed (and remembered in the process).
         **params: the selector's parameters (values or strings), see its params class.
 
     Returns:
@@ -244,6 +257,8 @@ def run_selection(
             sums.append((x, data.codes, data.n_classes, class_sums))
     dev = resolve_device(device)
     data.device = dev
+    if neighbors is not None:
+        data.neighborhood = _neighborhood(data, neighbors, names, n, pool_idx)
 
     t1 = time.perf_counter()
     plan = plan_budgets(budget, data, counts=budget_counts)
@@ -296,6 +311,28 @@ def run_selection(
         timing_s={"budget": t2 - t1, "select": t3 - t2, "total": t4 - t0},
         device=str(dev),
         details=dict(out.details),
+    )
+
+
+def _neighborhood(
+    data: SelectionData, graphs: Mapping[str, NeighborGraph], names: list[str], n: int, pool_idx: np.ndarray | None
+) -> Neighborhood:
+    """The pool's :class:`.neighborhood.Neighborhood` over the given graphs (rows of the features)."""
+    for name in names:
+        if name not in graphs:
+            raise SelectionInputError(f"neighbors: no neighbour graph of model {name!r} (given: {', '.join(graphs)}).")
+        if graphs[name].n != n:
+            raise SelectionInputError(
+                f"neighbors: the graph of model {name!r} has {graphs[name].n} rows but the features have {n}; "
+                "build it on these features (core.neighbors.neighbor_graphs)."
+            )
+    return Neighborhood.of(
+        data.features,
+        data.codes,
+        data.n_classes,
+        graphs={m: graphs[m] for m in names},
+        graph_rows=pool_idx,
+        device=data.device,
     )
 
 

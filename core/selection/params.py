@@ -193,6 +193,12 @@ class AutoParams(SelectorParams):
         1.0, "L2 penalty lambda of the ridge probe (probe = ridge).", minimum=0.0, exclusive_minimum=True
     )
     cv_seed: int = param(0, "Seed of the folds and of the candidates' random choices inside them.", minimum=0)
+    sample: int = param(
+        10_000,
+        "A pool of more rows is estimated on a stratified seeded sample of about this many rows "
+        "(0 = always the whole pool).",
+        minimum=0,
+    )
     margin: float = param(
         0.0, "Estimated gain over random (percentage points) a candidate needs to be chosen over random.", minimum=0.0
     )

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import numpy as np
 import torch
 
 from ..errors import SelectionInputError
 from .params import SelectorParams
+
+if TYPE_CHECKING:
+    from .neighborhood import Neighborhood
 
 
 @dataclass
@@ -39,6 +42,8 @@ class SelectionData:
         device: torch device for the arithmetic.
         budget: the budget strategy's name (``auto`` plans its inner folds with it).
         progress: ``progress(done, total, what)`` for long selectors (``auto``), or None.
+        neighborhood: the pool's neighbour graphs and voters (:class:`.neighborhood.Neighborhood`)
+            read by the label consensus; None until first needed (then made over the pool).
     """
 
     features: dict[str, np.ndarray]
@@ -51,6 +56,7 @@ class SelectionData:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     budget: str = "paper"
     progress: Callable[[int, int, str], None] | None = None
+    neighborhood: Neighborhood | None = None
 
     @classmethod
     def build(
@@ -83,7 +89,8 @@ class SelectionData:
 
     def subset(self, rows: np.ndarray, fraction: float | None = None) -> SelectionData:
         """The pool restricted to ``rows`` (sorted row indices), same classes (a class may
-        end up empty), same seed, device and budget strategy; ``progress`` is not passed on."""
+        end up empty), same seed, device, budget strategy and neighbourhood (the same rows
+        vote: :meth:`.neighborhood.Neighborhood.subset`); ``progress`` is not passed on."""
         rows = np.asarray(rows, dtype=np.int64)
         codes = self.codes[rows]
         members = np.argsort(codes, kind="stable").astype(np.int64)
@@ -101,6 +108,7 @@ class SelectionData:
             self.device,
             self.budget,
             None,
+            None if self.neighborhood is None else self.neighborhood.subset(rows),
         )
 
     def labels(self) -> np.ndarray:
