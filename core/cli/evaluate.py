@@ -58,30 +58,31 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def _recompute_table(given, fs, device: str):
-    """``given`` with its per-sample table, recomputed as ``select`` made it (same pool, method,
-    parameters, seed, budget); None when that does not give back exactly the same subset."""
+def _recompute_table(given, fs, device: str, source=None, curation: dict | None = None):
+    """``given`` with its per-sample table, recomputed as ``select`` made it (same pool, near-duplicate
+    handling ``curation`` from its selection.json, method, parameters, seed, budget); None when that
+    does not give back exactly the same subset."""
     import numpy as np
 
-    from ..pool import selection_pool
-    from ..selection import run_selection
+    from ..curation import curated_selection
+    from ..duplicates import DEFAULT_THRESHOLD
 
-    pool, _ = selection_pool(fs)
+    curation = curation or {}
     try:
-        again = run_selection(
+        again = curated_selection(
+            fs,
             given.method,
-            fs.features,
-            fs.labels,
             given.fraction,
+            source=source,
+            models=list(given.models),
             budget=given.budget,
             seed=given.seed,
-            models=list(given.models),
             budget_counts=given.manual_budget_counts(),
-            pool=pool,
             device=device,
-            label_issues=True,
+            dedup=bool(curation.get("dedup", False)),
+            duplicate_threshold=float(curation.get("threshold", DEFAULT_THRESHOLD)),
             **dict(given.params),
-        )
+        ).result
     except CoresetError:
         return None
     return again if np.array_equal(again.selected, given.selected) else None
@@ -93,8 +94,9 @@ _REWRITE = "write it again with `coreset-studio select FEATURES ... --out DIR`"
 
 
 def _load_selection(path: str):
-    """The :class:`SelectionResult` of a ``selection.json``; a :class:`CoresetError` naming the file
-    and what is wrong (unreadable, not JSON, a missing or malformed entry) otherwise."""
+    """``(result, duplicates)``: the :class:`SelectionResult` of a ``selection.json`` and its
+    ``duplicates`` entry (``{}`` when absent); a :class:`CoresetError` naming the file and what is
+    wrong (unreadable, not JSON, a missing or malformed entry) otherwise."""
     from ..selection import SelectionResult
 
     try:
@@ -122,9 +124,10 @@ def _load_selection(path: str):
             f"is not a complete selection.json from `coreset-studio select` (or it was edited); "
             f"{_REWRITE}."
         )
+    curation = d.get("duplicates") if isinstance(d.get("duplicates"), dict) else {}
     d = {k: v for k, v in d.items() if k != "table"}
     try:
-        return SelectionResult.from_dict(d)
+        return SelectionResult.from_dict(d), curation
     except KeyError as exc:
         raise CoresetError(
             f"The selection file {path} lacks the {exc.args[0]!r} part of an entry (e.g. "
@@ -143,11 +146,11 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.plan import single_cell_report
     from ..export import export_report
 
-    given = None
+    given, curation = None, {}
     if args.selection:
         if args.label_noise:
             raise CoresetError("--label-noise cannot be used with --selection (that selection saw clean labels).")
-        given = _load_selection(args.selection)
+        given, curation = _load_selection(args.selection)
     elif args.fraction is None:
         raise CoresetError("Give --fraction (with --method) or --selection selection.json.")
     check_output_dir(args.out)
@@ -166,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
 
         notes = []
         if given is not None:
-            with_table = _recompute_table(given, fs, args.device)
+            with_table = _recompute_table(given, fs, args.device, features_path, curation)
             if with_table is None:
                 notes.append(
                     "scores.csv and subset.csv were not written: running the recorded method again on "

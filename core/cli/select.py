@@ -5,11 +5,20 @@ Writes into ``--out DIR``:
 * ``scores.csv``: one row per pool sample: index (row of the features file), path (empty
   when unknown), label, every score the method computed, the label issues
   (``suspected_mislabel``, ``suggested_class``, ``label_confidence``, ``label_agreement``),
-  selected, order (-1 if not kept);
+  the near-duplicate group (``duplicate_group``, -1 for none; ``duplicate_of``, the row of
+  the group's representative, -1 for none or itself), selected, order (-1 if not kept);
 * ``subset.csv``: ``path,label`` and the scores of the kept rows, in selection order;
+* ``duplicates.csv``: every row of the features file in a near-duplicate group
+  (:func:`core.duplicates.duplicates_frame`), the representative of each group first;
 * ``selection.json``: provenance: the features file (path, meta, rows, pool), method,
   parameters, fraction, budget strategy and table, seed, selected rows, versions, timing,
-  and ``details`` (``auto``: the method it picked, every candidate's pool estimate).
+  ``details`` (``auto``: the method it picked, every candidate's pool estimate, the sample
+  it was estimated on), ``duplicates`` (threshold, counts, ``dedup``, groups that span the
+  pool and the other rows) and ``neighbors`` (how each model's neighbour graph was built).
+
+The neighbour graphs (:mod:`core.neighbors`) are built once per features file and kept
+beside it (``<store>/neighbors/`` or ``<name>.neighbors/`` next to an ``.npz``; the workspace
+when that folder cannot be written), so later runs on the same features reuse them.
 
 Text cells starting with ``= + - @`` are prefixed with ``'`` (CSV formula injection).
 """
@@ -22,12 +31,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..curation import curated_selection
+from ..duplicates import DEFAULT_THRESHOLD, duplicates_frame
 from ..errors import SelectionInputError
-from ..export.tables import write_selection_csvs
+from ..export.tables import write_csv, write_selection_csvs
 from ..features import load_features
 from ..params import parse_assignments
-from ..pool import selection_pool  # the pool rule (core.pool); also importable from here
-from ..selection import get_selector, list_selectors, run_selection
+from ..pool import selection_pool  # noqa: F401  (the pool rule, core.pool; also importable from here)
+from ..selection import get_selector, list_selectors
 from ..workspace import atomic_write_text, check_output_dir, make_output_dir
 from ._common import add_selection_arguments, progress_bar
 
@@ -67,6 +78,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default: 0)")
     p.add_argument("--models", help="comma-separated models to use (default: all feat_* arrays)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N, mps")
+    p.add_argument(
+        "--dedup",
+        action="store_true",
+        help="keep one image per near-duplicate group (its representative) in the pool before selecting",
+    )
+    p.add_argument(
+        "--duplicate-threshold",
+        type=float,
+        default=DEFAULT_THRESHOLD,
+        metavar="COS",
+        help=f"cosine similarity in every model at or above which two images are near-duplicates "
+        f"(default: {DEFAULT_THRESHOLD})",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.set_defaults(func=run)
     return p
@@ -113,23 +137,31 @@ def write_selection_outputs(
 
 def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param, args.method)
+    get_selector(args.method).make_params(params)  # bad values are reported before any progress bar
+    if not -1.0 <= args.duplicate_threshold <= 1.0:
+        raise SelectionInputError(
+            f"--duplicate-threshold is a cosine similarity in [-1, 1], got {args.duplicate_threshold}."
+        )
     check_output_dir(args.out)
     fs = load_features(args.features)
-    pool, pool_desc = selection_pool(fs, args.features)
-    with progress_bar("auto: trying candidates" if args.method == "auto" else "selecting", "fit") as progress:
+    with (
+        progress_bar("neighbour graphs", "row") as graph_progress,
+        progress_bar("auto: trying candidates" if args.method == "auto" else "selecting", "fit") as progress,
+    ):
         try:
-            result = run_selection(
+            made = curated_selection(
+                fs,
                 args.method,
-                fs.features,
-                fs.labels,
                 args.fraction,
+                source=args.features,
+                models=args.models,
                 budget=args.budget,
                 seed=args.seed,
-                models=args.models,
                 budget_counts=args.budget_counts,
-                pool=pool,
                 device=args.device,
-                label_issues=True,
+                dedup=args.dedup,
+                duplicate_threshold=args.duplicate_threshold,
+                graph_progress=graph_progress,
                 progress=progress,
                 **params,
             )
@@ -137,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
             if str(exc).startswith("Features of model"):  # NaN, overflow: name the file they came from
                 raise SelectionInputError(f"Features file {args.features}: {exc}") from exc
             raise
+    result, groups = made.result, made.groups
     if args.method == "auto":
         from ..selection.auto import below_random, describe_choice
 
@@ -148,13 +181,28 @@ def run(args: argparse.Namespace) -> int:
         result,
         fs,
         features_path=args.features,
-        pool_desc=pool_desc,
-        extra={"budget_counts": str(args.budget_counts) if args.budget_counts else None},
+        pool_desc=made.pool_desc,
+        extra={
+            "budget_counts": str(args.budget_counts) if args.budget_counts else None,
+            "duplicates": made.duplicates,
+            "neighbors": made.neighbors,
+        },
     )
+    frame = duplicates_frame(groups, fs.labels, fs.paths, fs.split)
+    written.append(write_csv(Path(args.out) / "duplicates.csv", frame))
+    for note in made.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if made.duplicates["groups_across_pool"]:
+        print(
+            f"warning: {made.duplicates['groups_across_pool']} near-duplicate group(s) have images both in the pool and outside "
+            "it (e.g. a training image copied into the test split); see duplicates.csv.",
+            file=sys.stderr,
+        )
     n_flag = int(result.table["suspected_mislabel"].sum()) if "suspected_mislabel" in result.table else 0
     print(
-        f"{args.method}: kept {result.n_selected} of {len(result.table)} samples ({pool_desc}) "
+        f"{args.method}: kept {result.n_selected} of {len(result.table)} samples ({made.pool_desc}) "
         f"in {result.timing_s['total']:.2f} s; {n_flag} suspected mislabel(s) flagged in scores.csv; "
-        f"wrote {', '.join(str(w) for w in written)}"
+        f"{groups.n_groups} near-duplicate group(s) ({groups.n_duplicates} image(s) beyond one per group) "
+        f"in duplicates.csv; wrote {', '.join(str(w) for w in written)}"
     )
     return 0

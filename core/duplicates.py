@@ -1,0 +1,274 @@
+"""Near-duplicate groups: images whose embeddings lie within a threshold in every model.
+
+Two rows ``i`` and ``j`` are **near-duplicates** when, in every model ``m``, the cosine
+similarity of their features is at least ``threshold`` (unitless, in [-1, 1])::
+
+    cos_m(i, j) = x_{m,i} . x_{m,j} / (|x_{m,i}| |x_{m,j}|) >= threshold   for every m
+
+Rows with the same file content (``file_ids``, the images' content hashes) are duplicates
+whatever their features. Candidate pairs come from the first model's neighbour graph
+(:mod:`core.neighbors`: ``j`` among the ``K`` nearest of ``i`` with a similarity at least
+``threshold``), and every candidate is checked in every model on the features themselves.
+A group larger than ``K + 1`` is still found whole as long as its members' neighbour lists
+connect it. Groups are the connected components of the duplicate pairs (union-find), so a
+chain ``a ~ b ~ c`` is one group even when ``a`` and ``c`` are further apart.
+
+Each member gets a **score**: its cosine similarity with the group's centre (the
+normalised mean of the members' normalised rows), averaged over the models; the
+**representative** of a group is its highest-scoring member (lowest row on ties: for a pair,
+the first in dataset order). :meth:`DuplicateGroups.keep_one` keeps, per group, the best
+member among the rows of a pool (the representative when it is in the pool), so ``select
+--dedup`` selects from one image per group.
+
+The default threshold was chosen on the demo set with injected copies (re-encoded, resized,
+slightly cropped and colour-jittered), never on a benchmark's images; ``bench/near_duplicates.py``
+measures precision and recall on Oxford Flowers-17 with such copies (``bench/README.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CoresetError
+from .mapped import gather_rows
+from .neighbors import NeighborGraph
+
+#: Default cosine similarity at or above which two images are near-duplicates in a model.
+DEFAULT_THRESHOLD = 0.95
+
+
+@dataclass
+class DuplicateGroups:
+    """Near-duplicate groups of ``N`` rows (module docstring).
+
+    Attributes:
+        group: int64 ``[N]``, group id (0, 1, ... in order of each group's first row), ``-1``
+            for a row in no group.
+        representative: bool ``[N]``, the kept member of each group.
+        score: float32 ``[N]``, cosine similarity to the group's centre averaged over models
+            (NaN outside groups).
+        similarity: float32 ``[N]``, lowest cosine similarity over the models between the row
+            and its group's representative (1 for the representative, NaN outside groups).
+        exact: bool ``[N]``, the row has the same file content as another row.
+        threshold: the threshold used.
+        models: the models checked.
+    """
+
+    group: np.ndarray
+    representative: np.ndarray
+    score: np.ndarray
+    similarity: np.ndarray
+    exact: np.ndarray
+    threshold: float
+    models: list[str]
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.group.max()) + 1 if self.group.size and self.group.max() >= 0 else 0
+
+    @property
+    def n_duplicates(self) -> int:
+        """Rows in a group that are not its representative (what "keep one" drops)."""
+        return int(np.count_nonzero((self.group >= 0) & ~self.representative))
+
+    def members(self, g: int) -> np.ndarray:
+        return np.flatnonzero(self.group == g)
+
+    def keep_one(self, pool: np.ndarray | None = None) -> np.ndarray:
+        """bool ``[N]``: the rows of ``pool`` (a bool mask; None = all rows) left when each group
+        keeps one member of the pool: its representative when the representative is in the
+        pool, else the pool member with the highest score (lowest row on ties)."""
+        n = len(self.group)
+        pool_mask = np.ones(n, dtype=bool) if pool is None else np.asarray(pool, dtype=bool)
+        keep = pool_mask.copy()
+        grouped = np.flatnonzero((self.group >= 0) & pool_mask)
+        if grouped.size == 0:
+            return keep
+        keep[grouped] = False
+        rank = np.lexsort((grouped, -self.score[grouped], ~self.representative[grouped], self.group[grouped]))
+        ordered = grouped[rank]
+        first = np.ones(len(ordered), dtype=bool)
+        first[1:] = self.group[ordered][1:] != self.group[ordered][:-1]
+        keep[ordered[first]] = True
+        return keep
+
+    def leaks(self, pool: np.ndarray) -> int:
+        """Groups with members both inside and outside ``pool`` (e.g. a training image that
+        is a copy of a test image)."""
+        pool = np.asarray(pool, dtype=bool)
+        g_in = np.unique(self.group[(self.group >= 0) & pool])
+        g_out = np.unique(self.group[(self.group >= 0) & ~pool])
+        return int(np.intersect1d(g_in, g_out).size)
+
+    def columns(self) -> dict[str, np.ndarray]:
+        """Per-sample columns for ``scores.csv``: ``duplicate_group`` (-1: none) and
+        ``duplicate_of`` (the row index of the group's representative, -1: none or itself)."""
+        rep_of = np.full(len(self.group), -1, dtype=np.int64)
+        reps = np.flatnonzero(self.representative)
+        rep_by_group = np.full(self.n_groups, -1, dtype=np.int64)
+        rep_by_group[self.group[reps]] = reps
+        members = np.flatnonzero((self.group >= 0) & ~self.representative)
+        rep_of[members] = rep_by_group[self.group[members]]
+        return {"duplicate_group": self.group.copy(), "duplicate_of": rep_of}
+
+    def summary(self) -> dict:
+        return {
+            "threshold": self.threshold,
+            "models": list(self.models),
+            "groups": self.n_groups,
+            "rows_in_groups": int(np.count_nonzero(self.group >= 0)),
+            "duplicates": self.n_duplicates,
+            "exact_copies": int(np.count_nonzero(self.exact)),
+        }
+
+
+def _find(parent: np.ndarray) -> np.ndarray:
+    """Roots of a union-find forest, with full path compression (vectorised)."""
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent = grand
+
+
+def union_groups(n: int, pairs: np.ndarray) -> np.ndarray:
+    """int64 ``[N]`` component label (the smallest row of its component) of the graph with
+    edges ``pairs`` (int64 ``[E, 2]``): union-find by smallest root."""
+    parent = np.arange(n, dtype=np.int64)
+    if len(pairs) == 0:
+        return parent
+    a, b = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    while True:
+        ra, rb = _find(parent)[a], _find(parent)[b]
+        differ = ra != rb
+        if not differ.any():
+            return _find(parent)
+        lo, hi = np.minimum(ra[differ], rb[differ]), np.maximum(ra[differ], rb[differ])
+        # hook each larger root under the smallest root it meets (np.minimum.at: several edges per root)
+        np.minimum.at(parent, hi, lo)
+        parent = _find(parent)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def _pair_cosines(x: np.ndarray, pairs: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    out = np.empty(len(pairs), dtype=np.float32)
+    for s in range(0, len(pairs), chunk):
+        p = pairs[s : s + chunk]
+        rows, inv = np.unique(p.reshape(-1), return_inverse=True)
+        u = _unit(gather_rows(x, rows))
+        inv = inv.reshape(-1, 2)
+        out[s : s + chunk] = np.einsum("ij,ij->i", u[inv[:, 0]], u[inv[:, 1]])
+    return out
+
+
+def near_duplicates(
+    features: Mapping[str, np.ndarray],
+    graphs: Mapping[str, NeighborGraph],
+    *,
+    threshold: float = DEFAULT_THRESHOLD,
+    file_ids: Sequence[str] | np.ndarray | None = None,
+) -> DuplicateGroups:
+    """The near-duplicate groups of the rows of ``features`` (module docstring); ``graphs``
+    are the models' neighbour graphs over the same rows (only the first model's is read)."""
+    models = list(features)
+    if not models:
+        raise CoresetError("Near-duplicates need at least one model's features.")
+    if not -1.0 <= float(threshold) <= 1.0:
+        raise CoresetError(f"The near-duplicate threshold is a cosine similarity in [-1, 1], got {threshold!r}.")
+    n = int(np.asarray(features[models[0]]).shape[0])
+    graph = graphs[models[0]]
+    if graph.n != n:
+        raise CoresetError(f"The neighbour graph of {models[0]!r} has {graph.n} rows, the features {n}.")
+    # candidate pairs (i < j) from the first model's graph
+    hit = (graph.similarities >= threshold) & (graph.indices >= 0)
+    r, c = np.nonzero(hit)
+    pairs = np.stack([r, graph.indices[r, c].astype(np.int64)], axis=1)
+    pairs = np.unique(np.sort(pairs, axis=1), axis=0) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    ok = np.ones(len(pairs), dtype=bool)
+    for m in models:
+        if ok.any():
+            ok[ok] = _pair_cosines(features[m], pairs[ok]) >= threshold
+    pairs = pairs[ok]
+    exact = np.zeros(n, dtype=bool)
+    if file_ids is not None:
+        ids = np.asarray(file_ids).astype(str)
+        if len(ids) != n:
+            raise CoresetError(f"file_ids has {len(ids)} entries but there are {n} rows.")
+        known = np.flatnonzero(ids != "")
+        uniq, inv, counts = np.unique(ids[known], return_inverse=True, return_counts=True)
+        first = np.full(len(uniq), n, dtype=np.int64)
+        np.minimum.at(first, inv, known)  # the first row of each content
+        dup = counts[inv] > 1
+        exact[known[dup]] = True
+        same = np.stack([first[inv[dup]], known[dup]], axis=1)
+        same = same[same[:, 0] != same[:, 1]]
+        pairs = np.concatenate([pairs, same]) if len(same) else pairs
+    root = union_groups(n, pairs)
+    size = np.bincount(root, minlength=n)
+    in_group = size[root] > 1
+    group = np.full(n, -1, dtype=np.int64)
+    roots = np.unique(root[in_group])  # the smallest row of each group, ascending
+    group[in_group] = np.searchsorted(roots, root[in_group])
+    score = np.full(n, np.nan, dtype=np.float32)
+    similarity = np.full(n, np.nan, dtype=np.float32)
+    representative = np.zeros(n, dtype=bool)
+    rows = np.flatnonzero(in_group)
+    if rows.size:
+        g = group[rows]
+        total = np.zeros(len(rows), dtype=np.float64)
+        units = {}
+        for m in models:
+            u = _unit(gather_rows(features[m], rows))
+            centre = np.zeros((len(roots), u.shape[1]), dtype=np.float64)
+            np.add.at(centre, g, u)
+            centre /= np.maximum(np.linalg.norm(centre, axis=1, keepdims=True), 1e-12)
+            total += np.einsum("ij,ij->i", u, centre[g])
+            units[m] = u
+        score[rows] = (total / len(models)).astype(np.float32)
+        best = np.lexsort((rows, -score[rows], g))
+        first = np.ones(len(best), dtype=bool)
+        first[1:] = g[best][1:] != g[best][:-1]
+        rep_local = np.empty(len(roots), dtype=np.int64)
+        rep_local[g[best][first]] = best[first]
+        representative[rows[rep_local]] = True
+        low = np.full(len(rows), np.inf)
+        for m in models:
+            u = units[m]
+            low = np.minimum(low, np.einsum("ij,ij->i", u, u[rep_local[g]]))
+        similarity[rows] = low.astype(np.float32)
+        similarity[rows[rep_local]] = 1.0
+    return DuplicateGroups(group, representative, score, similarity, exact, float(threshold), models)
+
+
+def duplicates_frame(groups: DuplicateGroups, labels=None, paths=None, split=None):
+    """``duplicates.csv`` as a DataFrame: one row per image in a group, groups in order, the
+    representative first: ``group, index, path, label, split, representative, similarity,
+    exact_copy`` (``similarity``: lowest cosine over the models to the representative)."""
+    import pandas as pd
+
+    from .text import display_array
+
+    rows = np.flatnonzero(groups.group >= 0)
+    order = np.lexsort((rows, ~groups.representative[rows], groups.group[rows]))
+    rows = rows[order]
+    data = {"group": groups.group[rows], "index": rows}
+    data["path"] = display_array(np.asarray(paths)[rows]) if paths is not None else np.full(len(rows), "")
+    if labels is not None:
+        data["label"] = np.asarray(labels)[rows]
+    if split is not None:
+        data["split"] = np.asarray(split)[rows]
+    data["representative"] = groups.representative[rows]
+    data["similarity"] = np.round(groups.similarity[rows].astype(np.float64), 6)
+    data["exact_copy"] = groups.exact[rows]
+    return pd.DataFrame(data)
+
+
+__all__ = ["DEFAULT_THRESHOLD", "DuplicateGroups", "duplicates_frame", "near_duplicates", "union_groups"]
