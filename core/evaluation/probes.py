@@ -53,6 +53,10 @@ class TrainerParams(Params):
 
 
 # --------------------------------------------------------------------------- linear
+#: BLAS threads of a linear-probe fit (see :class:`LinearProbe`).
+BLAS_THREADS = 1
+
+
 @dataclass(frozen=True)
 class LinearProbe(TrainerParams):
     """Multinomial logistic regression on standardised embeddings.
@@ -62,6 +66,12 @@ class LinearProbe(TrainerParams):
     ``LogisticRegression`` (multinomial softmax loss + ``||W||^2 / (2 C)``, solver
     ``lbfgs``). ``C`` is fixed (default 1.0) and never tuned on the test set.
     Deterministic: the seed is ignored.
+
+    The fit runs with one BLAS thread (:data:`BLAS_THREADS`): lbfgs makes thousands of small
+    BLAS calls, and with two threads each call waits for the other thread, which on a busy
+    machine (another process on a core) costs milliseconds per call: ``auto`` on the
+    1,000-image demo (84 fits) took 237 s with numpy's default two threads and 10 s with one,
+    on the 2-core machine under load (bench/README.md, "Selection quality").
     """
 
     kind: ClassVar[str] = "linear"
@@ -88,13 +98,16 @@ class LinearProbe(TrainerParams):
             return np.full(n_test, -1, dtype=np.int64)
         if present.size == 1:
             return np.full(n_test, int(present[0]), dtype=np.int64)
+        from threadpoolctl import threadpool_limits
+
         x = np.asarray(x_train, dtype=np.float64)
-        scaler = StandardScaler().fit(x)
-        clf = LogisticRegression(C=self.C, solver="lbfgs", max_iter=self.max_iter, tol=self.tol)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            clf.fit(scaler.transform(x), y)
-        return clf.predict(scaler.transform(np.asarray(x_test, dtype=np.float64))).astype(np.int64)
+        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+            scaler = StandardScaler().fit(x)
+            clf = LogisticRegression(C=self.C, solver="lbfgs", max_iter=self.max_iter, tol=self.tol)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(scaler.transform(x), y)
+            return clf.predict(scaler.transform(np.asarray(x_test, dtype=np.float64))).astype(np.int64)
 
 
 # --------------------------------------------------------------------------- mlp
