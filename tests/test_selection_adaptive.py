@@ -480,3 +480,93 @@ def test_fraction_dependent_methods_cannot_be_resliced():
         r.reslice(0.5)
     r = run_selection("herding", feats, labels, 0.3)  # ranked only through its budget
     assert not r.can_reslice()
+
+
+# ----------------------------------------------------------------------------- auto at scale
+def test_auto_estimates_a_large_pool_on_a_stratified_sample_of_rows_and_classes():
+    from core.selection.auto import AUTO_STREAM, SAMPLE_TAG, sample_rows
+    from core.selection.params import AutoParams
+
+    feats, labels, _, _ = clusters(21, sizes=(90, 60, 30, 120, 45, 75), flip=0.1, spread=1.0)
+    data = SelectionData.build(feats, labels, 0.3, 0)
+    params = AutoParams(sample=120, sample_classes=4)
+    rows = sample_rows(data, params)
+    chosen = np.sort(np.random.default_rng([0, AUTO_STREAM, SAMPLE_TAG]).choice(6, size=4, replace=False))
+    assert sorted(set(data.codes[rows].tolist())) == chosen.tolist()
+    n_chosen = data.sizes[chosen].sum()
+    for c in chosen:  # proportional to the class, at least `folds` rows
+        want = max(3, int(round(data.sizes[c] * 120 / n_chosen)))
+        assert (data.codes[rows] == c).sum() == want
+    assert np.array_equal(rows, np.sort(rows)) and len(np.unique(rows)) == len(rows)
+    assert sample_rows(data, AutoParams(sample=0, sample_classes=0)).tolist() == list(range(data.n))
+    assert sample_rows(data, AutoParams(sample=10_000, sample_classes=6)).tolist() == list(range(data.n))
+    r = run_selection("auto", feats, labels, 0.3, sample=120, sample_classes=4, seed=5)
+    note = r.details["sample"]
+    assert note["sampled"] and note["rows"] == len(rows) and note["classes"] == 4 and note["pool_classes"] == 6
+    assert "sample_classes = 4" in note["why"] and "120" in note["why"]
+    assert r.n_selected == int(np.round(0.3 * data.sizes).sum())  # the chosen method runs on the whole pool
+    whole = run_selection("auto", feats, labels, 0.3, seed=5)
+    assert not whole.details["sample"]["sampled"] and "the whole pool" in whole.details["sample"]["why"]
+
+
+def test_auto_fits_each_distinct_training_subset_once(monkeypatch):
+    """The random subsets of a fold are the same for every candidate: fitted once, same estimate."""
+    from core.evaluation import probes
+
+    feats, labels, _, _ = clusters(22, sizes=(30, 30, 30), flip=0.2, spread=1.0)
+    calls = []
+    real = probes.LinearProbe.fit_predict
+
+    def counting(self, *args, **kwargs):
+        calls.append(len(args[0]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(probes.LinearProbe, "fit_predict", counting)
+    r = run_selection("auto", feats, labels, 0.3, candidates="random,herding,ram_apl", folds=3, repeats=2)
+    assert len(calls) == 3 * (3 + 2)  # per fold: 3 candidates + 2 random subsets, not 3 x (1 + 2)
+    est = {e["candidate"]: e for e in r.details["estimates"]}
+    assert est["herding"]["random_accuracy"] == est["ram_apl"]["random_accuracy"]
+
+
+def test_nearest_class_means_skip_classes_without_rows():
+    import torch
+
+    from core.selection._linalg import distances_to_present_means
+    from core.selection.budgets import sample_difficulty
+
+    x = torch.tensor([[0.1, 0.05], [0.95, 0.1], [0.05, 0.9]], dtype=torch.float32)
+    codes = torch.tensor([0, 0, 2])
+    means = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 1.0]], dtype=torch.float64)  # class 1: no row
+    got = distances_to_present_means(x, codes, means, want_nearest=True, want_other=True)
+    assert got["nearest"].tolist() == [0, 0, 2]  # (0.1, 0.05) is nearer the empty placeholder (0, 0)
+    np.testing.assert_allclose(got["other"][0].item(), np.hypot(0.1, 0.95), rtol=1e-6)
+    feats, labels, _, _ = clusters(23, sizes=(20, 20, 20))
+    data = SelectionData.build(feats, labels, 0.5, 0)
+    sub = data.subset(np.flatnonzero(data.codes != 1))  # class 1 left with no row
+    h = sample_difficulty(sub)
+    ref = sample_difficulty(
+        SelectionData.build({m: v[labels != 1] for m, v in feats.items()}, labels[labels != 1], 0.5, 0)
+    )
+    np.testing.assert_allclose(h, ref, rtol=1e-5)
+    r = get_selector("ram_apl").fn(sub, np.array([3, 0, 3]), get_selector("ram_apl").make_params({}))
+    assert np.isin(r.columns["apl"], [0.0, 0.5, 1.0]).all()
+
+
+def test_auto_on_a_sampled_pool_reads_no_test_label():
+    from core.evaluation import EvalConfig
+    from core.evaluation.protocol import Evaluator
+
+    feats, labels, _, _ = clusters(24, sizes=(60, 60, 60, 60), flip=0.2, spread=1.0)
+    split = np.where(np.arange(len(labels)) % 4 == 0, "test", "train")
+    feats["eval"] = feats["m0"].copy()
+    poisoned = labels.copy()
+    test = split == "test"
+    poisoned[test] = np.random.default_rng(1).permutation(poisoned[test])
+    outs = []
+    for lab in (labels, poisoned):
+        fs = FeatureSet(dict(feats), lab, split=split)
+        ev = Evaluator(fs, EvalConfig(eval_model="eval", seeds=(0,)), selection_models=["m0", "m1"], device="cpu")
+        r = ev.select("auto", 0.3, params={"sample": 60, "sample_classes": 3})
+        assert r.details["sample"]["sampled"] and r.details["sample"]["classes"] == 3
+        outs.append((r.details["chosen"], r.details["estimates"], r.details["sample"], r.selected.tolist()))
+    assert outs[0] == outs[1]

@@ -332,6 +332,26 @@ def class_means(
     return total / counts.clamp_min(1).unsqueeze(1)
 
 
+def distances_to_present_means(
+    xt: torch.Tensor, codes: torch.Tensor, means: torch.Tensor, **kwargs: Any
+) -> dict[str, Any]:
+    """:func:`distances_to_class_means` over the classes that have rows only: a class without a
+    row in ``codes`` has no mean (its row of ``means`` is a placeholder), so it is never the
+    ``nearest`` or the ``other`` class. Indices in ``nearest`` are class indices as in ``codes``.
+    (A pool with an empty class: ``auto``'s estimate on a sample of the classes, a small fold.)"""
+    n_classes = means.shape[0]
+    present = np.bincount(codes.cpu().numpy(), minlength=n_classes) > 0
+    if present.all():
+        return distances_to_class_means(xt, codes, means, **kwargs)
+    keep = np.flatnonzero(present)
+    local = np.full(n_classes, -1, dtype=np.int64)
+    local[keep] = np.arange(len(keep))
+    out = distances_to_class_means(xt, torch.from_numpy(local)[codes.cpu()], means[torch.from_numpy(keep)], **kwargs)
+    if out.get("nearest") is not None:
+        out["nearest"] = torch.from_numpy(keep)[out["nearest"]]
+    return out
+
+
 def distances_to_class_means(
     xt: torch.Tensor,
     codes: torch.Tensor,

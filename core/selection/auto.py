@@ -4,6 +4,15 @@ For the fraction ``p`` and budget strategy asked for, every candidate (parameter
 ``candidates``; ``random`` always among them) is estimated by stratified k-fold inside
 the selection pool:
 
+0. **Sample** (:func:`sample_rows`). A pool of at most ``sample`` rows (10,000) and
+   ``sample_classes`` classes (100) is estimated whole. A larger one is estimated on a
+   seeded stratified sample: ``sample_classes`` of its classes drawn at random when it has
+   more (the probe's cost grows with the number of classes), and about ``sample`` rows of
+   them, every class at least ``k`` rows. The sample is the pool of steps 1-3, except that
+   the label consensus of ``cleaned`` inside a fold still lets every pool row vote but the
+   fold's held-out rows (:class:`.neighborhood.Neighborhood`), as it will on the whole pool;
+   class means (RAM-APL's APL, the difficulty) are taken over the classes the sample has.
+   ``selection.json`` records the sample and why (``details.sample``).
 1. **Folds.** Per class, the rows are permuted with ``default_rng([cv_seed, AUTO_STREAM, c])``
    and dealt in turn to ``k`` folds, the deal going on from class to class (fold sizes differ
    by at most one per class and overall). A pool with fewer than ``k`` rows, or a budget
@@ -38,8 +47,10 @@ Only the pool's own labels are read (the held-out folds' labels, noisy or not: s
 label noise lowers every candidate's accuracy alike in expectation, so it keeps their
 ranking; class-dependent or adversarial noise does not, and neither does a test set from
 another distribution). The choice depends on the data and ``cv_seed`` only, not on the
-run's seed. Cost: ``k x (candidates)`` selections on ``(k-1)/k`` of the pool and
-``k x (candidates x (1 + repeats))`` ridge fits; ``time_budget_s`` stops trying further
+run's seed. Cost: ``k x (candidates)`` selections on ``(k-1)/k`` of the sample and
+``k x (candidates + repeats)`` probe fits (the random subsets of a fold are the same for
+every candidate, since every candidate keeps the fold's budgets, and are fitted once);
+``time_budget_s`` stops trying further
 candidates once spent (the choice is then made among those tried, and the details say so).
 Estimates are memoised in the process on the content they depend on, so running ``auto``
 again with another seed (the evaluator does) costs one selection, not another estimate.
@@ -54,6 +65,7 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..errors import SelectionInputError
 from ._ordering import concat_class_picks
@@ -101,7 +113,15 @@ def parse_candidates(text: str) -> list[tuple[str, SelectorSpec, SelectorParams]
 
 def make_probe(params: AutoParams, x):
     """``fit_predict(train_rows, train_codes, test_rows, n_classes) -> predicted codes`` on the
-    rows of ``x`` (a float32 tensor of every pool row), for ``params.probe``."""
+    rows of ``x`` (a float32 tensor of the estimate's rows), for ``params.probe``. With
+    ``probe_dims`` below the width of ``x``, the rows are first projected on their top
+    ``probe_dims`` principal axes (fitted on every row of ``x``, no label read; seeded by
+    ``cv_seed``)."""
+    if params.probe_dims and x.shape[1] > params.probe_dims:
+        from ..neighbors import principal_axes
+
+        xc = x - x.mean(dim=0)
+        x = xc @ principal_axes(xc, int(params.probe_dims), torch.Generator().manual_seed(int(params.cv_seed)))
     if params.probe == "ridge":
         return lambda rows, y, test, c: ridge_fit_predict(x[rows], y, x[test], c, params.ridge)
     from ..evaluation.probes import LinearProbe
@@ -161,18 +181,28 @@ def t_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, flo
 
 
 def sample_rows(data: SelectionData, params: AutoParams) -> np.ndarray:
-    """Sorted rows of the pool the estimate runs on: every row when the pool has at most
-    ``params.sample`` rows (or ``sample`` is 0); else a stratified sample of about ``sample``
-    rows: class ``c`` keeps ``max(min(N_c, folds), round(N_c sample / N))`` rows, drawn
-    with ``default_rng([cv_seed, AUTO_STREAM, SAMPLE_TAG, c])`` (so that every class is in every fold)."""
-    if not params.sample or data.n <= params.sample:
+    """Sorted rows of the pool the estimate runs on (step 0 of the module docstring): every row
+    of a pool with at most ``sample`` rows and ``sample_classes`` classes; else a stratified
+    sample. Classes: all, or ``sample_classes`` of them drawn uniformly
+    (``default_rng([cv_seed, AUTO_STREAM, SAMPLE_TAG])``); rows: class ``c`` keeps
+    ``max(min(N_c, folds), round(N_c S / N'))`` of its rows (``N'`` the rows of the chosen
+    classes, ``S = min(sample, N')``), drawn with ``default_rng([cv_seed, AUTO_STREAM, SAMPLE_TAG, c])``,
+    so every class is in every fold."""
+    classes = np.arange(data.n_classes)
+    present = classes[data.sizes > 0]
+    if params.sample_classes and len(present) > params.sample_classes:
+        rng = np.random.default_rng([int(params.cv_seed), AUTO_STREAM, SAMPLE_TAG])
+        present = np.sort(rng.choice(present, size=int(params.sample_classes), replace=False))
+    chosen_rows = int(data.sizes[present].sum())
+    target = chosen_rows if not params.sample else min(int(params.sample), chosen_rows)
+    if target >= data.n:
         return np.arange(data.n, dtype=np.int64)
     picks = []
-    for c in range(data.n_classes):
-        rows = data.class_rows(c)
-        want = max(min(len(rows), params.folds), int(round(len(rows) * params.sample / data.n)))
-        rng = np.random.default_rng([int(params.cv_seed), AUTO_STREAM, SAMPLE_TAG, c])
-        picks.append(rng.choice(rows, size=min(want, len(rows)), replace=False))
+    for c in present:
+        rows = data.class_rows(int(c))
+        want = max(min(len(rows), params.folds), int(round(len(rows) * target / chosen_rows)))
+        rng = np.random.default_rng([int(params.cv_seed), AUTO_STREAM, SAMPLE_TAG, int(c)])
+        picks.append(rows if want >= len(rows) else rng.choice(rows, size=want, replace=False))
     return np.sort(np.concatenate(picks)).astype(np.int64)
 
 
@@ -206,9 +236,13 @@ def estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams) -> di
     local = np.full(data.n, -1, dtype=np.int64)
     local[rows] = np.arange(len(rows))
     probe = make_probe(params, x)
+    fitted: dict[bytes, np.ndarray] = {}  # by training rows: every candidate meets the same random subsets
 
     def fit_predict(train_rows, y, test_rows, n_classes):
-        return probe(local[train_rows], y, local[test_rows], n_classes)
+        key = hashlib.sha1(np.sort(train_rows).tobytes() + b"|" + np.asarray(test_rows).tobytes()).digest()
+        if key not in fitted:
+            fitted[key] = probe(local[train_rows], y, local[test_rows], n_classes)
+        return fitted[key]
 
     subs = fold_pools(data, budgets, params, rows)
     total = len(candidates) * params.folds
@@ -317,18 +351,27 @@ def cached_estimate(data: SelectionData, budgets: np.ndarray, params: AutoParams
 
 def sample_note(data: SelectionData, rows: np.ndarray, params: AutoParams) -> dict[str, Any]:
     """What ``selection.json`` records of the estimate's sample (:func:`sample_rows`)."""
-    sampled = len(rows) < data.n
+    n_classes = int(np.count_nonzero(data.sizes > 0))
+    classes = int(np.unique(data.codes[rows]).size)
+    why = []
+    if classes < n_classes:
+        why.append(
+            f"the pool has {n_classes:,} classes, more than sample_classes = {params.sample_classes:,}: "
+            f"{classes:,} classes drawn at random (the probe's cost grows with the classes)"
+        )
+    if len(rows) < data.n:
+        why.append(
+            f"{len(rows):,} of the pool's {data.n:,} rows (sample = {params.sample:,}), stratified by class, "
+            f"every class at least {params.folds} rows or all of it; inside the folds the label consensus "
+            "still votes with every pool row but the held-out ones"
+        )
     return {
         "rows": int(len(rows)),
         "pool": int(data.n),
-        "sampled": sampled,
-        "why": (
-            f"the pool has {data.n:,} rows, more than sample = {params.sample:,}: the estimate runs on a "
-            f"stratified sample of {len(rows):,} (every class at least {params.folds} rows or all of it); the "
-            "label consensus inside the folds still votes with every pool row but the held-out ones"
-            if sampled
-            else f"the whole pool ({data.n:,} rows, at most sample = {params.sample:,})"
-        ),
+        "classes": classes,
+        "pool_classes": n_classes,
+        "sampled": bool(len(rows) < data.n),
+        "why": "; ".join(why) if why else f"the whole pool ({data.n:,} rows, {n_classes:,} classes)",
     }
 
 

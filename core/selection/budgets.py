@@ -229,7 +229,7 @@ class BudgetPlan:
 
 def sample_difficulty(data) -> np.ndarray:
     """``h_i`` of the ``difficulty`` strategy (float64 ``[N]``), averaged over the models."""
-    from ._linalg import as_tensor, class_means, distances_to_class_means
+    from ._linalg import as_tensor, class_means, distances_to_present_means
 
     total = np.zeros(data.n, dtype=np.float64)
     if data.n_classes < 2:
@@ -238,7 +238,7 @@ def sample_difficulty(data) -> np.ndarray:
     for x in data.features.values():
         xt = as_tensor(x)
         means = class_means(xt, codes, data.n_classes, device=data.device)
-        d = distances_to_class_means(xt, codes, means, device=data.device, want_nearest=False, want_other=True)
+        d = distances_to_present_means(xt, codes, means, device=data.device, want_nearest=False, want_other=True)
         own = d["own"].numpy().astype(np.float64)
         other = d["other"].numpy().astype(np.float64)
         total += own / np.maximum(other, 1e-12)

@@ -110,16 +110,19 @@ def nearest_class_mean_cosine(xn: torch.Tensor, codes: torch.Tensor, n_classes: 
 
 def nearest_unit_mean(x: np.ndarray, unit_means: torch.Tensor, device: torch.device) -> np.ndarray:
     """int64 ``[N]``: for each row of ``x`` (raw features), the class whose unit mean
-    ``unit_means[c]`` (float64 ``[C, D]``) has the highest cosine similarity with the row
-    (first class on ties), i.e. the nearest unit mean to the unit row
-    (``|u - m|^2 = 2 - 2 u.m``): :func:`._linalg.distances_to_class_means` with
-    ``normalize="l2"`` (an exact float64 check of near ties)."""
+    ``unit_means[c]`` (float64 ``[C, D]``; a zero row: a class without voters, never chosen)
+    has the highest cosine similarity with the row (first class on ties), i.e. the nearest
+    unit mean to the unit row (``|u - m|^2 = 2 - 2 u.m``): :func:`._linalg.distances_to_class_means`
+    with ``normalize="l2"`` (an exact float64 check of near ties)."""
     if len(x) == 0:
         return np.zeros(0, dtype=np.int64)
+    keep = torch.nonzero(torch.linalg.vector_norm(unit_means, dim=1) > 0).squeeze(1)
+    if keep.numel() == 0:  # nobody votes: no class mean to be near (-1 is no vote)
+        return np.full(len(x), -1, dtype=np.int64)
     xt = from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     codes = torch.zeros(len(x), dtype=torch.int64)
-    out = distances_to_class_means(xt, codes, unit_means, normalize="l2", device=device)
-    return out["nearest"].numpy().astype(np.int64)
+    out = distances_to_class_means(xt, codes, unit_means[keep], normalize="l2", device=device)
+    return keep[out["nearest"]].numpy().astype(np.int64)
 
 
 #: Rows whose votes are tallied at once (bounds the ``[rows, votes]`` temporaries).

@@ -192,11 +192,22 @@ class AutoParams(SelectorParams):
     ridge: float = param(
         1.0, "L2 penalty lambda of the ridge probe (probe = ridge).", minimum=0.0, exclusive_minimum=True
     )
+    probe_dims: int = param(
+        0,
+        "The probe sees the top this-many principal axes of the features (fitted on the estimate's rows, "
+        "no label read); 0 = every feature.",
+        minimum=0,
+    )
     cv_seed: int = param(0, "Seed of the folds and of the candidates' random choices inside them.", minimum=0)
     sample: int = param(
         10_000,
         "A pool of more rows is estimated on a stratified seeded sample of about this many rows "
         "(0 = always the whole pool).",
+        minimum=0,
+    )
+    sample_classes: int = param(
+        100,
+        "A pool of more classes is estimated on this many of its classes, drawn at random (seeded); 0 = every class.",
         minimum=0,
     )
     margin: float = param(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._linalg import as_tensor, class_means, distances_to_class_means, ranks_within_class
+from ._linalg import as_tensor, class_means, distances_to_present_means, ranks_within_class
 from ._ordering import keep_band_per_class
 from .params import RamAplParams
 from .registry import SelectionData, SelectorOutput, register_selector
@@ -47,13 +47,14 @@ def ram_apl_weights(p: float, a: float = 0.2, k: float = 1.0, s: float = 0.5) ->
 
 def class_mean_ranks(data: SelectionData, normalize: str, *, want_pseudo: bool) -> dict[str, dict[str, np.ndarray]]:
     """Per model: ``distance`` to the own class mean, within-class ``rank`` and (optionally)
-    ``pseudo`` (index of the nearest class mean). Shared by ``ram_apl`` and ``min``."""
+    ``pseudo`` (index of the nearest class mean, among the classes the pool has rows of).
+    Shared by ``ram_apl`` and ``min``."""
     codes = data.codes_tensor()
     out: dict[str, dict[str, np.ndarray]] = {}
     for name, x in data.features.items():
         xt = as_tensor(x)
         means = class_means(xt, codes, data.n_classes, normalize=normalize, device=data.device)
-        dist = distances_to_class_means(
+        dist = distances_to_present_means(
             xt, codes, means, normalize=normalize, device=data.device, want_nearest=want_pseudo
         )
         own = dist["own"]
