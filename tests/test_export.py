@@ -331,3 +331,26 @@ def test_a_single_evaluation_chart_has_the_random_series(tmp_path):
     plan = run_plan(fs, ["herding", "random"], [0.5], EvalConfig(seeds=(0, 1)))
     text = render_html(plan, fs)
     assert "random (same per-class sizes)" not in text
+
+
+def test_write_csv_in_chunks_equals_the_whole_text(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from core.export import tables
+
+    frame = pd.DataFrame(
+        {
+            "index": np.arange(10),
+            "path": [f"img/{i}.png" for i in range(10)],
+            "label": ["=cmd", "+x", "cat", "-1", "@a", "dog", "cat", "dog", "cat", "dog"],
+            "score": np.linspace(0, 1, 10),
+        }
+    )
+    monkeypatch.setattr(tables, "CSV_CHUNK_ROWS", 3)  # four chunks: the header must come once
+    path = tables.write_csv(tmp_path / "t.csv", frame)
+    text = path.read_text(encoding="utf-8")
+    assert text == tables.csv_text(frame)
+    assert text.count("index,path,label,score") == 1 and text.count("\n") == 11
+    assert "'=cmd" in text and "'+x" in text
+    tables.write_csv(tmp_path / "empty.csv", frame.iloc[:0])
+    assert (tmp_path / "empty.csv").read_text() == "index,path,label,score\n"

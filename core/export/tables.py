@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..features import FeatureSet
 from ..text import display_array, escape_csv_cell
-from ..workspace import atomic_write_text
+from ..workspace import atomic_write_with
 
 #: Columns of a selection table that are bookkeeping, not scores.
 NON_SCORE_COLUMNS = ("index", "label", "selected", "order")
@@ -74,9 +74,20 @@ def csv_text(frame: pd.DataFrame) -> str:
     return escape_csv_frame(frame).to_csv(index=False)
 
 
+#: Rows converted to CSV text at a time by :func:`write_csv`.
+CSV_CHUNK_ROWS = 65536
+
+
 def write_csv(path: str | os.PathLike, frame: pd.DataFrame) -> Path:
-    """Write :func:`csv_text` of ``frame`` atomically."""
-    return atomic_write_text(path, csv_text(frame))
+    """Write :func:`csv_text` of ``frame`` (UTF-8) atomically, converting :data:`CSV_CHUNK_ROWS` rows
+    at a time: a table of a million rows is never held as one string."""
+
+    def write(fh) -> None:
+        for start in range(0, max(len(frame), 1), CSV_CHUNK_ROWS):
+            chunk = frame.iloc[start : start + CSV_CHUNK_ROWS]
+            fh.write(escape_csv_frame(chunk).to_csv(index=False, header=start == 0).encode("utf-8"))
+
+    return atomic_write_with(path, write)
 
 
 def write_selection_csvs(
@@ -89,6 +100,7 @@ def write_selection_csvs(
 
 
 __all__ = [
+    "CSV_CHUNK_ROWS",
     "NON_SCORE_COLUMNS",
     "csv_text",
     "escape_csv_frame",
