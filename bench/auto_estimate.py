@@ -1,8 +1,8 @@
 """Does a cheaper ``auto`` estimate choose as the full one does? (bench/quality.py's cells)
 
 ``auto`` picks a method by k-fold inside the pool (:mod:`core.selection.auto`). On large pools
-it must be cheaper: it estimates on a stratified sample of the pool (``sample``) and may give
-its logistic probe fewer dimensions (``probe_dims``: the top principal axes of the features).
+it must be cheaper: it estimates on a stratified sample of the pool (``sample`` rows of at
+most ``sample_classes`` classes).
 This benchmark runs, on every cell of ``bench/quality.py`` (Flowers-17 and Fashion-MNIST,
 clean and 20 % label noise, fractions 1-70 %, ``paper`` budget, same split, noise and
 features), ``auto``'s estimate with each *variant* of its parameters, and
@@ -44,14 +44,11 @@ from bench.quality import DATASETS, EVAL_MODEL, FRACTIONS, SELECTION_MODELS, loa
 
 #: Parameter sets of auto compared with the reference (a fraction ``sample`` is a share of the pool).
 VARIANTS: dict[str, dict] = {
-    "reference": {"sample": 0, "probe_dims": 0},
-    "sampled50": {"sample": 0.5, "probe_dims": 0},
-    "sampled30": {"sample": 0.3, "probe_dims": 0},
-    "pca256": {"sample": 0, "probe_dims": 256},
-    "pca128": {"sample": 0, "probe_dims": 128},
-    "sampled50+pca256": {"sample": 0.5, "probe_dims": 256},
+    "reference": {"sample": 0, "sample_classes": 0},
+    "sampled50": {"sample": 0.5, "sample_classes": 0},
+    "sampled30": {"sample": 0.3, "sample_classes": 0},
 }
-DEFAULT_VARIANTS = "reference,sampled50,sampled30,pca256,pca128,sampled50+pca256"
+DEFAULT_VARIANTS = "reference,sampled50,sampled30"
 CACHE_VERSION = 1
 
 

@@ -65,7 +65,6 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import SelectionInputError
 from ._ordering import concat_class_picks
@@ -113,15 +112,7 @@ def parse_candidates(text: str) -> list[tuple[str, SelectorSpec, SelectorParams]
 
 def make_probe(params: AutoParams, x):
     """``fit_predict(train_rows, train_codes, test_rows, n_classes) -> predicted codes`` on the
-    rows of ``x`` (a float32 tensor of the estimate's rows), for ``params.probe``. With
-    ``probe_dims`` below the width of ``x``, the rows are first projected on their top
-    ``probe_dims`` principal axes (fitted on every row of ``x``, no label read; seeded by
-    ``cv_seed``)."""
-    if params.probe_dims and x.shape[1] > params.probe_dims:
-        from ..neighbors import principal_axes
-
-        xc = x - x.mean(dim=0)
-        x = xc @ principal_axes(xc, int(params.probe_dims), torch.Generator().manual_seed(int(params.cv_seed)))
+    rows of ``x`` (a float32 tensor of the estimate's rows), for ``params.probe``."""
     if params.probe == "ridge":
         return lambda rows, y, test, c: ridge_fit_predict(x[rows], y, x[test], c, params.ridge)
     from ..evaluation.probes import LinearProbe

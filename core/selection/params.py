@@ -192,12 +192,6 @@ class AutoParams(SelectorParams):
     ridge: float = param(
         1.0, "L2 penalty lambda of the ridge probe (probe = ridge).", minimum=0.0, exclusive_minimum=True
     )
-    probe_dims: int = param(
-        0,
-        "The probe sees the top this-many principal axes of the features (fitted on the estimate's rows, "
-        "no label read); 0 = every feature.",
-        minimum=0,
-    )
     cv_seed: int = param(0, "Seed of the folds and of the candidates' random choices inside them.", minimum=0)
     sample: int = param(
         10_000,
