@@ -100,4 +100,11 @@ def release_pages(x: np.ndarray, start: int, stop: int) -> None:
             mm.madvise(advice, first, last - first)
 
 
-__all__ = ["SPARSE_GATHER", "file_map", "gather_rows", "random_access", "release_pages"]
+def release(x) -> None:
+    """:func:`release_pages` of every row of ``x`` after a whole pass over it (a memory-mapped
+    array); a no-op for anything that is not a numpy array backed by a file mapping."""
+    if isinstance(x, np.ndarray) and x.ndim >= 1:
+        release_pages(x, 0, len(x))
+
+
+__all__ = ["SPARSE_GATHER", "file_map", "gather_rows", "random_access", "release", "release_pages"]

@@ -570,3 +570,34 @@ def test_auto_on_a_sampled_pool_reads_no_test_label():
         assert r.details["sample"]["sampled"] and r.details["sample"]["classes"] == 3
         outs.append((r.details["chosen"], r.details["estimates"], r.details["sample"], r.selected.tolist()))
     assert outs[0] == outs[1]
+
+
+def test_a_subset_reads_its_rows_when_asked_and_cleaned_never_copies_the_whole_subset(monkeypatch):
+    from core.selection.registry import RowView
+
+    feats, labels, _, _ = clusters(25, sizes=(40, 30, 50), flip=0.2, spread=1.0)
+    data = SelectionData.build(feats, labels, 0.3, 0)
+    rows = np.flatnonzero(np.arange(data.n) % 3 != 0)
+    sub = data.subset(rows)
+    assert all(isinstance(x, RowView) for x in sub.features.values())
+    x = sub.features["m0"]
+    np.testing.assert_array_equal(x[[0, 5, 7]], feats["m0"][rows[[0, 5, 7]]])
+    np.testing.assert_array_equal(np.asarray(x), feats["m0"][rows])
+    subsub = sub.subset(np.array([1, 2, 3]))
+    np.testing.assert_array_equal(np.asarray(subsub.features["m1"]), feats["m1"][rows[[1, 2, 3]]])
+    copied = SelectionData.build({m: v[rows] for m, v in feats.items()}, labels[rows], 0.3, 0)
+    for method in ("herding", "kcenter", "ram_apl", "ccs"):
+        spec = get_selector(method)
+        b = np.array([5, 4, 6])
+        assert spec.fn(data.subset(rows), b, spec.make_params({})).order.tolist() == (
+            spec.fn(copied, b, spec.make_params({})).order.tolist()
+        )
+
+    def no_whole_copy(self, dtype=None, copy=None):
+        raise AssertionError("a subset's features were copied whole")
+
+    monkeypatch.setattr(RowView, "__array__", no_whole_copy)
+    spec = get_selector("cleaned")
+    for inner in ("herding", "random", "kcenter", "graph_cut"):
+        out = spec.fn(data, np.array([8, 6, 10]), spec.make_params({"inner": inner}))
+        assert len(out.order) == 24

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..mapped import release
 from ._linalg import distances_to_class_means, from_numpy, l2_normalize_rows, rows_per_chunk
 from .registry import SelectionData
 
@@ -146,7 +147,7 @@ def tally(
         b = min(n, a + TALLY_ROWS)
         cls = vote_classes[a:b]
         w = np.where(cls >= 0, vote_weights[a:b], 0.0)
-        key = np.arange(a, b, dtype=np.int64)[:, None] * (n_classes + 1) + (cls + 1)
+        key = np.arange(a, b, dtype=np.int64)[:, None] * (n_classes + 1) + (cls.astype(np.int64) + 1)
         uniq, inv = np.unique(key.reshape(-1), return_inverse=True)
         support = np.bincount(inv.reshape(-1), weights=w.reshape(-1), minlength=len(uniq))
         np.clip(support, 0.0, 1.0, out=support)
@@ -191,34 +192,44 @@ def label_consensus(
 def _consensus(data: SelectionData, hood, k: int, knn_weight: float, max_agreement: float) -> LabelConsensus:
     n, n_classes = data.n, data.n_classes
     m = len(data.features)
+    codes = data.codes
     knn_agree = np.zeros(n, dtype=np.float64)
     ncm_agree = np.zeros(n, dtype=np.float64)
-    classes, weights = [], []
+    votes = []  # per model: (nearest class mean [n], neighbours' classes [n, k'] int32, -1 padding)
     for model in data.features:
         ncm = nearest_unit_mean(data.features[model], hood.class_unit_means(model), data.device)
-        ncm_agree += ncm == data.codes
-        classes.append(ncm[:, None])
-        weights.append(np.full((n, 1), (1.0 - knn_weight) / m))
+        ncm_agree += ncm == codes
         nb, _ = hood.knn(model, k)
-        n_nb = (nb >= 0).sum(axis=1)
-        nb_codes = np.where(nb >= 0, hood.codes[np.maximum(nb, 0)], -1)
-        lonely = n_nb == 0  # no other voter: its own label is all the evidence there is
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(lonely, 0.0, 1.0 / np.maximum(n_nb, 1))
-        classes.append(np.where(lonely[:, None], data.codes[:, None], nb_codes) if nb.shape[1] else data.codes[:, None])
-        w = np.repeat((knn_weight * share / m)[:, None], max(nb.shape[1], 1), axis=1)
-        if nb.shape[1]:
-            w[lonely, 0] = knn_weight / m
-            w[lonely, 1:] = 0.0
-        else:
-            w[:, 0] = knn_weight / m
-        weights.append(w)
-        agree = (nb_codes == data.codes[:, None]).sum(axis=1) * share
-        knn_agree += np.where(lonely, 1.0, agree)
-    agreement, suggested, confidence = tally(
-        data.codes, np.concatenate(classes, axis=1), np.concatenate(weights, axis=1), n_classes
-    )
-    suspect = (suggested != data.codes) & (agreement <= max_agreement + 1e-12)
+        nb_codes = np.where(nb >= 0, hood.codes[np.maximum(nb, 0)], -1).astype(np.int32)
+        del nb
+        n_nb = (nb_codes >= 0).sum(axis=1)
+        agree = (nb_codes == codes[:, None]).sum(axis=1) / np.maximum(n_nb, 1)
+        knn_agree += np.where(n_nb == 0, 1.0, agree)  # no other voter: its own label is all the evidence
+        votes.append((ncm, nb_codes, n_nb))
+        release(data.features[model])  # after this model's passes, its mapped pages go back to the OS
+    agreement = np.empty(n, dtype=np.float64)
+    suggested = np.empty(n, dtype=np.int64)
+    confidence = np.empty(n, dtype=np.float64)
+    for a in range(0, n, TALLY_ROWS):
+        b = min(n, a + TALLY_ROWS)
+        classes, weights = [], []
+        for ncm, nb_codes, n_nb in votes:
+            classes.append(ncm[a:b, None])
+            weights.append(np.full((b - a, 1), (1.0 - knn_weight) / m))
+            lonely = n_nb[a:b] == 0
+            if nb_codes.shape[1]:
+                classes.append(np.where(lonely[:, None], codes[a:b, None], nb_codes[a:b]))
+                w = np.repeat((knn_weight / np.maximum(n_nb[a:b], 1) / m)[:, None], nb_codes.shape[1], axis=1)
+                w[lonely, 0] = knn_weight / m
+                w[lonely, 1:] = 0.0
+            else:
+                classes.append(codes[a:b, None])
+                w = np.full((b - a, 1), knn_weight / m)
+            weights.append(w)
+        agreement[a:b], suggested[a:b], confidence[a:b] = tally(
+            codes[a:b], np.concatenate(classes, axis=1), np.concatenate(weights, axis=1), n_classes
+        )
+    suspect = (suggested != codes) & (agreement <= max_agreement + 1e-12)
     return LabelConsensus(agreement, suggested, confidence, suspect, knn_agree / m, ncm_agree / m)
 
 

@@ -14,6 +14,7 @@ import torch
 from ..devices import resolve_device
 from ..errors import SelectionInputError
 from ..features import FLOAT32_MAX, beyond_float32, float32_range_message
+from ..mapped import release
 from ..neighbors import NeighborGraph
 from ..provenance import SELECTION_PACKAGES, package_versions
 from ..text import display_array
@@ -251,6 +252,7 @@ def run_selection(
             continue
         limit = magnitude_limit(x.shape[1])
         top, class_sums = check_and_sum(x, name, data.codes, data.n_classes, limit)
+        release(x)  # a memory-mapped store's pages go back to the OS between passes
         if top is not None:
             _magnitude_error(x, name, top, limit)
         if class_sums is not None:
@@ -269,6 +271,8 @@ def run_selection(
     ranked = bool(rank_all and spec.prefix_consistent)
     with known_class_sums(sums):
         out = spec.fn(data, data.sizes.copy() if ranked else budgets, sel_params)
+    for x in feats.values():
+        release(x)
     pick_rank = None
     if ranked:
         pick_rank = _within_class_position(np.asarray(out.order, dtype=np.int64), data)

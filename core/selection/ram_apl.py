@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..mapped import release
 from ._linalg import as_tensor, class_means, distances_to_present_means, ranks_within_class
 from ._ordering import keep_band_per_class
 from .params import RamAplParams
@@ -62,6 +63,7 @@ def class_mean_ranks(data: SelectionData, normalize: str, *, want_pseudo: bool) 
         if want_pseudo:
             entry["pseudo"] = dist["nearest"].numpy()
         out[name] = entry
+        release(x)  # the model's mapped pages go back to the OS before the next model's passes
     return out
 
 

@@ -15,16 +15,62 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 import numpy as np
 import torch
 
 from ..errors import SelectionInputError
+from ..mapped import gather_rows
 from .params import SelectorParams
 
 if TYPE_CHECKING:
     from .neighborhood import Neighborhood
+
+
+class RowView:
+    """Rows ``rows`` of a feature array ``base``, gathered only when read.
+
+    ``view[r]`` is ``base[rows[r]]`` (a copy, read under :func:`core.mapped.gather_rows`'s
+    random-access advice from a memory map); using the view as a whole array
+    (``np.asarray(view)``) gathers every row once and keeps that copy. :meth:`SelectionData.subset`
+    hands these out, so a per-class method run on a large subset (``cleaned``'s inner
+    method on a million rows) reads each class's rows when it gets to them and never holds a
+    copy of the whole subset's features.
+    """
+
+    def __init__(self, base: np.ndarray, rows: np.ndarray) -> None:
+        self.base = base
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self._whole: np.ndarray | None = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.base.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        if self._whole is not None:
+            return self._whole[index]
+        picked = self.rows[index]
+        if np.ndim(picked) == 0:
+            return self.base[int(picked)]
+        return gather_rows(self.base, picked)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        if self._whole is None:
+            self._whole = np.ascontiguousarray(gather_rows(self.base, self.rows))
+        return self._whole if dtype is None else self._whole.astype(dtype, copy=False)
 
 
 @dataclass
@@ -90,13 +136,18 @@ class SelectionData:
     def subset(self, rows: np.ndarray, fraction: float | None = None) -> SelectionData:
         """The pool restricted to ``rows`` (sorted row indices), same classes (a class may
         end up empty), same seed, device, budget strategy and neighbourhood (the same rows
-        vote: :meth:`.neighborhood.Neighborhood.subset`); ``progress`` is not passed on."""
+        vote: :meth:`.neighborhood.Neighborhood.subset`); ``progress`` is not passed on. Its
+        features are :class:`RowView` s of these (gathered when read)."""
         rows = np.asarray(rows, dtype=np.int64)
         codes = self.codes[rows]
         members = np.argsort(codes, kind="stable").astype(np.int64)
         sizes = np.bincount(codes, minlength=self.n_classes)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        feats = {m: np.ascontiguousarray(x[rows]) for m, x in self.features.items()}
+        # row views typed as arrays: every reader goes through indexing, gather_rows or np.asarray
+        feats = {
+            m: cast(np.ndarray, RowView(x.base, x.rows[rows]) if isinstance(x, RowView) else RowView(x, rows))
+            for m, x in self.features.items()
+        }
         return SelectionData(
             feats,
             self.classes,
