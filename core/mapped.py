@@ -70,15 +70,22 @@ SPARSE_GATHER = 8
 
 def gather_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``x[rows]`` (a copy). From a file mapping, a gather of a small part of the rows (under
-    ``1 / SPARSE_GATHER``) runs under :func:`random_access`, so it reads only the rows' pages."""
-    if len(rows) * SPARSE_GATHER < x.shape[0] and file_map(x) is not None:
+    ``1 / SPARSE_GATHER``) runs under :func:`random_access`, so it reads only the rows' pages,
+    and the pages are handed back to the OS afterwards (:func:`release_rows`): a selector that
+    reads a store class by class never holds the whole store resident."""
+    if file_map(x) is None:
+        return x[rows]
+    if len(rows) * SPARSE_GATHER < x.shape[0]:
         with random_access(x):
-            return x[rows]
-    return x[rows]
+            out = x[rows]
+    else:
+        out = x[rows]
+    release_rows(x, rows)
+    return out
 
 
 def release_pages(x: np.ndarray, start: int, stop: int) -> None:
-    """Hand the whole pages inside rows ``start:stop`` of a memory-mapped ``x`` back to the OS
+    """Hand the pages of rows ``start:stop`` of a memory-mapped ``x`` back to the OS
     (``MADV_DONTNEED`` on the read-only file mapping: the pages stay in the page cache and
     leave this process's resident memory; a later read maps them again). A no-op for arrays
     in memory, and where the OS has no such advice."""
@@ -93,11 +100,24 @@ def release_pages(x: np.ndarray, start: int, stop: int) -> None:
     first = x.__array_interface__["data"][0] - origin + int(start) * x.strides[0]
     last = first + (int(stop) - int(start)) * x.strides[0]
     page = mmap.PAGESIZE
-    first = -(-first // page) * page  # only pages that hold nothing but these rows' bytes
-    last = min(last // page * page, len(mm) // page * page)
-    if last > first >= 0:
+    # every page holding a byte of these rows (a page shared with a neighbouring row is safe to
+    # hand back too: the mapping is read-only and shared, a later read maps it again)
+    first = max(0, first // page * page)
+    last = min(-(-last // page) * page, -(-len(mm) // page) * page)
+    if last > first:
         with contextlib.suppress(OSError, ValueError):
             mm.madvise(advice, first, last - first)
+
+
+def release_rows(x: np.ndarray, rows) -> None:
+    """:func:`release_pages` of the span of rows ``min(rows)..max(rows)`` of a memory-mapped ``x``.
+    The whole span, not only the rows' own pages: the kernel maps pages around each page a read
+    faults in (fault-around, large folios), which would otherwise stay resident and add up to
+    the whole store over a class-by-class pass. A span of pages that are not mapped costs a
+    page-table walk; another thread reading there maps its pages again."""
+    r = np.asarray(rows, dtype=np.int64).reshape(-1)
+    if r.size and file_map(x) is not None:
+        release_pages(x, int(r.min()), int(r.max()) + 1)
 
 
 def release(x) -> None:
@@ -107,4 +127,4 @@ def release(x) -> None:
         release_pages(x, 0, len(x))
 
 
-__all__ = ["SPARSE_GATHER", "file_map", "gather_rows", "random_access", "release", "release_pages"]
+__all__ = ["SPARSE_GATHER", "file_map", "gather_rows", "random_access", "release", "release_pages", "release_rows"]
