@@ -80,7 +80,8 @@ class DuplicateGroups:
     def keep_one(self, pool: np.ndarray | None = None) -> np.ndarray:
         """bool ``[N]``: the rows of ``pool`` (a bool mask; None = all rows) left when each group
         keeps one member of the pool: its representative when the representative is in the
-        pool, else the pool member with the highest score (lowest row on ties)."""
+        pool, else the pool member with the highest score (lowest row on ties, as for the
+        representative)."""
         n = len(self.group)
         pool_mask = np.ones(n, dtype=bool) if pool is None else np.asarray(pool, dtype=bool)
         keep = pool_mask.copy()
@@ -88,7 +89,8 @@ class DuplicateGroups:
         if grouped.size == 0:
             return keep
         keep[grouped] = False
-        rank = np.lexsort((grouped, -self.score[grouped], ~self.representative[grouped], self.group[grouped]))
+        tied = _near_best(self.group[grouped], self.score[grouped])
+        rank = np.lexsort((grouped, ~tied, ~self.representative[grouped], self.group[grouped]))
         ordered = grouped[rank]
         first = np.ones(len(ordered), dtype=bool)
         first[1:] = self.group[ordered][1:] != self.group[ordered][:-1]
@@ -123,6 +125,19 @@ class DuplicateGroups:
             "duplicates": self.n_duplicates,
             "exact_copies": int(np.count_nonzero(self.exact)),
         }
+
+
+#: Scores within this of their group's best are equal (the members of a pair are equally close
+#: to its centre, up to float rounding): the lowest row among them wins.
+SCORE_TIE = 1e-5
+
+
+def _near_best(group: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """bool: the score is within :data:`SCORE_TIE` of the best score of its group (``group``:
+    non-negative ids, one per row)."""
+    best = np.full(int(group.max()) + 1 if group.size else 0, -np.inf)
+    np.maximum.at(best, group, score.astype(np.float64))
+    return score.astype(np.float64) >= best[group] - SCORE_TIE
 
 
 def _find(parent: np.ndarray) -> np.ndarray:
@@ -233,7 +248,7 @@ def near_duplicates(
             total += np.einsum("ij,ij->i", u, centre[g])
             units[m] = u
         score[rows] = (total / len(models)).astype(np.float32)
-        best = np.lexsort((rows, -score[rows], g))
+        best = np.lexsort((rows, ~_near_best(g, score[rows]), g))
         first = np.ones(len(best), dtype=bool)
         first[1:] = g[best][1:] != g[best][:-1]
         rep_local = np.empty(len(roots), dtype=np.int64)
