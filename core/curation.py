@@ -73,8 +73,10 @@ def curation(
     notes: list[str] | None = None,
 ) -> tuple[dict[str, NeighborGraph], DuplicateGroups]:
     """Steps 1-2 of the module docstring: ``(graphs, groups)`` of the feature set ``fs``."""
-    if not -1.0 <= float(threshold) <= 1.0:
-        raise SelectionInputError(f"The near-duplicate threshold is a cosine similarity in [-1, 1], got {threshold!r}.")
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise SelectionInputError(
+            f"The near-duplicate threshold is a relative similarity in [0, 1] (1: identical only), got {threshold!r}."
+        )
     graphs = graphs_for(fs, models, source, device=device, progress=progress, notes=notes)
     file_ids = None
     if source is not None and Path(source).is_dir():  # a features store knows each row's content hash

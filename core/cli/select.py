@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..curation import curated_selection
-from ..duplicates import DEFAULT_THRESHOLD, duplicates_frame
+from ..duplicates import DEFAULT_THRESHOLD, RADIUS_RANK, duplicates_frame
 from ..errors import SelectionInputError
 from ..export.tables import write_csv, write_selection_csvs
 from ..features import load_features
@@ -87,9 +87,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "--duplicate-threshold",
         type=float,
         default=DEFAULT_THRESHOLD,
-        metavar="COS",
-        help=f"cosine similarity in every model at or above which two images are near-duplicates "
-        f"(default: {DEFAULT_THRESHOLD})",
+        metavar="T",
+        help="relative similarity in every model at or above which two images are near-duplicates: their "
+        f"cosine distance is at most 1 - T times the larger of their distances to their {RADIUS_RANK}th nearest "
+        "image (and at least half the median such distance) (0..1, 1: identical only; default: "
+        f"{DEFAULT_THRESHOLD}; README 'Near-duplicates')",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
     p.set_defaults(func=run)
@@ -138,9 +140,9 @@ def write_selection_outputs(
 def run(args: argparse.Namespace) -> int:
     params = parse_params(args.param, args.method)
     get_selector(args.method).make_params(params)  # bad values are reported before any progress bar
-    if not -1.0 <= args.duplicate_threshold <= 1.0:
+    if not 0.0 <= args.duplicate_threshold <= 1.0:
         raise SelectionInputError(
-            f"--duplicate-threshold is a cosine similarity in [-1, 1], got {args.duplicate_threshold}."
+            f"--duplicate-threshold is a relative similarity in [0, 1] (1: identical only), got {args.duplicate_threshold}."
         )
     check_output_dir(args.out)
     fs = load_features(args.features)
