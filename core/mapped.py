@@ -73,7 +73,7 @@ def gather_rows(x: np.ndarray, rows: np.ndarray) -> np.ndarray:
     ``1 / SPARSE_GATHER``) runs under :func:`random_access`, so it reads only the rows' pages,
     and the pages are handed back to the OS afterwards (:func:`release_rows`): a selector that
     reads a store class by class never holds the whole store resident."""
-    if file_map(x) is None:
+    if not isinstance(x, np.ndarray) or file_map(x) is None:  # in memory, or a view that gathers itself
         return x[rows]
     if len(rows) * SPARSE_GATHER < x.shape[0]:
         with random_access(x):
@@ -89,7 +89,7 @@ def release_pages(x: np.ndarray, start: int, stop: int) -> None:
     (``MADV_DONTNEED`` on the read-only file mapping: the pages stay in the page cache and
     leave this process's resident memory; a later read maps them again). A no-op for arrays
     in memory, and where the OS has no such advice."""
-    mm = file_map(x)
+    mm = file_map(x) if isinstance(x, np.ndarray) else None
     advice = getattr(mmap, "MADV_DONTNEED", None)
     if mm is None or advice is None or not hasattr(mm, "madvise") or stop <= start or len(mm) == 0:
         return

@@ -13,7 +13,7 @@ from core.cli import main
 from core.errors import CoresetError
 from core.feature_store import open_feature_store, save_feature_store, store_file_ids, verify_feature_store
 from core.features import FeatureSet, load_features, save_features
-from core.selection import run_selection
+from core.selection import list_selectors, run_selection
 
 
 def _feature_set(n: int = 300, seed: int = 0) -> FeatureSet:
@@ -76,14 +76,17 @@ def test_store_is_replaced_atomically_and_never_overwrites_other_folders(tmp_pat
         load_features(other)
 
 
-@pytest.mark.parametrize("method", ["ram_apl", "random", "moderate_ds"])
-@pytest.mark.parametrize("budget", ["paper", "difficulty"])
+@pytest.mark.parametrize(
+    "method, budget",
+    [(m, "paper") for m in list_selectors()] + [(m, "difficulty") for m in ("ram_apl", "random", "moderate_ds")],
+)
 def test_selection_on_the_memory_mapped_store_equals_selection_in_memory(tmp_path, method, budget):
     fs = _feature_set()
     mapped = open_feature_store(save_feature_store(tmp_path / "f.store", fs))
     assert _mapped(mapped.features["m1"])
-    a = run_selection(method, fs.features, fs.labels, 0.3, budget=budget, seed=3, device="cpu")
-    b = run_selection(method, mapped.features, mapped.labels, 0.3, budget=budget, seed=3, device="cpu")
+    kw = {"budget": budget, "seed": 3, "device": "cpu", "label_issues": True}
+    a = run_selection(method, fs.features, fs.labels, 0.3, **kw)
+    b = run_selection(method, mapped.features, mapped.labels, 0.3, **kw)
     np.testing.assert_array_equal(a.selected, b.selected)
     pd.testing.assert_frame_equal(a.table, b.table)
 
