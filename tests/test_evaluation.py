@@ -366,3 +366,24 @@ def test_plan_rerun_reads_only_the_cache(tmp_path, monkeypatch):
     assert third.stats["cells_computed"] == 3
     fourth = run_plan(fs, ["ram_apl"], [0.1], EvalConfig(seeds=(0, 1)), cache_dir=tmp_path / "cells")
     assert fourth.stats["cells_computed"] == 2
+
+
+def test_the_report_counts_near_duplicates_and_those_across_the_pool_and_test_set(tmp_path):
+    from core.evaluation.plan import single_cell_report
+    from core.export.html import render_html
+
+    fs = blobs(n_per_class=(30, 30), dim=64, seed=3, test_per_class=10)  # 64-d: no natural pair is that close
+    train = np.flatnonzero(fs.split == "train")
+    test = np.flatnonzero(fs.split == "test")
+    for m in fs.models:  # a test image copied into the pool (a leak), and a copy inside the pool
+        fs.features[m][train[0]] = fs.features[m][test[0]]
+        fs.features[m][train[5]] = fs.features[m][train[6]]
+    ev = Evaluator(fs, EvalConfig(eval_model="effnet-lite2", seeds=(0,)), ["a", "b"], device="cpu")
+    d = ev.describe()["duplicates"]
+    assert d["groups"] == 2 and d["duplicates"] == 2 and d["groups_across_pool_and_test"] == 1
+    cell = ev.evaluate("random", 0.5)
+    report = single_cell_report(ev, cell, fs, started=0.0)
+    assert report.protocol["duplicates"]["groups_across_pool_and_test"] == 1
+    assert "1 group(s) have images both in the training pool and in the test set" in render_html(report)
+    back = type(report).from_json(report.to_json())
+    assert back.protocol["duplicates"] == report.protocol["duplicates"]

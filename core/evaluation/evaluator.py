@@ -75,6 +75,7 @@ class Evaluator:
         self.codes_clean = np.array([lookup[v] for v in fs.labels.tolist()], dtype=np.int64)
         self.test_codes = self.codes_clean[self.split.test]
         self._memo: dict[tuple, tuple[float, np.ndarray]] = {}
+        self._duplicates: dict | None = None
         self.fits = 0
         self.train_seconds = 0.0
 
@@ -97,7 +98,30 @@ class Evaluator:
             "selection_models": list(self.selection_models),
             "eval_model": self.eval_model,
             "eval_also_selects": self.eval_also_selects,
+            "duplicates": self.duplicates(),
         }
+
+    def duplicates(self) -> dict:
+        """Near-duplicate groups among every row of the features in the selection models
+        (:func:`core.duplicates.near_duplicates`, default threshold): the counts, and
+        ``groups_across_pool_and_test``, the groups with images both in the training pool and in
+        the test set (a test image whose copy can be trained on makes every accuracy look better
+        than it is). Computed once."""
+        if self._duplicates is None:
+            from ..devices import resolve_device
+            from ..duplicates import near_duplicates
+            from ..neighbors import neighbor_graphs
+
+            feats = {m: self.fs.features[m] for m in self.selection_models}
+            groups = near_duplicates(feats, neighbor_graphs(feats, device=resolve_device(self.device)))
+            in_pool = np.zeros(len(self.fs), dtype=bool)
+            in_pool[self.split.pool] = True
+            in_test = np.zeros(len(self.fs), dtype=bool)
+            in_test[self.split.test] = True
+            g = groups.group
+            across = np.intersect1d(np.unique(g[in_pool & (g >= 0)]), np.unique(g[in_test & (g >= 0)]))
+            self._duplicates = {**groups.summary(), "groups_across_pool_and_test": int(across.size)}
+        return self._duplicates
 
     # ----------------------------------------------------------------- training
     def score_subset(self, rows: np.ndarray, seed: int) -> tuple[float, np.ndarray]:

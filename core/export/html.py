@@ -401,6 +401,17 @@ def _results_table(report: EvaluationReport) -> str:
     return f"<table id='results'>{head}{''.join(rows)}</table>"
 
 
+def _duplicates_text(d: dict | None) -> str:
+    """The near-duplicate counts of the evaluation's rows (:meth:`Evaluator.duplicates`), in words."""
+    if not d:
+        return "not computed"
+    text = f"{d.get('groups', 0)} group(s), {d.get('duplicates', 0)} image(s) beyond one per group"
+    across = d.get("groups_across_pool_and_test", 0)
+    if across:
+        text += f"; {across} group(s) have images both in the training pool and in the test set"
+    return text
+
+
 def render_html(report: EvaluationReport, fs: FeatureSet | None = None, title: str | None = None) -> str:
     """The whole report page as a string (see the module docstring)."""
     ds = report.dataset or {}
@@ -425,6 +436,7 @@ def render_html(report: EvaluationReport, fs: FeatureSet | None = None, title: s
             else ""
         )
         + ")",
+        "near-duplicates": _duplicates_text(report.protocol.get("duplicates")),
         "seeds": ", ".join(map(str, cfg.get("seeds", []))),
         "label noise": ", ".join(
             f"{n['rate']:g} ({n['n_flipped']} flipped, seed {n['seed']})" for n in report.protocol.get("noise", [])
