@@ -7,7 +7,9 @@ JPEGs (the finegrained data when present, else synthetic 2400 x 1800 photos made
    fp32 (``max |cuda - cpu| / max(1, max |cpu|) <= 1e-4``) and fp16 autocast
    (cosine >= 0.999), bf16 reported;
 2. **selection**: :func:`core.selection.run_selection` (``ram_apl``, ``kcenter``, ``herding``,
-   ``moderate_ds``) on CUDA equal to the CPU (same selected rows, same order);
+   ``moderate_ds``, ``cleaned``) on CUDA equal to the CPU (same selected rows, same order), and
+   the neighbour graph (:func:`core.neighbors.ivf_graph`, 200,000 x 768) on CUDA against the
+   CPU's (>= 0.99 of each row's 10 nearest agree) with both build times;
 3. **throughput**: end-to-end img/s of the engine (decoding in DataLoader workers, pinned
    memory, non-blocking copies, fp16 autocast) against the model-only forward rate on a
    resident batch (target: end to end >= 0.8x model-only), and the rate of GPU JPEG decoding
@@ -100,12 +102,40 @@ def check_selection(feats: np.ndarray, dev: str) -> dict:
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 4, len(feats))
     out = {}
-    for method in ("ram_apl", "kcenter", "herding", "moderate_ds"):
+    for method in ("ram_apl", "kcenter", "herding", "moderate_ds", "cleaned"):
         a = run_selection(method, {"m": feats}, labels, 0.3, seed=0, device="cpu").selected
         b = run_selection(method, {"m": feats}, labels, 0.3, seed=0, device=dev).selected
         out[method] = bool(np.array_equal(a, b))
     out["ok"] = all(out.values())
     return out
+
+
+def check_graphs(dev: str, dry: bool) -> dict:
+    """The inverted-file neighbour graph (:func:`core.neighbors.ivf_graph`) on ``dev`` against the
+    CPU's: the share of each row's 10 nearest that agree (>= 0.99: float rounding may move a
+    row to another list or swap near ties), and both build times."""
+    from core.neighbors import ivf_graph
+
+    n, d = (3000, 32) if dry else (200_000, 768)
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((n, 48)).astype(np.float32)
+    x = z @ rng.standard_normal((48, d)).astype(np.float32) + 0.3 * rng.standard_normal((n, d)).astype(np.float32)
+    t0 = time.perf_counter()
+    cpu = ivf_graph(x, 30, device="cpu").indices
+    t_cpu = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    got = ivf_graph(x, 30, device=dev).indices
+    _sync(dev)
+    t_dev = time.perf_counter() - t0
+    agree = float(np.mean([len(set(a[:10]) & set(b[:10])) / 10 for a, b in zip(got, cpu)]))
+    return {
+        "rows": n,
+        "dim": d,
+        "agreement_at_10": agree,
+        "cpu_s": round(t_cpu, 2),
+        "device_s": round(t_dev, 2),
+        "ok": agree >= 0.99,
+    }
 
 
 def _sync(dev: str) -> None:
@@ -243,6 +273,13 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"JPEG decode + resize: PIL {report['jpeg_decode']['pil_img_s']} img/s (one process), "
         f"decode_jpeg on {dev} {report['jpeg_decode']['decode_jpeg_img_s']} img/s"
+    )
+    report["graphs"] = check_graphs(dev, dry)
+    ok &= report["graphs"]["ok"]
+    g = report["graphs"]
+    print(
+        f"neighbour graph ({g['rows']:,} x {g['dim']}): {dev} agrees with the CPU on {g['agreement_at_10']:.4f} of "
+        f"the 10 nearest (>= 0.99); CPU {g['cpu_s']} s, {dev} {g['device_s']} s"
     )
     name, emb, ref = first_ref
     report["ray"] = check_ray(name, emb, paths, ref, dry, bs)

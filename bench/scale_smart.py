@@ -261,12 +261,12 @@ def exact_comparison(store: Path, out: Path, truth: dict, sample_rows: int = 500
     for m, x in fs.features.items():
         import torch
 
-        u = torch.from_numpy(np.ascontiguousarray(x[rows]))
+        u = torch.from_numpy(np.array(x[rows]))
         u = u / u.norm(dim=1, keepdim=True)
         best_s = torch.full((len(rows), 10), -float("inf"))
         best_i = torch.full((len(rows), 10), -1, dtype=torch.int64)
         for a in range(0, len(fs), 32768):
-            block = torch.from_numpy(np.ascontiguousarray(x[a : a + 32768]))
+            block = torch.from_numpy(np.array(x[a : a + 32768]))
             block = block / block.norm(dim=1, keepdim=True)
             s = u @ block.T
             own = torch.from_numpy(rows)[:, None] == torch.arange(a, a + block.shape[0])[None, :]

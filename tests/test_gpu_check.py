@@ -38,6 +38,7 @@ def test_gpu_check_dry_run_passes_and_reports_every_check(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads(out.read_text())
     assert report["ok"] is True and report["images"] == 8
+    assert report["graphs"]["ok"] and report["graphs"]["agreement_at_10"] >= 0.99
     assert set(report["models"]) == {"effnet-lite0", "timm:vit_tiny_patch16_224 (random init)"}
     for name, m in report["models"].items():
         assert m["features"]["fp32"]["max_rel_diff"] <= 1e-4, name
