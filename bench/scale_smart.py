@@ -358,8 +358,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{label:28s} {r['wall_s']:8.1f} {r['cpu_s']:8.1f} {r['max_rss'] / 2**30:8.2f}G {r['RssAnon'] / 2**30:8.2f}G  "
             f"{fq['precision']:.3f} / {fq['recall']:.3f} / {fq['f1']:.3f}   {dq['recall']:.3f} / {dq['pair_precision']:.3f}"
         )
-        line = r["stdout"].strip().splitlines()
-        print("    " + "\n    ".join(line[-2:]))
+        for line in r["stdout"].strip().splitlines():
+            if line.startswith("picked"):  # auto's choice; the rest of the summary line is the table's
+                print("    " + line)
         if cold:
             print("    graphs: " + json.dumps(sel.get("neighbors")))
         if method == "auto":
